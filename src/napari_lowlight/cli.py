@@ -1,0 +1,350 @@
+"""The ``napari-lowlight`` command: synthesize, restore, train and demo, outside napari.
+
+Every failure a user can cause (a missing or corrupt file, a bad number, an output
+that would overwrite an input, a pickle offered as a model) ends with one line on
+stderr naming the problem and a non-zero exit status; input files are never written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class CommandError(Exception):
+    """A problem with the command line that is reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that reports a usage error in one line, without the usage text."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _alpha(text: str):
+    return "auto" if text == "auto" else _positive_float(text)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+    return value
+
+
+def _channel_axis(text: str):
+    if text in ("auto", "none"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an axis number, 'auto' or 'none'") from None
+
+
+def _resolve_channel_axis(choice, image: np.ndarray):
+    """``auto``: a 3-D image whose last axis has 3 or 4 entries is RGB(A)."""
+    if choice == "none":
+        return None
+    if choice == "auto":
+        return -1 if image.ndim == 3 and image.shape[-1] in (3, 4) else None
+    return choice
+
+
+def _image_files(paths: list[str]) -> list[Path]:
+    """Expand folders into the image files they hold; keep files as given."""
+    from .io import IMAGE_SUFFIXES
+
+    files = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise CommandError(f"folder {text!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def _check_not_input(output: Path, inputs: list[Path]) -> None:
+    for path in inputs:
+        if output.exists() and path.exists() and os.path.samefile(output, path):
+            raise CommandError(f"output {str(output)!r} is the input file {str(path)!r}; choose another path")
+        if output.resolve() == path.resolve():
+            raise CommandError(f"output {str(output)!r} is the input file {str(path)!r}; choose another path")
+
+
+def _writable_folder(path: Path) -> None:
+    folder = path if path.is_dir() else path.parent
+    if not folder.is_dir():
+        raise CommandError(f"output folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise CommandError(f"output folder {str(folder)!r} is not writable")
+
+
+def _progress(iterable, total: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=description, unit="image", disable=total < 2, file=sys.stderr)
+
+
+def _synthesize(args) -> None:
+    from .io import read_image, write_image
+    from .synthesis import synthesize_low_light
+
+    source, output = Path(args.input), Path(args.output)
+    _check_not_input(output, [source])
+    _writable_folder(output)
+    image = read_image(source)
+    low = synthesize_low_light(
+        image,
+        args.alpha,
+        args.gamma,
+        noise=None if args.noise == "none" else args.noise,
+        noise_sigma=args.sigma,
+        photons=args.photons,
+        seed=args.seed,
+        channel_axis=_resolve_channel_axis(args.channel_axis, image),
+    )
+    write_image(output, low)
+
+
+def _load_model_argument(text, device):
+    from .weights import load_model
+
+    return load_model(None if text in (None, "default") else text, device=device)
+
+
+def _restore(args) -> None:
+    from .inference import restore
+    from .io import read_image, write_image
+
+    inputs = _image_files(args.inputs)
+    output = Path(args.output)
+    several = len(inputs) > 1
+    if several and not output.is_dir():
+        raise CommandError(f"with {len(inputs)} inputs, -o must be an existing folder; {str(output)!r} is not")
+    targets = [output / path.name if several else output for path in inputs]
+    differences = [None] * len(inputs)
+    if args.difference:
+        difference = Path(args.difference)
+        if several and not difference.is_dir():
+            raise CommandError(f"with {len(inputs)} inputs, --difference must be an existing folder")
+        differences = [difference / f"{path.stem}.tif" if several else difference for path in inputs]
+    for target in targets + [d for d in differences if d is not None]:
+        _check_not_input(target, inputs)
+        _writable_folder(target)
+    model = _load_model_argument(args.model, args.device)
+    for source, target, difference_target in _progress(zip(inputs, targets, differences), len(inputs), "restoring"):
+        image = read_image(source)
+        restored, difference = restore(
+            image,
+            args.alpha,
+            model=model,
+            channel_axis=_resolve_channel_axis(args.channel_axis, image),
+            device=args.device,
+            tile_size=args.tile,
+            return_difference=True,
+        )
+        write_image(target, restored)
+        if difference_target is not None:
+            write_image(difference_target, difference)
+
+
+def _training_options(args) -> dict:
+    """Options of ``train()`` from ``--config`` (a TOML file), overridden by flags."""
+    options = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as file:
+                options = tomllib.load(file).get("train", {})
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise CommandError(f"config {args.config!r} is not a readable TOML file ({error})") from None
+    for name in ("steps", "batch_size", "patch_size", "lr", "seed", "checkpoint"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    options.setdefault("steps", 1000)
+    if args.config and "checkpoint" in options and args.checkpoint is None:
+        # Paths in a recipe are relative to the recipe's folder, like its data folders.
+        options["checkpoint"] = str(Path(args.config).parent / options["checkpoint"])
+    return options
+
+
+def _train(args) -> None:
+    from tqdm import tqdm
+
+    from .io import read_image
+    from .training import train
+    from .weights import save_model
+
+    output = Path(args.output)
+    _writable_folder(output)
+    options = _training_options(args)
+    clean_paths = list(args.clean) + list(options.pop("data", []))
+    data_root = Path(args.config).parent if args.config else Path()
+    files = _image_files([str(data_root / p) if not Path(p).is_absolute() else p for p in clean_paths]) if clean_paths else []
+    pair_files = [Path(p) for p in args.pairs or []]
+    if len(pair_files) % 2:
+        raise CommandError("--pairs takes LOW HIGH file pairs; an odd number of files was given")
+    if not files and not pair_files:
+        raise CommandError("no training images: give CLEAN files or folders, or --pairs LOW HIGH")
+    _check_not_input(output, files + pair_files)
+    origin = args.start or options.pop("from", None)
+    model = None if origin in (None, "scratch") else _load_model_argument(origin, "cpu")
+    options.pop("from", None)
+    images = [read_image(path) for path in files]
+    pairs = None
+    if pair_files:
+        pairs = [(read_image(low), read_image(high)) for low, high in zip(pair_files[::2], pair_files[1::2])]
+    # Grey and colour files can be mixed: each image gets its own channel axis.
+    channel_axes = [_resolve_channel_axis(args.channel_axis, image) for image in images or [low for low, _ in pairs]]
+    run = train(images, pairs=pairs, model=model, device=args.device, channel_axis=channel_axes, **options)
+    bar = tqdm(total=options["steps"], desc="training", unit="step", file=sys.stderr)
+    try:
+        while True:
+            event = next(run)
+            bar.update(event.step - bar.n)
+            psnr = "" if event.validation_psnr is None else f"{event.validation_psnr:.2f}"
+            bar.set_postfix(loss=f"{event.loss:.4g}", val_psnr=psnr, img_s=f"{event.images_per_second:.0f}")
+    except StopIteration as finished:
+        trained = finished.value
+    finally:
+        bar.close()
+    save_model(trained, output, training=trained.training_config)
+
+
+def _demo(args) -> None:
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from .inference import restore
+    from .io import write_image
+    from .samples import load_sample
+
+    sample = load_sample(args.sample)
+    headless = args.headless or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32"))
+    if not headless:
+        from ._demo_viewer import show_demo
+
+        show_demo(sample)
+        return
+    restored, difference = restore(sample.low, "auto", channel_axis=sample.channel_axis, return_difference=True)
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = args.sample
+    write_image(folder / f"{stem}_low.tif", sample.low)
+    write_image(folder / f"{stem}_restored.tif", restored)
+    write_image(folder / f"{stem}_difference.tif", difference)
+    write_image(folder / f"{stem}_clean.tif", sample.clean)
+    scale = float(np.iinfo(sample.clean.dtype).max)
+    before = peak_signal_noise_ratio(sample.clean / scale, sample.low / scale, data_range=1)
+    after = peak_signal_noise_ratio(sample.clean / scale, restored / scale, data_range=1)
+    print(f"{sample.name}: PSNR low {before:.2f} dB -> restored {after:.2f} dB (alpha=auto); images in {folder}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="napari-lowlight", description="Restore low-light images with a deep residual network.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    channel_help = "axis of RGB(A) channels: a number, 'none', or 'auto' (a 3-D image with 3 or 4 entries last)"
+
+    synth = commands.add_parser("synthesize", help="make a low-light version of a clean image")
+    synth.add_argument("input")
+    synth.add_argument("-o", "--output", required=True)
+    synth.add_argument("--alpha", type=_positive_float, required=True, help="low-light intensity (> 0)")
+    synth.add_argument("--gamma", type=_positive_float, required=True, help="illumination exponent (> 0)")
+    synth.add_argument("--noise", choices=["gaussian", "poisson-gaussian", "none"], default="gaussian")
+    synth.add_argument("--sigma", type=_non_negative_float, default=0.0, help="Gaussian/read noise std in [0, 1] units")
+    synth.add_argument("--photons", type=_positive_float, help="photons at full intensity (poisson-gaussian)")
+    synth.add_argument("--seed", type=int)
+    synth.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)
+    synth.set_defaults(run=_synthesize)
+
+    rest = commands.add_parser("restore", help="restore low-light images")
+    rest.add_argument("inputs", nargs="+", help="image files or folders")
+    rest.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
+    rest.add_argument("--alpha", type=_alpha, default=1.0, help="restoration strength (> 0) or 'auto'")
+    rest.add_argument("--model", help="weights file (.safetensors); the shipped default if omitted")
+    rest.add_argument("--difference", help="also write the difference map (float TIFF) here")
+    rest.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    rest.add_argument("--tile", type=_positive_int, help="tile size in pixels (default 512)")
+    rest.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)
+    rest.set_defaults(run=_restore)
+
+    tr = commands.add_parser("train", help="train or fine-tune the network")
+    tr.add_argument("clean", nargs="*", help="clean image files or folders")
+    tr.add_argument("-o", "--output", required=True, help="weights file to write (.safetensors)")
+    tr.add_argument("--from", dest="start", help="'scratch' (default), 'default' or a weights file to fine-tune")
+    tr.add_argument("--pairs", nargs="+", metavar="FILE", help="LOW HIGH file pairs of real data")
+    tr.add_argument("--config", help="TOML recipe with a [train] table (see benchmarks/default_model.toml)")
+    tr.add_argument("--steps", type=_positive_int)
+    tr.add_argument("--batch-size", type=_positive_int)
+    tr.add_argument("--patch-size", type=_positive_int)
+    tr.add_argument("--lr", type=_positive_float)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--checkpoint", help="resumable checkpoint file, written as training goes")
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)
+    tr.set_defaults(run=_train)
+
+    demo = commands.add_parser("demo", help="restore a sample image with the shipped weights")
+    demo.add_argument("--headless", action="store_true", help="write images instead of opening napari")
+    demo.add_argument("--sample", default="photo", choices=["photo", "fluorescence", "astronomy"])
+    demo.add_argument("-o", "--output", default="napari-lowlight-demo", help="folder for --headless output")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``napari-lowlight`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        args.run(args)
+    except KeyboardInterrupt:
+        print("napari-lowlight: interrupted", file=sys.stderr)
+        return 130
+    except (CommandError, ValueError, TypeError, OSError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"napari-lowlight: error: {message}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

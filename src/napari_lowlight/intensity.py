@@ -1,0 +1,112 @@
+"""Intensity normalisation: every dtype in and out of the [0, 1] float range.
+
+This is the only place that knows how image dtypes map to intensities; synthesis,
+inference and the CLI all go through it so that a uint16 stack comes back as uint16.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["IntensityScale", "to_unit_float", "from_unit_float", "check_image"]
+
+
+@dataclass(frozen=True)
+class IntensityScale:
+    """How an image's values were mapped to [0, 1], so the mapping can be undone.
+
+    ``unit = (value - offset) / span``; the result is converted back to ``dtype``.
+    """
+
+    dtype: np.dtype
+    offset: float
+    span: float
+
+
+def check_image(image, *, name: str = "image", min_ndim: int = 2) -> np.ndarray:
+    """Return ``image`` as an array after checking its type, shape and values.
+
+    Raises
+    ------
+    TypeError
+        If ``image`` is not numeric (bool, complex, object and string arrays are refused).
+    ValueError
+        If it has fewer than ``min_ndim`` dimensions, no pixels, or NaN/inf values.
+    """
+    array = np.asarray(image)
+    if array.dtype == bool:
+        raise TypeError(f"{name} is boolean (a mask?); expected an intensity image")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise TypeError(f"{name} has dtype {array.dtype}; expected an integer or float image")
+    if array.ndim < min_ndim:
+        raise ValueError(f"{name} has shape {array.shape}; expected at least {min_ndim} dimensions")
+    if array.size == 0:
+        raise ValueError(f"{name} has shape {array.shape} and no pixels")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def intensity_scale(image: np.ndarray) -> IntensityScale:
+    """Choose the mapping of ``image`` values to [0, 1].
+
+    Integers are scaled by their dtype's range (negative values of signed types clip
+    to 0). Floats inside [0, 1] are used as given; floats outside are mapped by the
+    smallest range that holds both [0, 1] and the data, with a warning, so darkness
+    relative to 1 is kept and the output can be mapped back exactly.
+    """
+    if np.issubdtype(image.dtype, np.integer):
+        return IntensityScale(image.dtype, 0.0, float(np.iinfo(image.dtype).max))
+    low, high = float(image.min()), float(image.max())
+    if low >= 0.0 and high <= 1.0:
+        return IntensityScale(image.dtype, 0.0, 1.0)
+    offset, top = min(low, 0.0), max(high, 1.0)
+    warnings.warn(
+        f"float image values span [{low:.4g}, {high:.4g}], outside [0, 1]; they are rescaled "
+        f"from [{offset:.4g}, {top:.4g}] for processing and mapped back afterwards",
+        UserWarning,
+        stacklevel=3,
+    )
+    return IntensityScale(image.dtype, offset, top - offset)
+
+
+def to_unit_float(image, *, name: str = "image", scale: IntensityScale | None = None):
+    """Convert ``image`` to float32 in [0, 1].
+
+    Parameters
+    ----------
+    image : array_like
+        Any integer or float image, any shape.
+    name : str
+        Argument name used in error messages.
+    scale : IntensityScale, optional
+        Reuse a mapping (e.g. the one of a whole stack when converting one slice).
+
+    Returns
+    -------
+    unit : ndarray of float32 (float64 for float64 input), same shape, values in [0, 1]
+    scale : IntensityScale
+        Pass to :func:`from_unit_float` to return to the input's dtype and range.
+    """
+    array = check_image(image, name=name)
+    if scale is None:
+        scale = intensity_scale(array)
+    # float64 input keeps its precision (Eq. 5 is then exact); everything else is float32.
+    work = np.float64 if array.dtype == np.float64 else np.float32
+    unit = (array.astype(work) - work(scale.offset)) / work(scale.span)
+    return np.clip(unit, 0.0, 1.0, out=unit), scale
+
+
+def from_unit_float(unit: np.ndarray, scale: IntensityScale) -> np.ndarray:
+    """Map a [0, 1] float array back to the range and dtype described by ``scale``.
+
+    Values are clipped to [0, 1] first, so integer outputs never wrap around.
+    """
+    unit = np.clip(unit, 0.0, 1.0)
+    if np.issubdtype(scale.dtype, np.integer):
+        return np.rint(unit * scale.span).astype(scale.dtype)
+    values = unit.astype(np.float64) * scale.span + scale.offset
+    return values.astype(scale.dtype)

@@ -1,0 +1,76 @@
+"""Image files in and out through tifffile and imageio; outputs are written atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+
+__all__ = ["read_image", "write_image", "TIFF_SUFFIXES", "IMAGE_SUFFIXES"]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *TIFF_SUFFIXES)
+
+
+def _suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"{str(path)!r}: unsupported file type {suffix or '(none)'!r}; use one of {IMAGE_SUFFIXES}")
+    return suffix
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image file: PNG/JPEG (8/16-bit) or TIFF (any dtype, N-D stacks).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is empty, corrupt or not an image of a supported type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input file {str(path)!r} does not exist")
+    suffix = _suffix(path)
+    if path.stat().st_size == 0:
+        raise ValueError(f"input file {str(path)!r} is empty")
+    try:
+        image = tifffile.imread(path) if suffix in TIFF_SUFFIXES else iio.imread(path)
+    except Exception as error:  # the readers raise many types for a corrupt file
+        raise ValueError(f"input file {str(path)!r} is not a readable {suffix[1:].upper()} image ({error})") from None
+    image = np.asarray(image)
+    if image.size == 0:
+        raise ValueError(f"input file {str(path)!r} is not a readable image: it holds no pixels")
+    return image
+
+
+def write_image(path, image: np.ndarray) -> Path:
+    """Write ``image`` to ``path`` (format from the suffix), atomically.
+
+    PNG holds uint8/uint16 (grey, RGB or RGBA), JPEG uint8; TIFF holds any dtype and
+    any number of dimensions. The file appears complete or not at all.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    image = np.asarray(image)
+    if suffix == ".png" and image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{str(path)!r}: PNG holds uint8 or uint16 images, not {image.dtype}; use .tif")
+    if suffix in (".jpg", ".jpeg") and image.dtype != np.uint8:
+        raise ValueError(f"{str(path)!r}: JPEG holds uint8 images, not {image.dtype}; use .png or .tif")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
+    os.close(handle)
+    try:
+        if suffix in TIFF_SUFFIXES:
+            tifffile.imwrite(temporary, image)
+        else:
+            iio.imwrite(temporary, image, extension=suffix)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

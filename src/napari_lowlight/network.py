@@ -1,0 +1,212 @@
+"""The deep residual network: Estimate-Net, Enhance-Net and the model that joins them.
+
+Paper (section 3.2): Estimate-Net estimates the difference map ``D`` from the low image;
+``low + alpha * D`` goes into Enhance-Net, which denoises and corrects it. Residual
+blocks use a 7x3 followed by a 3x7 convolution (a 7x7 reach for the cost of two thin
+kernels), with BatchNorm in front of and behind them.
+
+Where the paper is silent (see docs/model.md for the measurements):
+
+* Image-level context. Estimate-Net alone cannot tell ``gamma`` from a 48x48 patch:
+  at alpha = 1 the low value 0.25 is 0.40 for gamma = 0.5 and 0.63 for gamma = 2. The
+  model therefore also gets quantiles of the whole low image (:func:`image_context`),
+  which modulate Estimate-Net's features (FiLM) and give an automatic alpha estimate.
+* Alpha enters only after Estimate-Net, so a new alpha re-runs only Enhance-Net; the
+  difference map is cached by the caller. Enhance-Net gets ``x``, the low image and
+  alpha, so it knows how much the noise was amplified.
+* Reflect padding in every convolution: no dark frame at image borders, exact BatchNorm
+  folding (a per-channel affine commutes with reflection) and exact tiling.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ModelConfig",
+    "ResidualBlock",
+    "EstimateNet",
+    "EnhanceNet",
+    "LowLightNet",
+    "CONTEXT_QUANTILES",
+    "image_context",
+    "fold_batchnorm",
+]
+
+#: Quantile levels of the low image that form the image-level context.
+CONTEXT_QUANTILES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999)
+
+#: Alpha range the network is trained on; the automatic estimate stays inside it.
+ALPHA_RANGE = (0.5, 2.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyper-parameters (stored in every weights file)."""
+
+    width: int = 16
+    estimate_blocks: int = 3
+    enhance_blocks: int = 2
+    context_hidden: int = 32
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def image_context(samples: torch.Tensor) -> torch.Tensor:
+    """Image-level statistics of low images, shape (B, len(CONTEXT_QUANTILES)).
+
+    Parameters
+    ----------
+    samples : Tensor, shape (B, S)
+        Pixel values in [0, 1] drawn from each whole low image (a random subset
+        suffices: quantiles of a few thousand pixels are stable).
+
+    Square roots spread out the dark values where low-light images put most pixels.
+    """
+    levels = torch.tensor(CONTEXT_QUANTILES, dtype=samples.dtype, device=samples.device)
+    return torch.quantile(samples, levels, dim=1).T.clamp(min=0).sqrt()
+
+
+def conv(in_channels: int, out_channels: int, kernel_size) -> nn.Conv2d:
+    """A 'same' convolution with reflect padding."""
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    return nn.Conv2d(in_channels, out_channels, (kh, kw), padding=(kh // 2, kw // 2), padding_mode="reflect")
+
+
+def conv_radius(module: nn.Module) -> int:
+    """Receptive radius in pixels of the convolutions of ``module`` applied in sequence."""
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    return max(sum(m.kernel_size[axis] // 2 for m in convs) for axis in (0, 1))
+
+
+class ResidualBlock(nn.Module):
+    """``relu(x + BN(conv3x7(relu(conv7x3(BN(x))))))``: the paper's block."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.norm_in = nn.BatchNorm2d(width)
+        self.conv_vertical = conv(width, width, (7, 3))
+        self.conv_horizontal = conv(width, width, (3, 7))
+        self.norm_out = nn.BatchNorm2d(width)
+
+    def forward(self, x):
+        y = F.relu(self.conv_vertical(self.norm_in(x)))
+        return F.relu(x + self.norm_out(self.conv_horizontal(y)))
+
+
+class EstimateNet(nn.Module):
+    """Estimate the difference map ``D`` from the low image and its image context."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        width = config.width
+        self.head = conv(1, width, 3)
+        # Context -> per-channel scale and shift of the head features (FiLM).
+        self.modulation = nn.Sequential(
+            nn.Linear(len(CONTEXT_QUANTILES), config.context_hidden),
+            nn.ReLU(),
+            nn.Linear(config.context_hidden, 2 * width),
+        )
+        self.blocks = nn.Sequential(*(ResidualBlock(width) for _ in range(config.estimate_blocks)))
+        self.tail = conv(width, 1, 3)
+
+    def forward(self, low, context):
+        scale, shift = self.modulation(context)[..., None, None].chunk(2, dim=1)
+        features = F.relu(self.head(low) * (1 + scale) + shift)
+        return self.tail(self.blocks(features))
+
+
+class EnhanceNet(nn.Module):
+    """Denoise and correct ``x = low + alpha * D`` (a residual on ``x``)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.head = conv(3, config.width, 3)  # x, low, alpha
+        self.blocks = nn.Sequential(*(ResidualBlock(config.width) for _ in range(config.enhance_blocks)))
+        self.tail = conv(config.width, 1, 3)
+
+    def forward(self, low, difference, alpha):
+        x = low + alpha * difference
+        inputs = torch.cat([x, low, alpha.expand_as(low)], dim=1)
+        return x + self.tail(self.blocks(F.relu(self.head(inputs))))
+
+
+class AlphaEstimator(nn.Module):
+    """Guess the low-light intensity alpha from the image context (for ``alpha="auto"``)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(len(CONTEXT_QUANTILES), config.context_hidden), nn.ReLU(), nn.Linear(config.context_hidden, 1)
+        )
+
+    def forward(self, context):
+        low, high = ALPHA_RANGE
+        return low + (high - low) * torch.sigmoid(self.mlp(context)).squeeze(-1)
+
+
+class LowLightNet(nn.Module):
+    """Estimate-Net and Enhance-Net joined: ``(low, alpha, context) -> restored``.
+
+    Inputs are tensors of shape (B, 1, H, W) in [0, 1], ``alpha`` of shape (B,) and
+    ``context`` of shape (B, len(CONTEXT_QUANTILES)) from :func:`image_context`.
+    """
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config or ModelConfig()
+        self.estimate = EstimateNet(self.config)
+        self.enhance = EnhanceNet(self.config)
+        self.alpha_estimator = AlphaEstimator(self.config)
+
+    @property
+    def receptive_radius(self) -> int:
+        """Pixels on each side an output pixel depends on (the halo tiling needs)."""
+        return conv_radius(self.estimate) + conv_radius(self.enhance)
+
+    @property
+    def enhance_radius(self) -> int:
+        """Receptive radius of Enhance-Net alone (the halo of a live alpha change)."""
+        return conv_radius(self.enhance)
+
+    def forward(self, low, alpha, context):
+        """Return ``(restored, difference)``, both (B, 1, H, W)."""
+        difference = self.estimate(low, context)
+        return self.enhance(low, difference, alpha.view(-1, 1, 1, 1)), difference
+
+
+def fold_batchnorm(model: LowLightNet) -> LowLightNet:
+    """An inference copy of ``model`` with every BatchNorm folded into its convolution.
+
+    In eval mode BatchNorm is a per-channel affine map, so ``BN -> conv`` and
+    ``conv -> BN`` are each one convolution: same outputs (exactly, thanks to reflect
+    padding), fewer passes over memory.
+    """
+    folded = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for block in folded.modules():
+            if not isinstance(block, ResidualBlock):
+                continue
+            scale_in, shift_in = _affine(block.norm_in)
+            conv_v = block.conv_vertical
+            conv_v.bias += (conv_v.weight * shift_in[None, :, None, None]).sum(dim=(1, 2, 3))
+            conv_v.weight *= scale_in[None, :, None, None]
+            scale_out, shift_out = _affine(block.norm_out)
+            conv_h = block.conv_horizontal
+            conv_h.weight *= scale_out[:, None, None, None]
+            conv_h.bias.copy_(conv_h.bias * scale_out + shift_out)
+            block.norm_in = nn.Identity()
+            block.norm_out = nn.Identity()
+    return folded
+
+
+def _affine(norm: nn.BatchNorm2d):
+    """Eval-mode BatchNorm as ``scale * x + shift`` per channel."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale

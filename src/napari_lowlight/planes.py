@@ -1,0 +1,100 @@
+"""Colour channels and N-D stacks as a batch of 2-D grey planes.
+
+The network sees one grey plane at a time: every colour channel and every Z/T/C slice
+is a plane. With ``channel_axis`` the image is a colour image (RGB or RGBA); the
+alpha (opacity) channel of RGBA is not an intensity and is passed through untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PlaneLayout", "split_planes"]
+
+
+@dataclass(frozen=True)
+class PlaneLayout:
+    """Enough to put planes back into the input's shape."""
+
+    shape: tuple[int, ...]
+    channel_axis: int | None
+    has_opacity: bool
+
+    @property
+    def colour_shape(self) -> tuple[int, ...]:
+        """Shape with the channel axis moved last (the layout of the planes' parent)."""
+        if self.channel_axis is None:
+            return self.shape
+        shape = list(self.shape)
+        channels = shape.pop(self.channel_axis)
+        return (*shape, channels)
+
+    def merge(self, planes: np.ndarray, passthrough: np.ndarray | None) -> np.ndarray:
+        """Inverse of :func:`split_planes` for processed ``planes`` of shape (N, Y, X)."""
+        colour_shape = self.colour_shape
+        if self.channel_axis is None:
+            return planes.reshape(self.shape)
+        # Planes are stored channel-first per pixel grid: (..., C, Y, X).
+        channels = colour_shape[-1] - int(self.has_opacity)
+        grid = (*colour_shape[:-3], channels, *colour_shape[-3:-1])
+        stacked = np.moveaxis(planes.reshape(grid), -3, -1)
+        if self.has_opacity:
+            stacked = np.concatenate([stacked, passthrough.astype(stacked.dtype)], axis=-1)
+        return np.moveaxis(stacked, -1, self.channel_axis)
+
+
+def normalise_channel_axis(channel_axis, ndim: int) -> int | None:
+    """Return ``channel_axis`` as a non-negative int, or None; check it fits ``ndim``."""
+    if channel_axis is None:
+        return None
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
+        raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
+    if not -ndim <= channel_axis < ndim:
+        raise ValueError(f"channel_axis={channel_axis} is out of range for an image with {ndim} dimensions")
+    return int(channel_axis) % ndim
+
+
+def split_planes(image: np.ndarray, channel_axis=None):
+    """Reshape ``image`` into 2-D planes.
+
+    Parameters
+    ----------
+    image : ndarray
+        Shape (..., Y, X) without ``channel_axis``; with it, a colour image whose
+        channel axis holds 1, 3 (RGB) or 4 (RGBA) channels and which has at least two
+        other (spatial) axes.
+    channel_axis : int or None
+
+    Returns
+    -------
+    planes : ndarray, shape (N, Y, X)
+        A view where possible.
+    passthrough : ndarray or None
+        The RGBA opacity channel (channel last), returned unchanged by ``merge``.
+    layout : PlaneLayout
+    """
+    axis = normalise_channel_axis(channel_axis, image.ndim)
+    if axis is None:
+        if image.ndim < 2:
+            raise ValueError(f"image has shape {image.shape}; expected at least 2 dimensions (Y, X)")
+        layout = PlaneLayout(image.shape, None, False)
+        return image.reshape(-1, *image.shape[-2:]), None, layout
+    if image.ndim < 3:
+        raise ValueError(
+            f"image has shape {image.shape} with channel_axis={channel_axis}; "
+            "a colour image needs two spatial axes besides the channel axis"
+        )
+    channels = image.shape[axis]
+    if channels not in (1, 3, 4):
+        raise ValueError(
+            f"channel_axis={channel_axis} has {channels} channels; expected 1, 3 (RGB) or 4 (RGBA). "
+            "For other multi-channel data leave channel_axis=None: every 2-D plane is restored"
+        )
+    colour_last = np.moveaxis(image, axis, -1)
+    has_opacity = channels == 4
+    passthrough = colour_last[..., 3:] if has_opacity else None
+    colour = colour_last[..., :3] if has_opacity else colour_last
+    planes = np.moveaxis(colour, -1, -3).reshape(-1, *colour.shape[-3:-1])
+    return planes, passthrough, PlaneLayout(image.shape, axis, has_opacity)

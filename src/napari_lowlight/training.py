@@ -1,0 +1,422 @@
+"""Training: random patches, low-light synthesis on the fly, a resumable generator loop.
+
+Each step draws ``batch_size`` patches from the clean images, darkens each with its
+own random alpha, gamma and noise (the paper's recipe), and fits the network with an
+L2 loss on the output plus L2 losses on the difference map and the alpha estimate
+(the generator knows both). The image context of each patch is computed from a pixel
+sample of its whole synthesised image, as :func:`~napari_lowlight.restore` does.
+
+Every step's randomness is derived from ``(seed, step)``, so a run resumed from a
+checkpoint continues exactly as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .devices import resolve_device
+from .intensity import to_unit_float
+from .network import LowLightNet, image_context
+from .planes import split_planes
+from .weights import load_weights, new_model, save_model
+
+__all__ = ["TrainingConfig", "TrainingProgress", "train"]
+
+#: Pixels per image drawn to compute the image context during training.
+CONTEXT_SAMPLES = 4096
+NOISE_CHOICES = ("gaussian", "poisson-gaussian", "mixed", None)
+#: Randomness index of the held-back validation batch (beyond any training step).
+VALIDATION_STEP = 2**40
+
+
+@dataclass
+class TrainingConfig:
+    """Everything that defines a training run (stored in the weights' metadata)."""
+
+    steps: int
+    batch_size: int = 32
+    patch_size: int = 48
+    lr: float = 1e-3
+    lr_milestones: tuple[float, ...] = (0.6, 0.85)
+    weight_decay: float = 1e-6
+    alpha_range: tuple[float, float] = (0.5, 2.0)
+    gamma_range: tuple[float, float] = (0.5, 2.0)
+    noise: str | None = "mixed"
+    noise_sigma_range: tuple[float, float] = (0.0, 0.03)
+    photons_range: tuple[float, float] = (20.0, 1000.0)
+    quantize_fraction: float = 0.5
+    difference_weight: float = 0.5
+    alpha_weight: float = 0.01
+    seed: int = 0
+    paired: bool = False
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "patch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.patch_size < 8:
+            raise ValueError(f"patch_size must be at least 8, got {self.patch_size}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        for name in ("alpha_range", "gamma_range", "noise_sigma_range", "photons_range"):
+            low, high = getattr(self, name)
+            if not (0 <= low <= high) or (name in ("alpha_range", "gamma_range", "photons_range") and low <= 0):
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)!r}")
+        if self.noise not in NOISE_CHOICES:
+            raise ValueError(f"noise must be one of {NOISE_CHOICES}, got {self.noise!r}")
+
+
+@dataclass
+class TrainingProgress:
+    """One training step's report (yielded by :func:`train`)."""
+
+    step: int
+    steps: int
+    loss: float
+    learning_rate: float
+    images_per_second: float
+    validation_psnr: float | None = None
+    model: LowLightNet | None = field(default=None, repr=False)
+
+
+class _PatchSource:
+    """Clean (or paired) planes and a sampler of aligned random patches.
+
+    Each source image is kept as an array (C, H, W) of its planes: the channels of a
+    colour image stay together, because the image context is computed over all of them.
+    """
+
+    def __init__(self, images, patch_size: int, channel_axis, name: str):
+        self.images = []
+        axes = list(channel_axis) if isinstance(channel_axis, (list, tuple)) else [channel_axis] * len(images)
+        if len(axes) != len(images):
+            raise ValueError(f"channel_axis has {len(axes)} entries for {len(images)} images")
+        for position, (image, axis) in enumerate(zip(images, axes)):
+            unit, _ = to_unit_float(image, name=f"{name}[{position}]")
+            planes, _, layout = split_planes(unit, axis)
+            # Colour channels of one image stay together; every other plane stands alone.
+            per_image = 1 if layout.channel_axis is None else layout.colour_shape[-1] - int(layout.has_opacity)
+            for group in planes.reshape(-1, per_image, *planes.shape[-2:]):
+                self.images.append(_pad_to(group.astype(np.float32), patch_size))
+        if not self.images:
+            raise ValueError(f"{name} is empty; give at least one image")
+        self.patch_size = patch_size
+
+    def crop(self, rng: np.random.Generator, index: int):
+        """A random (P, P) patch of image ``index`` and where it lies: (channel, y, x)."""
+        image = self.images[index]
+        channel = int(rng.integers(image.shape[0]))
+        y = int(rng.integers(image.shape[1] - self.patch_size + 1))
+        x = int(rng.integers(image.shape[2] - self.patch_size + 1))
+        return image[channel, y : y + self.patch_size, x : x + self.patch_size], (channel, y, x)
+
+    def crop_at(self, index: int, where):
+        channel, y, x = where
+        return self.images[index][channel, y : y + self.patch_size, x : x + self.patch_size]
+
+    def pixels(self, rng: np.random.Generator, index: int, count: int) -> np.ndarray:
+        """``count`` random pixel values of image ``index`` (all channels)."""
+        image = self.images[index]
+        return image.reshape(-1)[rng.integers(0, image.size, count)]
+
+
+def _pad_to(planes: np.ndarray, size: int) -> np.ndarray:
+    pad_y, pad_x = max(0, size - planes.shape[1]), max(0, size - planes.shape[2])
+    if pad_y or pad_x:
+        planes = np.pad(planes, ((0, 0), (0, pad_y), (0, pad_x)), mode="symmetric")
+    return planes
+
+
+def _augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flip and 90-degree rotation of the last two axes (the square's 8 symmetries)."""
+    patch = np.rot90(patch, int(rng.integers(4)), axes=(-2, -1))
+    return patch[..., ::-1] if rng.integers(2) else patch
+
+
+def _darken(clean, alpha, gamma):
+    """Eq. 5 without clipping, per sample; ``alpha`` and ``gamma`` broadcast."""
+    return clean - alpha * (1 - clean**gamma) * clean
+
+
+def _noise(low, config: TrainingConfig, generator: torch.Generator, sigma, photons, shot, bits):
+    """Sensor noise and quantisation for a batch, then clipping (as a camera would)."""
+    low = low.clamp(0, 1)  # the sensor sees the clipped signal, then adds its noise
+    if config.noise is not None:
+        poisson_rate = (low * photons).where(shot, torch.zeros_like(low))
+        shot_noisy = torch.poisson(poisson_rate, generator=generator) / photons
+        low = torch.where(shot, shot_noisy, low)
+        low = low + sigma * torch.randn(low.shape, generator=generator)
+    low = low.clamp(0, 1)
+    levels = (2.0**bits - 1).clamp(min=1)
+    quantised = torch.round(low * levels) / levels
+    return torch.where(bits > 0, quantised, low)
+
+
+def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, count: int):
+    """A batch of (low, clean, difference, alpha, context) tensors for ``step``."""
+    rng = np.random.default_rng([config.seed, step])
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    indices = rng.integers(len(source.images), size=count)
+    clean = np.stack([_augment(source.crop(rng, i)[0][None], rng) for i in indices])
+    pixels = np.stack([source.pixels(rng, i, CONTEXT_SAMPLES) for i in indices])
+    clean_t, pixels_t = torch.from_numpy(np.ascontiguousarray(clean)), torch.from_numpy(pixels)
+
+    def uniform(bounds, log=False):
+        low, high = (math.log(bounds[0]), math.log(bounds[1])) if log else bounds
+        values = torch.from_numpy(rng.uniform(low, high, count).astype(np.float32))
+        return values.exp() if log else values
+
+    alpha, gamma = uniform(config.alpha_range), uniform(config.gamma_range, log=True)
+    sigma, photons = uniform(config.noise_sigma_range), uniform(config.photons_range, log=True)
+    if config.noise == "mixed":
+        shot = torch.from_numpy(rng.random(count) < 0.5)
+    else:
+        shot = torch.full((count,), config.noise == "poisson-gaussian")
+    quantise = rng.random(count) < config.quantize_fraction
+    bits = torch.from_numpy(np.where(quantise, rng.choice([8, 16], count), 0).astype(np.float32))
+
+    def per_sample(values, image_shaped):
+        return values.view(-1, 1, 1, 1) if image_shaped else values.view(-1, 1)
+
+    low_parts = []
+    for tensor, image_shaped in ((clean_t, True), (pixels_t, False)):
+        low = _darken(tensor, per_sample(alpha, image_shaped), per_sample(gamma, image_shaped))
+        low_parts.append(
+            _noise(
+                low,
+                config,
+                generator,
+                per_sample(sigma, image_shaped),
+                per_sample(photons, image_shaped),
+                per_sample(shot, image_shaped),
+                per_sample(bits, image_shaped),
+            )
+        )
+    low, low_pixels = low_parts
+    difference = (1 - clean_t ** gamma.view(-1, 1, 1, 1)) * clean_t
+    return low, clean_t, difference, alpha, image_context(low_pixels)
+
+
+def _paired_batch(low_source: _PatchSource, high_source: _PatchSource, config: TrainingConfig, step: int, count: int):
+    """A batch of aligned (low, high) patches; alpha is 1: the strength the pairs define."""
+    rng = np.random.default_rng([config.seed, step])
+    lows, highs, pixel_rows = [], [], []
+    for index in rng.integers(len(low_source.images), size=count):
+        low_patch, where = low_source.crop(rng, index)
+        pair = _augment(np.stack([low_patch, high_source.crop_at(index, where)]), rng)
+        lows.append(pair[:1])
+        highs.append(pair[1:])
+        pixel_rows.append(low_source.pixels(rng, index, CONTEXT_SAMPLES))
+    context = image_context(torch.from_numpy(np.stack(pixel_rows)))
+    low = torch.from_numpy(np.ascontiguousarray(np.stack(lows)))
+    high = torch.from_numpy(np.ascontiguousarray(np.stack(highs)))
+    return low, high, None, torch.ones(count), context
+
+
+def _psnr(restored: torch.Tensor, clean: torch.Tensor) -> float:
+    mse = F.mse_loss(restored.clamp(0, 1), clean).item()
+    return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
+
+
+def _checkpoint_tensors(optimizer: torch.optim.Optimizer, step: int) -> dict:
+    """Adam's moments and the step, as flat tensors a safetensors file can hold."""
+    tensors = {"step": torch.tensor([step], dtype=torch.int64)}
+    for index, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value)
+    return tensors
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, extra: dict) -> int:
+    state = optimizer.state_dict()
+    for name, tensor in extra.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            value = tensor if tensor.ndim else tensor.reshape(())
+            state["state"].setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict(state)
+    return int(extra["step"][0])
+
+
+def train(
+    images=(),
+    *,
+    pairs=None,
+    model=None,
+    steps,
+    batch_size=32,
+    patch_size=48,
+    lr=1e-3,
+    alpha_range=(0.5, 2.0),
+    gamma_range=(0.5, 2.0),
+    noise="mixed",
+    noise_sigma_range=(0.0, 0.03),
+    seed=0,
+    device="auto",
+    channel_axis=None,
+    validate_every=50,
+    checkpoint=None,
+    checkpoint_every=500,
+    **options,
+):
+    """Train or fine-tune the network; a generator of :class:`TrainingProgress` events.
+
+    Parameters
+    ----------
+    images : sequence of array_like
+        Clean images (2-D grey, colour with ``channel_axis``, or N-D stacks whose
+        planes are used). Low-light versions are synthesised on the fly.
+    pairs : sequence of (low, high) array_like, optional
+        Real aligned pairs instead of ``images``: the network learns low -> high at
+        alpha = 1 (Estimate-Net is then supervised only through the output).
+    model : LowLightNet, optional
+        Weights to fine-tune (trained in place); a new default-size model when None.
+    steps : int
+        Number of optimisation steps.
+    batch_size, patch_size : int
+        Patches per step and their side in pixels (paper: 32 and 48).
+    lr : float
+        Adam's learning rate, divided by 10 at 60% and 85% of ``steps``.
+    alpha_range, gamma_range : (float, float)
+        Uniform range of alpha; log-uniform range of gamma.
+    noise : {"mixed", "gaussian", "poisson-gaussian", None}
+        Sensor noise of the synthesised images: Gaussian with sigma uniform in
+        ``noise_sigma_range``, Poisson-Gaussian (shot noise with a log-uniform photon
+        count, plus that read noise), or half of each ("mixed"). Half the samples are
+        also quantised to 8 or 16 bits.
+    seed : int
+        Seeds everything: the same seed gives the same weights on the CPU.
+    device : str
+        ``"auto"`` picks CUDA (with bfloat16 autocast), then MPS, then the CPU.
+    channel_axis : int, None or a sequence of them
+        Axis of RGB(A) channels, for all images or one per image.
+    validate_every : int
+        Steps between validation PSNRs on a fixed, held-back batch (0: never).
+    checkpoint : str or Path, optional
+        Safetensors file written every ``checkpoint_every`` steps and at the end (with
+        optimizer state). If it exists when training starts, training resumes from it.
+    **options
+        Further :class:`TrainingConfig` fields (e.g. ``difference_weight``).
+
+    Yields
+    ------
+    TrainingProgress
+        After every step. Stop by no longer iterating (``break`` or ``close()``): the
+        model trained so far is ``event.model``.
+
+    Returns
+    -------
+    LowLightNet
+        The trained model (``StopIteration.value``), in eval mode.
+    """
+    config = TrainingConfig(
+        steps=steps,
+        batch_size=batch_size,
+        patch_size=patch_size,
+        lr=lr,
+        alpha_range=tuple(alpha_range),
+        gamma_range=tuple(gamma_range),
+        noise=noise,
+        noise_sigma_range=tuple(noise_sigma_range),
+        seed=seed,
+        paired=pairs is not None,
+        **options,
+    )
+    if pairs is not None:
+        pairs = list(pairs)
+        for position, (low, high) in enumerate(pairs):
+            if np.shape(low) != np.shape(high):
+                raise ValueError(f"pairs[{position}]: low shape {np.shape(low)} differs from high shape {np.shape(high)}")
+        low_source = _PatchSource([low for low, _ in pairs], patch_size, channel_axis, "pairs (low)")
+        high_source = _PatchSource([high for _, high in pairs], patch_size, channel_axis, "pairs (high)")
+
+        def batch(step, count):
+            return _paired_batch(low_source, high_source, config, step, count)
+
+    else:
+        source = _PatchSource(list(images), patch_size, channel_axis, "images")
+
+        def batch(step, count):
+            return _synthetic_batch(source, config, step, count)
+
+    return _train_loop(config, batch, model, resolve_device(device), validate_every, checkpoint, checkpoint_every)
+
+
+def _train_loop(config, make_batch, model, device, validate_every, checkpoint, checkpoint_every):
+    if model is None:
+        model = new_model(seed=config.seed)
+    start = 0
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if checkpoint is not None and Path(checkpoint).exists():
+        model, _, extra = load_weights(checkpoint)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        start = _restore_optimizer(optimizer, extra)
+    # Channels-last convolutions train about twice as fast on the CPU.
+    memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    model.to(device, memory_format=memory_format)
+    _move_optimizer_state(optimizer, device)
+    milestones = [int(fraction * config.steps) for fraction in config.lr_milestones]
+    # Validation patches come from a step index no training step uses.
+    validation = [t if t is None else t.to(device) for t in make_batch(VALIDATION_STEP, min(64, 4 * config.batch_size))]
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    torch.manual_seed(config.seed)
+    psnr = None
+
+    def save(step):
+        training = asdict(config) | {"steps_done": step}
+        save_model(model, checkpoint, training=training, extra_tensors=_checkpoint_tensors(optimizer, step))
+
+    for step in range(start, config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * 0.1 ** sum(step >= milestone for milestone in milestones)
+        began = time.perf_counter()
+        low, clean, difference, alpha, context = (t if t is None else t.to(device) for t in make_batch(step, config.batch_size))
+        low = low.contiguous(memory_format=memory_format)
+        model.train()
+        with autocast:
+            restored, estimated = model(low, alpha, context)
+            loss = F.mse_loss(restored.float(), clean)
+            if difference is not None:
+                loss = loss + config.difference_weight * F.mse_loss(estimated.float(), difference)
+                alpha_loss = F.mse_loss(model.alpha_estimator(context).float(), alpha)
+                loss = loss + config.alpha_weight * alpha_loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        elapsed = time.perf_counter() - began
+        done = step + 1
+        if validate_every and (done % validate_every == 0 or done == config.steps):
+            model.eval()
+            with torch.inference_mode():
+                v_low, v_clean, _, v_alpha, v_context = validation
+                psnr = _psnr(model(v_low, v_alpha, v_context)[0].float(), v_clean)
+        if checkpoint is not None and (done % checkpoint_every == 0 or done == config.steps):
+            save(done)
+        yield TrainingProgress(
+            step=done,
+            steps=config.steps,
+            loss=float(loss.detach()),
+            learning_rate=optimizer.param_groups[0]["lr"],
+            images_per_second=config.batch_size / max(elapsed, 1e-9),
+            validation_psnr=psnr,
+            model=model,
+        )
+    model.eval()
+    model.training_config = asdict(config)
+    return model
+
+
+def _move_optimizer_state(optimizer, device):
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                state[key] = value.to(device)

@@ -1,0 +1,177 @@
+"""Model weights as safetensors files: save atomically, load without unpickling.
+
+A weights file holds the model's tensors plus string metadata: the architecture name
+and version, the :class:`~napari_lowlight.network.ModelConfig` and, optionally, the
+training configuration. Loading checks all of it before any tensor reaches the model.
+A pickle (``.pt``/``.pth``) is refused: unpickling can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .devices import resolve_device
+from .network import LowLightNet, ModelConfig
+
+__all__ = ["ARCHITECTURE", "FORMAT_VERSION", "new_model", "save_model", "load_model", "read_metadata", "default_weights_path"]
+
+ARCHITECTURE = "napari-lowlight/residual-context"
+FORMAT_VERSION = "1"
+
+#: Tensors whose names start with this are not model weights (e.g. optimizer state).
+_EXTRA_PREFIX = "extra."
+
+
+def default_weights_path() -> Path:
+    """Path of the shipped default weights inside the installed package."""
+    return Path(str(resources.files("napari_lowlight") / "weights" / "default.safetensors"))
+
+
+def new_model(width: int = 16, *, estimate_blocks: int = 3, enhance_blocks: int = 2, seed: int | None = 0) -> LowLightNet:
+    """A freshly initialised model (seeded, so two calls with one seed are identical)."""
+    for name, value in (("width", width), ("estimate_blocks", estimate_blocks), ("enhance_blocks", enhance_blocks)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    config = ModelConfig(width=width, estimate_blocks=estimate_blocks, enhance_blocks=enhance_blocks)
+    if seed is None:
+        return LowLightNet(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LowLightNet(config)
+
+
+def save_model(model: LowLightNet, path, *, training=None, extra_tensors=None) -> Path:
+    """Write ``model`` to a safetensors file, atomically.
+
+    The file is first written to a temporary file beside ``path`` and then renamed over
+    it, so a crash, a kill or a full disk never leaves a half-written file: ``path``
+    holds either the previous weights or the new ones.
+
+    Parameters
+    ----------
+    model : LowLightNet
+    path : str or Path
+        Destination, conventionally ``*.safetensors``.
+    training : dict, optional
+        JSON-serialisable training configuration stored as metadata.
+    extra_tensors : dict of str to Tensor, optional
+        Additional tensors (e.g. optimizer state for resumable checkpoints).
+    """
+    path = Path(path)
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    for name, tensor in (extra_tensors or {}).items():
+        tensors[_EXTRA_PREFIX + name] = tensor.detach().cpu().contiguous()
+    metadata = {
+        "architecture": ARCHITECTURE,
+        "format_version": FORMAT_VERSION,
+        "config": json.dumps(model.config.to_dict()),
+        "training": json.dumps(training or {}),
+    }
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(tensors, temporary, metadata=metadata)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _open_checked(path: Path):
+    """Open ``path`` with safetensors, turning every failure into a clear ValueError."""
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+    with open(path, "rb") as file:
+        head = file.read(2)
+    if head[:1] == b"\x80" or head == b"PK":
+        raise ValueError(
+            f"model file {str(path)!r} is a pickle/PyTorch checkpoint; only safetensors weights are loaded "
+            "(unpickling can run arbitrary code)"
+        )
+    try:
+        return safe_open(str(path), framework="pt")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"model file {str(path)!r} is not a valid safetensors file ({error})") from None
+
+
+def read_metadata(path) -> dict:
+    """The metadata of a weights file: architecture, version, config and training dicts."""
+    with _open_checked(Path(path)) as weights:
+        metadata = weights.metadata() or {}
+    if metadata.get("architecture") != ARCHITECTURE:
+        raise ValueError(
+            f"model file {str(path)!r} has architecture {metadata.get('architecture')!r}; expected {ARCHITECTURE!r}"
+        )
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"model file {str(path)!r} has format version {metadata.get('format_version')!r}; "
+            f"this napari-lowlight reads version {FORMAT_VERSION}"
+        )
+    try:
+        config = ModelConfig(**json.loads(metadata["config"]))
+        training = json.loads(metadata.get("training", "{}"))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"model file {str(path)!r} has invalid config metadata ({error})") from None
+    return {"architecture": ARCHITECTURE, "config": config, "training": training}
+
+
+def load_weights(path) -> tuple[LowLightNet, dict, dict]:
+    """Load a model, its metadata and any extra tensors from ``path`` (on the CPU)."""
+    path = Path(path)
+    metadata = read_metadata(path)
+    model = LowLightNet(metadata["config"])
+    expected = model.state_dict()
+    state, extra = {}, {}
+    with _open_checked(path) as weights:
+        for name in weights.keys():
+            if name.startswith(_EXTRA_PREFIX):
+                extra[name[len(_EXTRA_PREFIX) :]] = weights.get_tensor(name)
+            elif name in expected:
+                state[name] = weights.get_tensor(name)
+            else:
+                raise ValueError(f"model file {str(path)!r} has an unexpected tensor {name!r}")
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise ValueError(f"model file {str(path)!r} lacks tensors {missing[:3]}{'...' if len(missing) > 3 else ''}")
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise ValueError(
+                f"model file {str(path)!r}: tensor {name!r} has shape {tuple(tensor.shape)}, "
+                f"the architecture expects {tuple(expected[name].shape)}"
+            )
+    model.load_state_dict(state)
+    return model, metadata, extra
+
+
+def load_model(path=None, *, device="auto") -> LowLightNet:
+    """Load a model from a safetensors file, in eval mode on ``device``.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A weights file written by :func:`save_model`; the shipped default when None.
+    device : str or torch.device
+        ``"auto"`` picks CUDA, then MPS, then the CPU.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is not a safetensors file (a pickle is refused without being opened by
+        pickle), or its architecture, version or tensor shapes do not match.
+    """
+    model, metadata, _ = load_weights(default_weights_path() if path is None else path)
+    model.training_config = metadata["training"]
+    return model.to(resolve_device(device)).eval()

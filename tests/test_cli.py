@@ -1,0 +1,130 @@
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import imageio.v3 as iio
+
+from napari_lowlight import save_model
+from napari_lowlight.cli import main
+
+
+@pytest.fixture
+def model_file(tiny_model, tmp_path):
+    return str(save_model(tiny_model, tmp_path / "tiny.safetensors"))
+
+
+@pytest.fixture
+def png(tmp_path, rng):
+    path = tmp_path / "photo.png"
+    iio.imwrite(path, rng.integers(0, 256, (40, 48, 3)).astype(np.uint8))
+    return path
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_synthesize_then_restore_round_trip(tmp_path, png, model_file):
+    low = tmp_path / "low.png"
+    assert main(["synthesize", str(png), "-o", str(low), "--alpha", "1", "--gamma", "0.5", "--sigma", "0.02", "--seed", "1"]) == 0
+    original, dark = iio.imread(png), iio.imread(low)
+    assert dark.shape == original.shape and dark.dtype == np.uint8 and dark.mean() < original.mean()
+    out, difference = tmp_path / "restored.png", tmp_path / "difference.tif"
+    assert main(["restore", str(low), "-o", str(out), "--model", model_file, "--difference", str(difference), "--tile", "32"]) == 0
+    assert iio.imread(out).shape == original.shape
+    diff = tifffile.imread(difference)
+    assert diff.dtype == np.float32 and diff.shape == original.shape
+
+
+def test_restore_many_files_into_a_folder(tmp_path, rng, model_file):
+    inputs = []
+    for index, dtype in enumerate([np.uint8, np.uint16]):
+        path = tmp_path / f"frame{index}.tif"
+        tifffile.imwrite(path, (rng.random((2, 20, 24)) * np.iinfo(dtype).max).astype(dtype))
+        inputs.append(path)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["restore", *map(str, inputs), "-o", str(folder), "--model", model_file, "--alpha", "auto"]) == 0
+    for path in inputs:
+        written = tifffile.imread(folder / path.name)
+        assert written.shape == (2, 20, 24) and written.dtype == tifffile.imread(path).dtype
+
+
+def test_train_writes_a_loadable_model(tmp_path, png):
+    out = tmp_path / "trained.safetensors"
+    assert main(["train", str(png), "-o", str(out), "--steps", "2", "--batch-size", "4", "--patch-size", "16", "--device", "cpu"]) == 0
+    from napari_lowlight import load_model
+
+    assert load_model(out, device="cpu").config.width == 16
+
+
+def test_headless_demo(tmp_path, capsys):
+    assert main(["demo", "--headless", "--sample", "fluorescence", "-o", str(tmp_path)]) == 0
+    assert "PSNR" in capsys.readouterr().out
+    assert tifffile.imread(tmp_path / "fluorescence_restored.tif").dtype == np.uint16
+
+
+def _bad_inputs(tmp_path, png, model_file):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00garbage that is not a tiff")
+    text = tmp_path / "notes.png"
+    text.write_text("hello, I am text")
+    nan = tmp_path / "nan.tif"
+    tifffile.imwrite(nan, np.full((8, 8), np.nan, np.float32))
+    line = tmp_path / "line.tif"
+    tifffile.imwrite(line, np.zeros(16, np.uint8))
+    pickled = tmp_path / "evil.safetensors"
+    pickled.write_bytes(pickle.dumps({"a": 1}))
+    out = str(tmp_path / "out.png")
+    return {
+        "missing": (["restore", str(tmp_path / "nope.png"), "-o", out, "--model", model_file], "does not exist"),
+        "empty": (["restore", str(empty), "-o", out, "--model", model_file], "empty"),
+        "corrupt": (["restore", str(corrupt), "-o", str(tmp_path / "o.tif"), "--model", model_file], "not a readable"),
+        "text": (["restore", str(text), "-o", out, "--model", model_file], "not a readable"),
+        "nan": (["restore", str(nan), "-o", str(tmp_path / "o.tif"), "--model", model_file], "NaN"),
+        "shape": (["restore", str(line), "-o", str(tmp_path / "o.tif"), "--model", model_file], "dimensions"),
+        "alpha zero": (["restore", str(png), "-o", out, "--alpha", "0", "--model", model_file], "positive"),
+        "alpha text": (["restore", str(png), "-o", out, "--alpha", "bright", "--model", model_file], "not a number"),
+        "gamma": (["synthesize", str(png), "-o", out, "--alpha", "1", "--gamma", "-2"], "positive"),
+        "same path": (["restore", str(png), "-o", str(png), "--model", model_file], "is the input"),
+        "pickle model": (["restore", str(png), "-o", out, "--model", str(pickled)], "pickle"),
+        "unwritable": (["restore", str(png), "-o", str(tmp_path / "no" / "dir" / "o.png"), "--model", model_file], "does not exist"),
+    }
+
+
+def _exit_code(argv) -> int:
+    """``main``'s status, whether it returns it or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return exit.code
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing", "empty", "corrupt", "text", "nan", "shape", "alpha zero", "alpha text", "gamma", "same path", "pickle model", "unwritable"],
+)
+def test_bad_input_exits_with_one_line(tmp_path, png, model_file, capsys, case):
+    argv, words = _bad_inputs(tmp_path, png, model_file)[case]
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert _exit_code(argv) != 0
+    assert words in _error_line(capsys)
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_console_script_reports_errors_in_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "napari_lowlight.cli", "restore", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o.png")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr

@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+
+from napari_lowlight import enhance, estimate_alpha, estimate_difference, restore
+
+
+def test_tiling_equals_untiled(tiny_model, rng):
+    image = rng.random((150, 170)).astype(np.float32)
+    untiled = restore(image, 1.0, model=tiny_model, tile_size=1024, device="cpu")
+    tiled = restore(image, 1.0, model=tiny_model, tile_size=32, device="cpu")
+    np.testing.assert_allclose(tiled, untiled, atol=1e-4)
+
+
+def test_cached_difference_equals_restore(tiny_model, smooth_image):
+    restored, difference = restore(smooth_image, 1.5, model=tiny_model, return_difference=True, tile_size=32)
+    cached = estimate_difference(smooth_image, model=tiny_model, tile_size=48)
+    np.testing.assert_allclose(cached, difference, atol=1e-5)
+    np.testing.assert_allclose(enhance(smooth_image, cached, 1.5, model=tiny_model, tile_size=40), restored, atol=1e-5)
+
+
+def test_alpha_changes_the_result(tiny_model, smooth_image):
+    weak = restore(smooth_image, 0.5, model=tiny_model)
+    strong = restore(smooth_image, 2.0, model=tiny_model)
+    assert np.abs(weak - strong).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "shape, channel_axis",
+    [((40, 50), None), ((2, 3, 40, 50), None), ((40, 50, 3), -1), ((3, 40, 50), 0), ((2, 40, 50, 3), -1), ((1, 1), None), ((3, 5), None)],
+)
+def test_shapes_are_kept(tiny_model, rng, shape, channel_axis):
+    image = rng.random(shape).astype(np.float32)
+    restored, difference = restore(image, 1.0, model=tiny_model, channel_axis=channel_axis, return_difference=True)
+    assert restored.shape == difference.shape == shape
+    assert difference.dtype == np.float32
+
+
+def test_stack_planes_are_restored_independently(tiny_model, rng):
+    stack = rng.random((3, 32, 32)).astype(np.float32)
+    whole = restore(stack, 1.0, model=tiny_model)
+    # The context is shared by the stack; a plane restored with the stack's context
+    # through enhance() on the cached difference must match.
+    difference = estimate_difference(stack, model=tiny_model)
+    np.testing.assert_allclose(enhance(stack[1], difference[1], 1.0, model=tiny_model), whole[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64, np.float16])
+def test_dtype_is_kept(tiny_model, rng, dtype):
+    image = rng.random((30, 30))
+    if np.issubdtype(dtype, np.integer):
+        image = image * np.iinfo(dtype).max
+    image = image.astype(dtype)
+    restored = restore(image, 1.0, model=tiny_model)
+    assert restored.dtype == dtype
+
+
+def test_rgba_opacity_is_passed_through(tiny_model, rng):
+    image = rng.integers(0, 256, (20, 24, 4)).astype(np.uint8)
+    restored = restore(image, 1.0, model=tiny_model, channel_axis=-1)
+    np.testing.assert_array_equal(restored[..., 3], image[..., 3])
+
+
+def test_float_outside_unit_range_warns_and_maps_back(tiny_model, rng):
+    image = (rng.random((24, 24)) * 4000).astype(np.float32)
+    with pytest.warns(UserWarning, match="outside"):
+        restored = restore(image, 1.0, model=tiny_model)
+    assert restored.max() > 1.5  # back in the input's units
+
+
+def test_auto_alpha(tiny_model, smooth_image):
+    alpha = estimate_alpha(smooth_image, model=tiny_model)
+    assert 0.5 <= alpha <= 2.0
+    np.testing.assert_allclose(restore(smooth_image, "auto", model=tiny_model), restore(smooth_image, alpha, model=tiny_model), atol=1e-6)
+
+
+def test_input_is_not_modified(tiny_model, smooth_image):
+    copy = smooth_image.copy()
+    restore(smooth_image, 1.0, model=tiny_model)
+    np.testing.assert_array_equal(smooth_image, copy)
+
+
+@pytest.mark.parametrize(
+    "image, kwargs, error, word",
+    [
+        (np.zeros(10), {}, ValueError, "dimensions"),
+        (np.full((8, 8), np.nan), {}, ValueError, "NaN"),
+        (np.zeros((8, 8), bool), {}, TypeError, "boolean"),
+        (np.zeros((8, 8)), {"alpha": 0}, ValueError, "alpha"),
+        (np.zeros((8, 8)), {"alpha": "bright"}, TypeError, "alpha"),
+        (np.zeros((8, 8)), {"tile_size": 3}, ValueError, "tile_size"),
+        (np.zeros((8, 8, 5)), {"channel_axis": -1}, ValueError, "channel"),
+        (np.zeros((8, 8)), {"device": "tpu"}, ValueError, "device"),
+    ],
+)
+def test_bad_input_is_named(tiny_model, image, kwargs, error, word):
+    with pytest.raises(error, match=word):
+        restore(image, model=tiny_model, **kwargs)
+
+
+def test_enhance_rejects_a_difference_of_another_shape(tiny_model, smooth_image):
+    with pytest.raises(ValueError, match="difference"):
+        enhance(smooth_image, np.zeros((3, 3), np.float32), 1.0, model=tiny_model)

@@ -1,0 +1,90 @@
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import napari_lowlight.weights as weights
+from napari_lowlight import load_model, restore, save_model
+
+
+def test_round_trip(tiny_model, tmp_path, smooth_image):
+    path = save_model(tiny_model, tmp_path / "model.safetensors", training={"steps": 3})
+    loaded = load_model(path, device="cpu")
+    for name, tensor in tiny_model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor)
+    assert loaded.config == tiny_model.config
+    assert loaded.training_config == {"steps": 3}
+    np.testing.assert_array_equal(restore(smooth_image, model=loaded), restore(smooth_image, model=tiny_model))
+
+
+def test_shipped_default_loads():
+    model = load_model(device="cpu")
+    assert not model.training
+    assert weights.default_weights_path().stat().st_size < 5_000_000
+
+
+def test_failed_write_keeps_the_previous_file(tiny_model, tmp_path, monkeypatch):
+    path = save_model(tiny_model, tmp_path / "model.safetensors")
+    before = path.read_bytes()
+
+    def disk_full(tensors, filename, metadata=None):
+        with open(filename, "wb") as file:
+            file.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(weights, "save_file", disk_full)
+    with pytest.raises(OSError, match="space"):
+        save_model(tiny_model, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
+class _Exploit:
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_pickles_are_refused_without_running_them(tmp_path, suffix):
+    marker = tmp_path / "pwned"
+    exploit = _Exploit()
+    exploit.marker = str(marker)
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(pickle.dumps(exploit))
+    with pytest.raises(ValueError, match="pickle"):
+        load_model(path)
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "zip.pt")
+    with pytest.raises(ValueError, match="pickle"):
+        load_model(tmp_path / "zip.pt")
+    assert not marker.exists()
+
+
+def test_garbage_and_missing_files(tmp_path):
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a model at all")
+    with pytest.raises(ValueError, match="safetensors"):
+        load_model(garbage)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_wrong_architecture_is_refused(tmp_path, tiny_model):
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(3)}, str(other), metadata={"architecture": "someone-else/unet"})
+    with pytest.raises(ValueError, match="architecture"):
+        load_model(other)
+    wrong_shapes = tmp_path / "wrong.safetensors"
+    state = {k: v for k, v in tiny_model.state_dict().items()}
+    metadata = {
+        "architecture": weights.ARCHITECTURE,
+        "format_version": weights.FORMAT_VERSION,
+        "config": json.dumps(tiny_model.config.to_dict() | {"width": 8}),
+    }
+    save_file(state, str(wrong_shapes), metadata=metadata)
+    with pytest.raises(ValueError, match="shape"):
+        load_model(wrong_shapes)

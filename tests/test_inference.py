@@ -38,10 +38,13 @@ def test_shapes_are_kept(tiny_model, rng, shape, channel_axis):
 def test_stack_planes_are_restored_independently(tiny_model, rng):
     stack = rng.random((3, 32, 32)).astype(np.float32)
     whole = restore(stack, 1.0, model=tiny_model)
-    # The context is shared by the stack; a plane restored with the stack's context
-    # through enhance() on the cached difference must match.
+    # The context belongs to the whole stack: a plane enhanced on its own, with the
+    # stack as context image, matches the stack's result (the live-slider path).
     difference = estimate_difference(stack, model=tiny_model)
-    np.testing.assert_allclose(enhance(stack[1], difference[1], 1.0, model=tiny_model), whole[1], atol=1e-5)
+    plane = enhance(stack[1], difference[1], 1.0, model=tiny_model, context_image=stack)
+    np.testing.assert_allclose(plane, whole[1], atol=1e-5)
+    alone = enhance(stack[1], difference[1], 1.0, model=tiny_model)
+    assert np.abs(alone - whole[1]).max() > 1e-6  # its own statistics differ
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64, np.float16])

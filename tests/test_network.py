@@ -32,7 +32,7 @@ def test_cached_difference_gives_the_same_output(tiny_model):
     alpha = torch.tensor([1.25, 0.75])
     with torch.no_grad():
         restored, difference = tiny_model(low, alpha, context)
-        again = tiny_model.enhance(low, difference, alpha.view(-1, 1, 1, 1))
+        again = tiny_model.enhance(low, difference, alpha.view(-1, 1, 1, 1), context)
     torch.testing.assert_close(restored, again)
 
 

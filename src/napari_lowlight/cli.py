@@ -97,8 +97,10 @@ def _image_files(paths: list[str]) -> list[Path]:
             if not found:
                 raise CommandError(f"folder {text!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             files.extend(found)
-        else:
+        elif path.is_file():
             files.append(path)
+        else:
+            raise CommandError(f"input file {text!r} does not exist")
     return files
 
 

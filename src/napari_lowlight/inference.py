@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from .devices import resolve_device
-from .intensity import from_unit_float, to_unit_float
+from .intensity import as_image, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
-from .planes import split_planes
-from .weights import load_model
+from .planes import normalise_channel_axis, split_planes
+from .weights import default_model
 
 __all__ = ["restore", "estimate_difference", "enhance", "estimate_alpha", "DEFAULT_TILE_SIZE"]
 
@@ -127,19 +127,6 @@ class _Runner:
     def _layout(self, tensor):
         return tensor.contiguous(memory_format=torch.channels_last) if self.channels_last else tensor
 
-    def context(self, planes: np.ndarray) -> torch.Tensor:
-        """Image context (1, Q) from a fixed-seed sample of pixels of all planes."""
-        rng = np.random.default_rng(0)
-        count = min(CONTEXT_SAMPLES, planes.size)
-        index = tuple(rng.integers(0, size, count) for size in planes.shape)
-        samples = torch.from_numpy(np.ascontiguousarray(planes[index], dtype=np.float32))
-        with torch.inference_mode():
-            return image_context(samples[None]).to(self.device)
-
-    def estimate_alpha(self, context: torch.Tensor) -> float:
-        with torch.inference_mode():
-            return float(self.model.alpha_estimator(context)[0])
-
     def full(self, alpha: float, context: torch.Tensor):
         """Network (B, 1, h, w) low -> (B, 2, h, w): restored and difference."""
         alpha_t = torch.full((1,), alpha, device=self.device)
@@ -154,11 +141,14 @@ class _Runner:
         """Network (B, 1, h, w) low -> (B, 1, h, w) difference."""
         return lambda low: self.model.estimate(self._layout(low), context.expand(low.shape[0], -1))
 
-    def enhance(self, alpha: float):
+    def enhance(self, alpha: float, context: torch.Tensor):
         """Network (B, 2, h, w) [low, difference] -> (B, 1, h, w) restored."""
         alpha_t = torch.full((1, 1, 1, 1), alpha, device=self.device)
         return lambda inputs: self.model.enhance(
-            self._layout(inputs[:, :1]), self._layout(inputs[:, 1:]), alpha_t.expand(inputs.shape[0], -1, -1, -1)
+            self._layout(inputs[:, :1]),
+            self._layout(inputs[:, 1:]),
+            alpha_t.expand(inputs.shape[0], -1, -1, -1),
+            context.expand(inputs.shape[0], -1),
         )
 
 
@@ -186,11 +176,50 @@ def _run_planes(runner: _Runner, inputs: list[np.ndarray], make_network, out_cha
     return output
 
 
-def _prepare(image, channel_axis, model, device):
-    unit, scale = to_unit_float(image)
-    planes, passthrough, layout = split_planes(unit, channel_axis)
-    runner = _Runner(load_model(device="cpu") if model is None else model, device)
-    return planes, passthrough, layout, scale, runner
+def _spatial_axes(ndim: int, channel_axis) -> tuple[int, int]:
+    """The (Y, X) axes: the last two axes that are not the channel axis."""
+    axes = [axis for axis in range(ndim) if axis != channel_axis]
+    return axes[-2], axes[-1]
+
+
+def _context_sample(image, channel_axis):
+    """A fixed subset of ``image``'s pixels for the image context (numpy or dask alike).
+
+    Up to 16 evenly spaced indices along every non-spatial axis and a regular grid of
+    about CONTEXT_SAMPLES pixels in (Y, X): the same pixels whether the image is in
+    memory or a lazy dask array, so both give the same context and the same result.
+    """
+    y_axis, x_axis = _spatial_axes(image.ndim, channel_axis)
+    sample = image
+    count = 1
+    for axis in range(image.ndim):
+        if axis in (y_axis, x_axis):
+            continue
+        size = image.shape[axis]
+        if axis == channel_axis:
+            keep = np.arange(min(size, 3))  # colour channels; never the RGBA opacity
+        else:
+            keep = np.unique(np.linspace(0, size - 1, min(size, 16)).round().astype(int))
+        sample = np.take(sample, keep, axis=axis) if len(keep) < size else sample
+        count *= len(keep)
+    stride = max(1, int(np.ceil(np.sqrt(count * image.shape[y_axis] * image.shape[x_axis] / CONTEXT_SAMPLES))))
+    index = [slice(None)] * image.ndim
+    index[y_axis] = index[x_axis] = slice(None, None, stride)
+    return sample[tuple(index)]
+
+
+def _model_and_context(image, channel_axis, model, scale):
+    """The model to use and the image context (1, Q) of ``image``."""
+    model = default_model() if model is None else model
+    sample, _ = to_unit_float(np.asarray(_context_sample(image, channel_axis)), scale=scale, name="image")
+    context = image_context(torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32)).reshape(1, -1))
+    return model, context
+
+
+def _check_image_shape(image, channel_axis) -> int | None:
+    if image.ndim < 2:
+        raise ValueError(f"image has shape {image.shape}; expected at least 2 dimensions (Y, X)")
+    return normalise_channel_axis(channel_axis, image.ndim)
 
 
 def estimate_alpha(image, *, model=None, channel_axis=None) -> float:
@@ -200,8 +229,60 @@ def estimate_alpha(image, *, model=None, channel_axis=None) -> float:
     same image context Estimate-Net gets) and was trained on synthetic low-light images
     with alpha in [0.5, 2], so the estimate lies in that range.
     """
-    planes, _, _, _, runner = _prepare(image, channel_axis, model, "cpu")
-    return runner.estimate_alpha(runner.context(planes))
+    image = as_image(image)
+    channel_axis = _check_image_shape(image, channel_axis)
+    model, context = _model_and_context(image, channel_axis, model, image_scale(image))
+    return _alpha_from_context(model, context)
+
+
+def _alpha_from_context(model: LowLightNet, context: torch.Tensor) -> float:
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        return float(model.alpha_estimator(context.to(device))[0])
+
+
+def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, tile):
+    """Run one network pass on in-memory arrays: the shared body of every public function.
+
+    ``kind`` is ``"restore"`` (returns restored, difference), ``"estimate"`` (returns the
+    difference) or ``"enhance"`` (``inputs`` is (image, difference); returns restored).
+    """
+    unit, _ = to_unit_float(inputs[0], scale=scale)
+    planes, passthrough, layout = split_planes(unit, channel_axis)
+    runner = _Runner(model, device)
+    context = context.to(runner.device)
+    radius, enhance_radius = runner.model.receptive_radius, runner.model.enhance_radius
+    if kind == "restore":
+        output = _run_planes(runner, [planes], lambda: runner.full(alpha, context), 2, radius, tile)
+        return from_unit_float(layout.merge(output[0], passthrough), scale), _merge_difference(output[1], passthrough, layout)
+    if kind == "estimate":
+        output = _run_planes(runner, [planes], lambda: runner.estimate(context), 1, radius - enhance_radius, tile)
+        return _merge_difference(output[0], passthrough, layout)
+    difference_planes, _, _ = split_planes(np.asarray(inputs[1], dtype=np.float32), channel_axis)
+    output = _run_planes(runner, [planes, difference_planes], lambda: runner.enhance(alpha, context), 1, enhance_radius, tile)
+    return from_unit_float(layout.merge(output[0], passthrough), scale)
+
+
+def _lazy(inputs, *, kind, halo, channel_axis, out_dtype, **settings):
+    """``_apply`` over overlapping dask blocks: lazy, seam-free, any dask scheduler.
+
+    Blocks overlap by the network's receptive radius in Y and X and hold whole colour
+    axes; at the image border there is no padding, so each block sees exactly what an
+    in-memory pass sees and the result equals it.
+    """
+    import dask.array as da
+
+    y_axis, x_axis = _spatial_axes(inputs[0].ndim, channel_axis)
+    chunks = {y_axis: max(4 * halo, DEFAULT_TILE_SIZE), x_axis: max(4 * halo, DEFAULT_TILE_SIZE)}
+    if channel_axis is not None:
+        chunks[channel_axis] = -1
+    arrays = [da.asarray(array).rechunk(chunks) for array in inputs]
+
+    def block(*blocks):
+        result = _apply(blocks, kind=kind, channel_axis=channel_axis, **settings)
+        return result[0] if kind == "restore" else result
+
+    return da.map_overlap(block, *arrays, depth={y_axis: halo, x_axis: halo}, boundary="none", dtype=out_dtype, trim=True)
 
 
 def restore(
@@ -218,11 +299,12 @@ def restore(
 
     Parameters
     ----------
-    image : array_like
+    image : array_like or dask.array.Array
         A 2-D grey image, a colour image with ``channel_axis``, or any N-D stack whose
         last two axes are (Y, X) (every 2-D plane is restored). Integers are scaled by
         their dtype range; floats are intensities in [0, 1] (other ranges are mapped
-        into it with a warning and back afterwards).
+        into it with a warning and back afterwards). A dask array gives a lazy dask
+        array back, computed block by block on any scheduler.
     alpha : float or "auto"
         Restoration strength: the low-light intensity to undo, > 0 (trained on
         [0.5, 2]). ``"auto"`` estimates it from the image (:func:`estimate_alpha`).
@@ -246,16 +328,23 @@ def restore(
     """
     alpha = _check_alpha(alpha, allow_auto=True)
     tile = _check_tile_size(tile_size)
-    planes, passthrough, layout, scale, runner = _prepare(image, channel_axis, model, device)
-    context = runner.context(planes)
+    image = as_image(image)
+    channel_axis = _check_image_shape(image, channel_axis)
+    scale = image_scale(image)
+    model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
-        alpha = runner.estimate_alpha(context)
-    halo = runner.model.receptive_radius
-    output = _run_planes(runner, [planes], lambda: runner.full(alpha, context), 2, halo, tile)
-    restored = from_unit_float(layout.merge(output[0], passthrough), scale)
+        alpha = _alpha_from_context(model, context)
+    settings = dict(model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile)
+    if not is_dask(image):
+        restored, difference = _apply([image], kind="restore", channel_axis=channel_axis, **settings)
+        return (restored, difference) if return_difference else restored
+    halo = model.receptive_radius
+    restored = _lazy([image], kind="restore", halo=halo, channel_axis=channel_axis, out_dtype=image.dtype, **settings)
     if not return_difference:
         return restored
-    return restored, _merge_difference(output[1], passthrough, layout)
+    estimate_halo = halo - model.enhance_radius
+    difference = _lazy([image], kind="estimate", halo=estimate_halo, channel_axis=channel_axis, out_dtype=np.float32, **settings)
+    return restored, difference
 
 
 def _merge_difference(difference, passthrough, layout):
@@ -264,45 +353,63 @@ def _merge_difference(difference, passthrough, layout):
     return layout.merge(difference, opacity)
 
 
-def estimate_difference(image, *, model=None, channel_axis=None, device="auto", tile_size=None) -> np.ndarray:
+def estimate_difference(image, *, model=None, channel_axis=None, device="auto", tile_size=None):
     """Run Estimate-Net only: the difference map to cache for live alpha changes.
 
-    Parameters are those of :func:`restore`. Returns float32 of ``image``'s shape.
+    Parameters are those of :func:`restore`. Returns float32 of ``image``'s shape
+    (a lazy dask array for a dask input).
     """
     tile = _check_tile_size(tile_size)
-    planes, passthrough, layout, _, runner = _prepare(image, channel_axis, model, device)
-    context = runner.context(planes)
-    halo = runner.model.receptive_radius - runner.model.enhance_radius
-    output = _run_planes(runner, [planes], lambda: runner.estimate(context), 1, halo, tile)
-    return _merge_difference(output[0], passthrough, layout)
+    image = as_image(image)
+    channel_axis = _check_image_shape(image, channel_axis)
+    scale = image_scale(image)
+    model, context = _model_and_context(image, channel_axis, model, scale)
+    settings = dict(model=model, context=context, alpha=None, scale=scale, device=device, tile=tile)
+    if not is_dask(image):
+        return _apply([image], kind="estimate", channel_axis=channel_axis, **settings)
+    halo = model.receptive_radius - model.enhance_radius
+    return _lazy([image], kind="estimate", halo=halo, channel_axis=channel_axis, out_dtype=np.float32, **settings)
 
 
-def enhance(image, difference, alpha, *, model=None, channel_axis=None, device="auto", tile_size=None):
+def enhance(
+    image, difference, alpha, *, model=None, channel_axis=None, device="auto", tile_size=None, context_image=None
+):
     """Run Enhance-Net only, on a cached difference map: the fast path of a new alpha.
 
     ``enhance(image, estimate_difference(image), alpha)`` equals ``restore(image, alpha)``.
-    To update a view first, pass matching slices of ``image`` and ``difference``.
+    To update a view first, pass matching slices of ``image`` and ``difference`` and
+    the whole image as ``context_image``.
 
     Parameters
     ----------
-    image : array_like
+    image : array_like or dask.array.Array
         The low-light image (as for :func:`restore`).
     difference : array_like of float
         Same shape as ``image``, from :func:`estimate_difference` on the same model.
     alpha : float
         Restoration strength, > 0.
+    context_image : array_like, optional
+        The image whose statistics form the image context, when ``image`` is a slice of
+        it (a plane of a stack, a crop): then the slice matches the whole image's result.
+        Default: ``image`` itself. Same dtype as ``image``.
 
     Returns
     -------
-    ndarray, same shape and dtype as ``image``.
+    ndarray, same shape and dtype as ``image`` (a lazy dask array for a dask input).
     """
     alpha = _check_alpha(alpha, allow_auto=False)
     tile = _check_tile_size(tile_size)
-    planes, passthrough, layout, scale, runner = _prepare(image, channel_axis, model, device)
-    difference = np.asarray(difference)
-    if difference.shape != layout.shape:
-        raise ValueError(f"difference has shape {difference.shape}; expected the image's shape {layout.shape}")
-    difference_planes, _, _ = split_planes(difference, channel_axis)
-    halo = runner.model.enhance_radius
-    output = _run_planes(runner, [planes, difference_planes], lambda: runner.enhance(alpha), 1, halo, tile)
-    return from_unit_float(layout.merge(output[0], passthrough), scale)
+    image, difference = as_image(image), as_image(difference)
+    channel_axis = _check_image_shape(image, channel_axis)
+    if tuple(difference.shape) != tuple(image.shape):
+        raise ValueError(f"difference has shape {tuple(difference.shape)}; expected the image's shape {tuple(image.shape)}")
+    whole = image if context_image is None else as_image(context_image)
+    # The slice's leading axes were dropped from the whole image's: shift the channel axis.
+    whole_axis = None if channel_axis is None else channel_axis + whole.ndim - image.ndim
+    scale = image_scale(whole)
+    model, context = _model_and_context(whole, _check_image_shape(whole, whole_axis), model, scale)
+    settings = dict(model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile)
+    if not (is_dask(image) or is_dask(difference)):
+        return _apply([image, difference], kind="enhance", channel_axis=channel_axis, **settings)
+    halo = model.enhance_radius
+    return _lazy([image, difference], kind="enhance", halo=halo, channel_axis=channel_axis, out_dtype=image.dtype, **settings)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["IntensityScale", "to_unit_float", "from_unit_float", "check_image"]
+__all__ = ["IntensityScale", "to_unit_float", "from_unit_float", "check_image", "image_scale", "is_dask", "as_image"]
 
 
 @dataclass(frozen=True)
@@ -60,17 +60,23 @@ def intensity_scale(image: np.ndarray) -> IntensityScale:
     """
     if np.issubdtype(image.dtype, np.integer):
         return IntensityScale(image.dtype, 0.0, float(np.iinfo(image.dtype).max))
-    low, high = float(image.min()), float(image.max())
+    return float_scale(image.dtype, float(image.min()), float(image.max()))
+
+
+def float_scale(dtype, low: float, high: float) -> IntensityScale:
+    """The mapping of a float image whose values span [low, high] (see :func:`intensity_scale`)."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError("image contains NaN or infinite values")
     if low >= 0.0 and high <= 1.0:
-        return IntensityScale(image.dtype, 0.0, 1.0)
+        return IntensityScale(dtype, 0.0, 1.0)
     offset, top = min(low, 0.0), max(high, 1.0)
     warnings.warn(
         f"float image values span [{low:.4g}, {high:.4g}], outside [0, 1]; they are rescaled "
         f"from [{offset:.4g}, {top:.4g}] for processing and mapped back afterwards",
         UserWarning,
-        stacklevel=3,
+        stacklevel=4,
     )
-    return IntensityScale(image.dtype, offset, top - offset)
+    return IntensityScale(dtype, offset, top - offset)
 
 
 def to_unit_float(image, *, name: str = "image", scale: IntensityScale | None = None):
@@ -110,3 +116,28 @@ def from_unit_float(unit: np.ndarray, scale: IntensityScale) -> np.ndarray:
         return np.rint(unit * scale.span).astype(scale.dtype)
     values = unit.astype(np.float64) * scale.span + scale.offset
     return values.astype(scale.dtype)
+
+
+def is_dask(image) -> bool:
+    """Whether ``image`` is a dask array (checked without importing dask)."""
+    return type(image).__module__.split(".")[0] == "dask"
+
+
+def as_image(image):
+    """``image`` as an array: dask arrays stay lazy, anything else becomes numpy."""
+    return image if is_dask(image) else np.asarray(image)
+
+
+def image_scale(image) -> IntensityScale:
+    """:func:`intensity_scale` of an in-memory or dask image (checked, not computed, unless
+    a lazy float array must be scanned once for its range)."""
+    if not is_dask(image):
+        return intensity_scale(check_image(image))
+    if image.dtype == bool or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise TypeError(f"image has dtype {image.dtype}; expected an integer or float image")
+    if np.issubdtype(image.dtype, np.integer):
+        return IntensityScale(image.dtype, 0.0, float(np.iinfo(image.dtype).max))
+    import dask
+
+    low, high = dask.compute(image.min(), image.max())
+    return float_scale(image.dtype, float(low), float(high))

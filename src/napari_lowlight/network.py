@@ -7,10 +7,10 @@ kernels), with BatchNorm in front of and behind them.
 
 Where the paper is silent (see docs/model.md for the measurements):
 
-* Image-level context. Estimate-Net alone cannot tell ``gamma`` from a 48x48 patch:
-  at alpha = 1 the low value 0.25 is 0.40 for gamma = 0.5 and 0.63 for gamma = 2. The
-  model therefore also gets quantiles of the whole low image (:func:`image_context`),
-  which modulate Estimate-Net's features (FiLM) and give an automatic alpha estimate.
+* Image-level context. A 48x48 patch cannot tell ``gamma``: at alpha = 1 the low
+  value 0.25 is 0.40 for gamma = 0.5 and 0.63 for gamma = 2. The model therefore also
+  gets quantiles of the whole low image (:func:`image_context`), which modulate the
+  features of both nets (FiLM) and give an automatic alpha estimate.
 * Alpha enters only after Estimate-Net, so a new alpha re-runs only Enhance-Net; the
   difference map is cached by the caller. Enhance-Net gets ``x``, the low image and
   alpha, so it knows how much the noise was amplified.
@@ -100,6 +100,22 @@ class ResidualBlock(nn.Module):
         return F.relu(x + self.norm_out(self.conv_horizontal(y)))
 
 
+class ContextModulation(nn.Module):
+    """Image context -> per-channel scale and shift of a feature map (FiLM)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(len(CONTEXT_QUANTILES), config.context_hidden),
+            nn.ReLU(),
+            nn.Linear(config.context_hidden, 2 * config.width),
+        )
+
+    def forward(self, features, context):
+        scale, shift = self.mlp(context)[..., None, None].chunk(2, dim=1)
+        return features * (1 + scale) + shift
+
+
 class EstimateNet(nn.Module):
     """Estimate the difference map ``D`` from the low image and its image context."""
 
@@ -107,34 +123,34 @@ class EstimateNet(nn.Module):
         super().__init__()
         width = config.width
         self.head = conv(1, width, 3)
-        # Context -> per-channel scale and shift of the head features (FiLM).
-        self.modulation = nn.Sequential(
-            nn.Linear(len(CONTEXT_QUANTILES), config.context_hidden),
-            nn.ReLU(),
-            nn.Linear(config.context_hidden, 2 * width),
-        )
+        self.modulation = ContextModulation(config)
         self.blocks = nn.Sequential(*(ResidualBlock(width) for _ in range(config.estimate_blocks)))
         self.tail = conv(width, 1, 3)
 
     def forward(self, low, context):
-        scale, shift = self.modulation(context)[..., None, None].chunk(2, dim=1)
-        features = F.relu(self.head(low) * (1 + scale) + shift)
+        features = F.relu(self.modulation(self.head(low), context))
         return self.tail(self.blocks(features))
 
 
 class EnhanceNet(nn.Module):
-    """Denoise and correct ``x = low + alpha * D`` (a residual on ``x``)."""
+    """Denoise and correct ``x = low + alpha * D`` (a residual on ``x``).
+
+    It also gets the image context: knowing alpha, the image's statistics say much
+    more about gamma (the tone curve to undo) than they do without it.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.head = conv(3, config.width, 3)  # x, low, alpha
+        self.modulation = ContextModulation(config)
         self.blocks = nn.Sequential(*(ResidualBlock(config.width) for _ in range(config.enhance_blocks)))
         self.tail = conv(config.width, 1, 3)
 
-    def forward(self, low, difference, alpha):
+    def forward(self, low, difference, alpha, context):
         x = low + alpha * difference
         inputs = torch.cat([x, low, alpha.expand_as(low)], dim=1)
-        return x + self.tail(self.blocks(F.relu(self.head(inputs))))
+        features = F.relu(self.modulation(self.head(inputs), context))
+        return x + self.tail(self.blocks(features))
 
 
 class AlphaEstimator(nn.Module):
@@ -178,7 +194,7 @@ class LowLightNet(nn.Module):
     def forward(self, low, alpha, context):
         """Return ``(restored, difference)``, both (B, 1, H, W)."""
         difference = self.estimate(low, context)
-        return self.enhance(low, difference, alpha.view(-1, 1, 1, 1)), difference
+        return self.enhance(low, difference, alpha.view(-1, 1, 1, 1), context), difference
 
 
 def fold_batchnorm(model: LowLightNet) -> LowLightNet:

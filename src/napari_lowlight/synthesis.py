@@ -6,8 +6,8 @@ import numbers
 
 import numpy as np
 
-from .intensity import from_unit_float, to_unit_float
-from .planes import split_planes
+from .intensity import as_image, from_unit_float, image_scale, is_dask, to_unit_float
+from .planes import normalise_channel_axis, split_planes
 
 __all__ = ["synthesize_low_light", "difference_map", "NOISE_MODELS"]
 
@@ -47,18 +47,26 @@ def difference_map(image, gamma, *, channel_axis=None) -> np.ndarray:
     return layout.merge(diff.astype(np.float32), opacity)
 
 
-def add_noise(low, rng, noise, noise_sigma, photons):
-    """Add sensor noise to a [0, 1] float image, not clipped."""
+def check_noise(noise, noise_sigma, photons) -> tuple:
+    """Validate the noise settings; return ``(noise, noise_sigma, photons)`` as numbers."""
     if noise not in NOISE_MODELS:
         raise ValueError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
+    if isinstance(noise_sigma, bool) or not isinstance(noise_sigma, numbers.Real):
+        raise TypeError(f"noise_sigma must be a number, got {noise_sigma!r}")
     if noise_sigma < 0 or not np.isfinite(noise_sigma):
         raise ValueError(f"noise_sigma must be a non-negative number, got {noise_sigma!r}")
-    if noise is None:
-        return low
     if noise == "poisson-gaussian":
         if photons is None:
             raise ValueError("noise='poisson-gaussian' needs photons (the photon count at intensity 1)")
         photons = check_positive(photons, "photons")
+    return noise, float(noise_sigma), photons
+
+
+def add_noise(low, rng, noise, noise_sigma, photons):
+    """Add sensor noise (settings checked by :func:`check_noise`) to a [0, 1] image, not clipped."""
+    if noise is None:
+        return low
+    if noise == "poisson-gaussian":
         low = (rng.poisson(low * photons) / photons).astype(low.dtype)
     if noise_sigma > 0:
         low = low + rng.normal(0.0, noise_sigma, size=low.shape).astype(low.dtype)
@@ -83,10 +91,10 @@ def synthesize_low_light(
 
     Parameters
     ----------
-    image : array_like
+    image : array_like or dask.array.Array
         Clean image of any shape (2-D grey, colour with ``channel_axis``, or an N-D
         stack). Floats are intensities in [0, 1]; integers are scaled by their dtype
-        range.
+        range. A dask array gives a lazy dask array back (noise seeded per block).
     alpha : float
         Low-light intensity, > 0 (the paper trains on [0.5, 2]).
     gamma : float
@@ -113,10 +121,35 @@ def synthesize_low_light(
     """
     alpha = check_positive(alpha, "alpha")
     gamma = check_positive(gamma, "gamma")
-    unit, scale = to_unit_float(image)
+    image = as_image(image)
+    if image.ndim < 2:
+        raise ValueError(f"image has shape {image.shape}; expected at least 2 dimensions (Y, X)")
+    channel_axis = normalise_channel_axis(channel_axis, image.ndim)
+    noise, noise_sigma, photons = check_noise(noise, noise_sigma, photons)
+    scale = image_scale(image)
+    settings = dict(noise=noise, noise_sigma=noise_sigma, photons=photons, channel_axis=channel_axis, scale=scale)
+    if not is_dask(image):
+        return _synthesize(image, alpha, gamma, seed=seed, **settings)
+    # Pixels are independent: blocks need no overlap. Each block's noise has its own seed
+    # derived from ``seed`` and the block's position, so a lazy result is reproducible.
+    if channel_axis is not None:
+        image = image.rechunk({channel_axis: -1})
+    if isinstance(seed, np.random.Generator):
+        seed = int(seed.integers(2**63))
+    entropy = np.random.SeedSequence(seed).entropy
+
+    def block(chunk, block_id=None):
+        return _synthesize(chunk, alpha, gamma, seed=[entropy, *block_id], **settings)
+
+    return image.map_blocks(block, dtype=image.dtype)
+
+
+def _synthesize(image, alpha, gamma, *, noise, noise_sigma, photons, seed, channel_axis, scale):
+    """Eq. 5 plus noise on an in-memory array, with a given intensity scale."""
+    unit, _ = to_unit_float(image, scale=scale)
     planes, passthrough, layout = split_planes(unit, channel_axis)
     # Light cannot be negative: the sensor sees the clipped signal, then adds its noise.
     low = np.clip(planes - alpha * (1.0 - planes**gamma) * planes, 0.0, 1.0)
-    low = add_noise(low, np.random.default_rng(seed), noise, float(noise_sigma), photons)
+    low = add_noise(low, np.random.default_rng(seed), noise, noise_sigma, photons)
     np.clip(low, 0.0, 1.0, out=low)
     return from_unit_float(layout.merge(low, passthrough), scale)

@@ -8,6 +8,7 @@ A pickle (``.pt``/``.pth``) is refused: unpickling can run arbitrary code.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -21,7 +22,7 @@ from safetensors.torch import save_file
 from .devices import resolve_device
 from .network import LowLightNet, ModelConfig
 
-__all__ = ["ARCHITECTURE", "FORMAT_VERSION", "new_model", "save_model", "load_model", "read_metadata", "default_weights_path"]
+__all__ = ["default_model", "ARCHITECTURE", "FORMAT_VERSION", "new_model", "save_model", "load_model", "read_metadata", "default_weights_path"]
 
 ARCHITECTURE = "napari-lowlight/residual-context"
 FORMAT_VERSION = "1"
@@ -175,3 +176,10 @@ def load_model(path=None, *, device="auto") -> LowLightNet:
     model, metadata, _ = load_weights(default_weights_path() if path is None else path)
     model.training_config = metadata["training"]
     return model.to(resolve_device(device)).eval()
+
+
+@functools.lru_cache(maxsize=1)
+def default_model() -> LowLightNet:
+    """The shipped default model on the CPU, loaded once and shared: do not train it
+    in place (``load_model()`` gives a private copy)."""
+    return load_model(device="cpu")

@@ -1,0 +1,62 @@
+"""Lazy, chunked restoration and synthesis with dask, on any scheduler."""
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_lowlight import enhance, estimate_difference, restore, synthesize_low_light
+
+
+@pytest.fixture
+def stack(rng):
+    return (rng.random((2, 150, 130)) * 65535).astype(np.uint16)
+
+
+def test_restore_is_lazy_and_equals_in_memory(tiny_model, stack):
+    lazy = restore(da.from_array(stack, chunks=(1, 64, 64)), 1.2, model=tiny_model, tile_size=64)
+    assert isinstance(lazy, da.Array) and lazy.dtype == np.uint16 and lazy.shape == stack.shape
+    expected = restore(stack, 1.2, model=tiny_model)
+    assert np.abs(lazy.compute().astype(int) - expected.astype(int)).max() <= 2e-3 * 65535
+
+
+def test_difference_and_enhance_are_lazy_too(tiny_model, rng):
+    image = rng.random((90, 110)).astype(np.float32)
+    lazy_image = da.from_array(image, chunks=50)
+    restored, difference = restore(lazy_image, "auto", model=tiny_model, return_difference=True)
+    np.testing.assert_allclose(difference.compute(), estimate_difference(image, model=tiny_model), atol=2e-3)
+    cached = estimate_difference(lazy_image, model=tiny_model)
+    np.testing.assert_allclose(
+        enhance(lazy_image, cached, 0.8, model=tiny_model).compute(), enhance(image, cached.compute(), 0.8, model=tiny_model), atol=2e-3
+    )
+    np.testing.assert_allclose(restored.compute(), restore(image, "auto", model=tiny_model), atol=2e-3)
+
+
+def test_rgb_chunks_split_inside_the_channel_axis(tiny_model, rng):
+    image = rng.integers(0, 256, (70, 60, 4)).astype(np.uint8)
+    lazy = restore(da.from_array(image, chunks=(32, 32, 2)), 1.0, model=tiny_model, channel_axis=-1)
+    result = lazy.compute()
+    np.testing.assert_array_equal(result[..., 3], image[..., 3])
+    assert np.abs(result.astype(int) - restore(image, 1.0, model=tiny_model, channel_axis=-1).astype(int)).max() <= 1
+
+
+def test_synthesize_is_lazy(stack):
+    lazy = synthesize_low_light(da.from_array(stack, chunks=(1, 64, 64)), 1.0, 0.5)
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(lazy.compute(), synthesize_low_light(stack, 1.0, 0.5))
+    noisy = synthesize_low_light(da.from_array(stack, chunks=(1, 64, 64)), 1.0, 0.5, noise_sigma=0.01, seed=3)
+    np.testing.assert_array_equal(noisy.compute(), noisy.compute())
+
+
+def test_bad_settings_fail_before_computing(stack):
+    with pytest.raises(ValueError, match="noise"):
+        synthesize_low_light(da.from_array(stack), 1.0, 0.5, noise="speckle")
+
+
+def test_distributed_cluster_of_two_processes(tiny_model, stack):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            lazy = restore(da.from_array(stack, chunks=(1, 75, 65)), 1.0, model=tiny_model, device="cpu")
+            result = client.compute(lazy).result()
+    expected = restore(stack, 1.0, model=tiny_model)
+    assert np.abs(result.astype(int) - expected.astype(int)).max() <= 2e-3 * 65535

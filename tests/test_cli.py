@@ -128,3 +128,31 @@ def test_console_script_reports_errors_in_one_line(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
+
+
+def test_zarr_streams_through_dask(tmp_path, rng, model_file):
+    import dask.array as da
+
+    stack = (rng.random((3, 70, 90)) * 65535).astype(np.uint16)
+    da.from_array(stack, chunks=(1, 35, 45)).to_zarr(str(tmp_path / "big.zarr"))
+    out = tmp_path / "out.zarr"
+    argv = ["restore", str(tmp_path / "big.zarr"), "-o", str(out), "--model", model_file, "--difference", str(tmp_path / "d.zarr")]
+    assert main([*argv, "--scheduler", "synchronous"]) == 0
+    written = da.from_zarr(str(out)).compute()
+    assert written.shape == stack.shape and written.dtype == np.uint16
+    from napari_lowlight import load_model, restore
+
+    expected = restore(stack, 1.0, model=load_model(model_file, device="cpu"))
+    assert np.abs(written.astype(int) - expected.astype(int)).max() <= 2e-3 * 65535
+    assert da.from_zarr(str(tmp_path / "d.zarr")).dtype == np.float32
+
+
+def test_big_tiff_streams_plane_by_plane(tmp_path, rng, model_file, monkeypatch):
+    import napari_lowlight.io as io
+
+    monkeypatch.setattr(io, "LAZY_TIFF_BYTES", 1000)  # every TIFF counts as big
+    stack = rng.random((2, 40, 50)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    assert main(["restore", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out.tif"), "--model", model_file]) == 0
+    written = tifffile.imread(tmp_path / "out.tif")
+    assert written.shape == stack.shape and written.dtype == np.float32

@@ -8,6 +8,7 @@ stderr naming the problem and a non-zero exit status; input files are never writ
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -92,12 +93,12 @@ def _image_files(paths: list[str]) -> list[Path]:
     files = []
     for text in paths:
         path = Path(text)
-        if path.is_dir():
+        if path.is_dir() and path.suffix.lower() != ".zarr":
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise CommandError(f"folder {text!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
             files.extend(found)
-        elif path.is_file():
+        elif path.exists():
             files.append(path)
         else:
             raise CommandError(f"input file {text!r} does not exist")
@@ -154,8 +155,7 @@ def _load_model_argument(text, device):
 
 
 def _restore(args) -> None:
-    from .inference import restore
-    from .io import read_image, write_image
+    from .io import is_lazy_source
 
     inputs = _image_files(args.inputs)
     output = Path(args.output)
@@ -173,20 +173,75 @@ def _restore(args) -> None:
         _check_not_input(target, inputs)
         _writable_folder(target)
     model = _load_model_argument(args.model, args.device)
-    for source, target, difference_target in _progress(zip(inputs, targets, differences), len(inputs), "restoring"):
-        image = read_image(source)
-        restored, difference = restore(
-            image,
-            args.alpha,
-            model=model,
-            channel_axis=_resolve_channel_axis(args.channel_axis, image),
-            device=args.device,
-            tile_size=args.tile,
-            return_difference=True,
-        )
-        write_image(target, restored)
-        if difference_target is not None:
-            write_image(difference_target, difference)
+    with _scheduler(args.scheduler):
+        for source, target, difference_target in _progress(zip(inputs, targets, differences), len(inputs), "restoring"):
+            if is_lazy_source(source):
+                _restore_lazy(source, target, difference_target, model, args)
+            else:
+                _restore_in_memory(source, target, difference_target, model, args)
+
+
+def _restore_in_memory(source, target, difference_target, model, args) -> None:
+    from .inference import restore
+    from .io import read_image, write_image
+
+    image = read_image(source)
+    restored, difference = restore(
+        image,
+        args.alpha,
+        model=model,
+        channel_axis=_resolve_channel_axis(args.channel_axis, image),
+        device=args.device,
+        tile_size=args.tile,
+        return_difference=True,
+    )
+    write_image(target, restored)
+    if difference_target is not None:
+        write_image(difference_target, difference)
+
+
+def _restore_lazy(source, target, difference_target, model, args) -> None:
+    """Stream a Zarr store or a big TIFF through dask, block by block."""
+    from .inference import restore
+    from .io import open_lazy, write_lazy
+
+    image = open_lazy(source)
+    restored, difference = restore(
+        image,
+        args.alpha,
+        model=model,
+        channel_axis=_resolve_channel_axis(args.channel_axis, image),
+        device=args.device,
+        tile_size=args.tile,
+        return_difference=True,
+    )
+    write_lazy(target, restored)
+    if difference_target is not None:
+        write_lazy(difference_target, difference)
+
+
+@contextlib.contextmanager
+def _scheduler(address):
+    """Run dask work on a ``dask.distributed`` cluster at ``address``, or a named local scheduler."""
+    if address is None:
+        yield
+        return
+    import dask
+
+    if address in ("threads", "processes", "synchronous"):
+        with dask.config.set(scheduler=address):
+            yield
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise CommandError("--scheduler ADDRESS needs the 'distributed' package (pip install distributed)") from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as error:
+        raise CommandError(f"cannot reach the dask scheduler at {address!r} ({error})") from None
+    with client:
+        yield
 
 
 def _training_options(args) -> dict:
@@ -307,6 +362,11 @@ def _parser() -> argparse.ArgumentParser:
     rest.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     rest.add_argument("--tile", type=_positive_int, help="tile size in pixels (default 512)")
     rest.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)
+    rest.add_argument(
+        "--scheduler",
+        help="dask scheduler for .zarr and big TIFF inputs: a dask.distributed address (tcp://host:8786) "
+        "or threads/processes/synchronous",
+    )
     rest.set_defaults(run=_restore)
 
     tr = commands.add_parser("train", help="train or fine-tune the network")

@@ -10,16 +10,19 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 
-__all__ = ["read_image", "write_image", "TIFF_SUFFIXES", "IMAGE_SUFFIXES"]
+__all__ = ["read_image", "write_image", "open_lazy", "write_lazy", "is_lazy_source", "TIFF_SUFFIXES", "IMAGE_SUFFIXES"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *TIFF_SUFFIXES)
+ZARR_SUFFIX = ".zarr"
+#: TIFF files larger than this are streamed through dask instead of read whole.
+LAZY_TIFF_BYTES = 256 * 2**20
 
 
 def _suffix(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"{str(path)!r}: unsupported file type {suffix or '(none)'!r}; use one of {IMAGE_SUFFIXES}")
+    if suffix not in (*IMAGE_SUFFIXES, ZARR_SUFFIX):
+        raise ValueError(f"{str(path)!r}: unsupported file type {suffix or '(none)'!r}; use one of {IMAGE_SUFFIXES} or .zarr")
     return suffix
 
 
@@ -73,4 +76,60 @@ def write_image(path, image: np.ndarray) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    return path
+
+
+def is_lazy_source(path) -> bool:
+    """Whether ``path`` is read lazily: a Zarr store, or a TIFF too big to read whole."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ZARR_SUFFIX:
+        return True
+    return suffix in TIFF_SUFFIXES and path.is_file() and path.stat().st_size > LAZY_TIFF_BYTES
+
+
+def open_lazy(path):
+    """Open a Zarr store or a TIFF file as a dask array, reading nothing yet.
+
+    TIFF pages become chunks through tifffile's Zarr view, so a multi-gigabyte stack
+    streams plane by plane.
+    """
+    import dask.array as da
+    import zarr
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"input {str(path)!r} does not exist")
+    try:
+        if path.suffix.lower() == ZARR_SUFFIX:
+            return da.from_zarr(str(path))
+        return da.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
+    except Exception as error:  # zarr and tifffile raise many types for a broken store
+        raise ValueError(f"input {str(path)!r} is not a readable Zarr array or TIFF file ({error})") from None
+
+
+def write_lazy(path, array) -> Path:
+    """Compute a dask array block by block into a Zarr store or a TIFF file, atomically.
+
+    Zarr gets the array's chunks; a TIFF is written one 2-D plane at a time, so memory
+    holds one plane's worth of blocks, never the whole result.
+    """
+    import shutil
+
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in (ZARR_SUFFIX, *TIFF_SUFFIXES):
+        raise ValueError(f"{str(path)!r}: a lazy result is written to .zarr or .tif, not {suffix}")
+    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / path.name
+    try:
+        if suffix == ZARR_SUFFIX:
+            array.to_zarr(str(temporary))
+        else:
+            planes = array.reshape(-1, *array.shape[-2:]) if array.ndim > 2 else array[None]
+            tifffile.imwrite(temporary, (plane.compute() for plane in planes), shape=array.shape, dtype=array.dtype)
+        if path.is_dir():
+            shutil.rmtree(path)
+        os.replace(temporary, path)
+    finally:
+        shutil.rmtree(temporary.parent, ignore_errors=True)
     return path

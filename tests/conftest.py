@@ -7,12 +7,6 @@ import torch
 from napari_lowlight import new_model
 
 
-@pytest.fixture(autouse=True)
-def _deterministic_threads():
-    # Two threads match the CI machine and keep float sums reproducible.
-    torch.set_num_threads(2)
-
-
 @pytest.fixture
 def tiny_model():
     """A width-4 model with randomised BatchNorm statistics, in eval mode.

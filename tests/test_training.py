@@ -38,6 +38,7 @@ def test_stopping_between_steps_keeps_the_model(smooth_image):
     run.close()
     assert event.step == 3
     assert isinstance(event.model, torch.nn.Module)
+    assert not event.model.training  # handed back in eval mode
 
 
 def test_same_seed_same_weights(smooth_image):

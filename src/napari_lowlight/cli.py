@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .samples import SAMPLES
+
 __all__ = ["main"]
 
 EXIT_USAGE = 2
@@ -332,7 +334,7 @@ def _demo(args) -> None:
     scale = float(np.iinfo(sample.clean.dtype).max)
     before = peak_signal_noise_ratio(sample.clean / scale, sample.low / scale, data_range=1)
     after = peak_signal_noise_ratio(sample.clean / scale, restored / scale, data_range=1)
-    print(f"{sample.name}: PSNR low {before:.2f} dB -> restored {after:.2f} dB (alpha=auto); images in {folder}")
+    print(f"{sample.title}: PSNR low {before:.2f} dB -> restored {after:.2f} dB (alpha=auto); images in {folder}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -387,7 +389,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="restore a sample image with the shipped weights")
     demo.add_argument("--headless", action="store_true", help="write images instead of opening napari")
-    demo.add_argument("--sample", default="photo", choices=["photo", "fluorescence", "astronomy"])
+    demo.add_argument("--sample", default="camera", choices=sorted(SAMPLES))
     demo.add_argument("-o", "--output", default="napari-lowlight-demo", help="folder for --headless output")
     demo.set_defaults(run=_demo)
     return parser

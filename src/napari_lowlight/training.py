@@ -369,48 +369,52 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
     validation = [t if t is None else t.to(device) for t in make_batch(VALIDATION_STEP, min(64, 4 * config.batch_size))]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     torch.manual_seed(config.seed)
-    psnr = None
 
     def save(step):
         training = asdict(config) | {"steps_done": step}
         save_model(model, checkpoint, training=training, extra_tensors=_checkpoint_tensors(optimizer, step))
 
-    for step in range(start, config.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.1 ** sum(step >= milestone for milestone in milestones)
-        began = time.perf_counter()
-        low, clean, difference, alpha, context = (t if t is None else t.to(device) for t in make_batch(step, config.batch_size))
-        low = low.contiguous(memory_format=memory_format)
-        model.train()
-        with autocast:
-            restored, estimated = model(low, alpha, context)
-            loss = F.mse_loss(restored.float(), clean)
-            if difference is not None:
-                loss = loss + config.difference_weight * F.mse_loss(estimated.float(), difference)
-                alpha_loss = F.mse_loss(model.alpha_estimator(context).float(), alpha)
-                loss = loss + config.alpha_weight * alpha_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        elapsed = time.perf_counter() - began
-        done = step + 1
-        if validate_every and (done % validate_every == 0 or done == config.steps):
-            model.eval()
-            with torch.inference_mode():
-                v_low, v_clean, _, v_alpha, v_context = validation
-                psnr = _psnr(model(v_low, v_alpha, v_context)[0].float(), v_clean)
-        if checkpoint is not None and (done % checkpoint_every == 0 or done == config.steps):
-            save(done)
-        yield TrainingProgress(
-            step=done,
-            steps=config.steps,
-            loss=float(loss.detach()),
-            learning_rate=optimizer.param_groups[0]["lr"],
-            images_per_second=config.batch_size / max(elapsed, 1e-9),
-            validation_psnr=psnr,
-            model=model,
-        )
-    model.eval()
+    psnr = None
+    try:
+        for step in range(start, config.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * 0.1 ** sum(step >= milestone for milestone in milestones)
+            began = time.perf_counter()
+            batch = (t if t is None else t.to(device) for t in make_batch(step, config.batch_size))
+            low, clean, difference, alpha, context = batch
+            low = low.contiguous(memory_format=memory_format)
+            model.train()
+            with autocast:
+                restored, estimated = model(low, alpha, context)
+                loss = F.mse_loss(restored.float(), clean)
+                if difference is not None:
+                    loss = loss + config.difference_weight * F.mse_loss(estimated.float(), difference)
+                    alpha_loss = F.mse_loss(model.alpha_estimator(context).float(), alpha)
+                    loss = loss + config.alpha_weight * alpha_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            elapsed = time.perf_counter() - began
+            done = step + 1
+            if validate_every and (done % validate_every == 0 or done == config.steps):
+                model.eval()
+                with torch.inference_mode():
+                    v_low, v_clean, _, v_alpha, v_context = validation
+                    psnr = _psnr(model(v_low, v_alpha, v_context)[0].float(), v_clean)
+            if checkpoint is not None and (done % checkpoint_every == 0 or done == config.steps):
+                save(done)
+            yield TrainingProgress(
+                step=done,
+                steps=config.steps,
+                loss=float(loss.detach()),
+                learning_rate=optimizer.param_groups[0]["lr"],
+                images_per_second=config.batch_size / max(elapsed, 1e-9),
+                validation_psnr=psnr,
+                model=model,
+            )
+    finally:
+        # Also when the caller stops early (close()): hand back a model in eval mode.
+        model.eval()
     model.training_config = asdict(config)
     return model
 

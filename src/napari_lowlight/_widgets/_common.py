@@ -1,0 +1,266 @@
+"""Small Qt building blocks shared by the widgets: layer pickers, device picker, helpers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+from napari.layers import Image
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QListWidget, QListWidgetItem, QSpinBox, QWidget
+
+__all__ = [
+    "ImageLayerCombo",
+    "ImageLayerList",
+    "OWNER_KEY",
+    "channel_axis_of",
+    "double_spin",
+    "find_layer",
+    "int_spin",
+    "is_alive",
+    "layer_snapshot",
+    "output_layers",
+    "set_combo_text",
+]
+
+#: Key of ``layer.metadata`` under which napari-lowlight tags the layers it creates.
+OWNER_KEY = "napari_lowlight"
+
+
+def is_alive(widget: QWidget) -> bool:
+    """False once the C++ side of ``widget`` has been deleted (e.g. its viewer closed)."""
+    try:
+        widget.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
+def channel_axis_of(layer) -> int | None:
+    """The channel axis the core needs for ``layer``: -1 for RGB(A) layers, else None."""
+    return -1 if getattr(layer, "rgb", False) else None
+
+
+def find_layer(viewer, unique_id):
+    """The layer of ``viewer`` whose ``unique_id`` is ``unique_id``, or None."""
+    for layer in viewer.layers:
+        if layer.unique_id == unique_id:
+            return layer
+    return None
+
+
+def output_layers(viewer, role: str, source_id) -> list:
+    """Layers napari-lowlight made with ``role`` from the layer with ``source_id``."""
+    found = []
+    for layer in viewer.layers:
+        tag = layer.metadata.get(OWNER_KEY) if isinstance(layer.metadata, dict) else None
+        if isinstance(tag, dict) and tag.get("role") == role and tag.get("source_id") == str(source_id):
+            found.append(layer)
+    return found
+
+
+def layer_snapshot(layer) -> dict:
+    """What a run needs to remember about its source layer (the layer itself may change)."""
+    return {
+        "unique_id": layer.unique_id,
+        "name": layer.name,
+        "data": layer.data,
+        "rgb": bool(layer.rgb),
+        "channel_axis": channel_axis_of(layer),
+        "scale": tuple(layer.scale),
+        "translate": tuple(layer.translate),
+        "contrast_limits": tuple(layer.contrast_limits),
+    }
+
+
+def check_image_layer(layer) -> str | None:
+    """Why ``layer`` cannot be processed, or None when it can."""
+    if layer is None:
+        return "no image layer selected"
+    if not isinstance(layer, Image):
+        return f"layer {layer.name!r} is not an image layer"
+    if layer.multiscale:
+        return f"layer {layer.name!r} is multiscale (a pyramid); napari-lowlight needs a single-resolution image"
+    return None
+
+
+def int_spin(value: int, low: int, high: int, *, step: int = 1, tooltip: str = "") -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    spin.setSingleStep(step)
+    spin.setValue(value)
+    spin.setToolTip(tooltip)
+    return spin
+
+
+def double_spin(
+    value: float, low: float, high: float, *, step: float = 0.1, decimals: int = 3, tooltip: str = ""
+) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setDecimals(decimals)
+    spin.setRange(low, high)
+    spin.setSingleStep(step)
+    spin.setValue(value)
+    spin.setToolTip(tooltip)
+    return spin
+
+
+def set_combo_text(combo: QComboBox, text: str, *, what: str = "value") -> None:
+    """Select ``text`` in ``combo`` or raise ValueError listing the choices."""
+    index = combo.findText(text)
+    if index < 0:
+        choices = [combo.itemText(i) for i in range(combo.count())]
+        raise ValueError(f"unknown {what} {text!r}; choose one of {choices}")
+    combo.setCurrentIndex(index)
+
+
+@contextlib.contextmanager
+def blocked(*widgets: QWidget) -> Iterator[None]:
+    """Block the Qt signals of ``widgets`` for the duration of the block."""
+    previous = [widget.blockSignals(True) for widget in widgets]
+    try:
+        yield
+    finally:
+        for widget, was in zip(widgets, previous, strict=True):
+            widget.blockSignals(was)
+
+
+class _LayerTracker:
+    """Calls ``self._refresh`` whenever the viewer's image layers or their names change."""
+
+    def _track(self, viewer) -> None:
+        self._viewer = viewer
+        events = viewer.layers.events
+        events.inserted.connect(self._on_inserted)
+        events.removed.connect(self._on_removed)
+        events.moved.connect(self._refresh_later)
+        for layer in viewer.layers:
+            layer.events.name.connect(self._refresh_later)
+
+    def _untrack(self) -> None:
+        events = self._viewer.layers.events
+        for emitter, callback in (
+            (events.inserted, self._on_inserted),
+            (events.removed, self._on_removed),
+            (events.moved, self._refresh_later),
+        ):
+            with contextlib.suppress(Exception):
+                emitter.disconnect(callback)
+        for layer in self._viewer.layers:
+            with contextlib.suppress(Exception):
+                layer.events.name.disconnect(self._refresh_later)
+
+    def _on_inserted(self, event) -> None:
+        event.value.events.name.connect(self._refresh_later)
+        self._refresh_later()
+
+    def _on_removed(self, event) -> None:
+        with contextlib.suppress(Exception):
+            event.value.events.name.disconnect(self._refresh_later)
+        self._refresh_later()
+
+    def _refresh_later(self, *_) -> None:
+        if is_alive(self):
+            self._refresh()
+
+    def _image_layers(self) -> list:
+        return [layer for layer in self._viewer.layers if isinstance(layer, Image)]
+
+
+class ImageLayerCombo(QComboBox, _LayerTracker):
+    """A picker of the viewer's image layers that follows additions, removals and renames.
+
+    The selection is kept by layer identity (``unique_id``), so renaming or reordering
+    layers never silently switches the selected layer.
+    """
+
+    layer_changed = Signal(object)
+
+    def __init__(self, viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
+        self._track(viewer)
+        self._refresh()
+        self.currentIndexChanged.connect(lambda _: self.layer_changed.emit(self.layer))
+        self.destroyed.connect(self._untrack_static(self))
+
+    @staticmethod
+    def _untrack_static(combo):
+        untrack = combo._untrack
+        return lambda *_: untrack()
+
+    def _refresh(self) -> None:
+        current = self.currentData()
+        layers = self._image_layers()
+        with blocked(self):
+            self.clear()
+            for layer in layers:
+                self.addItem(layer.name, layer.unique_id)
+            index = self.findData(current) if current is not None else -1
+            if index < 0 and layers:
+                # Nothing selected yet: start from the viewer's active image layer.
+                active = self._viewer.layers.selection.active
+                index = self.findData(active.unique_id) if isinstance(active, Image) else -1
+                index = max(index, 0)
+            self.setCurrentIndex(index)
+        if self.currentData() != current:
+            self.layer_changed.emit(self.layer)
+
+    @property
+    def layer(self):
+        """The selected image layer, or None."""
+        uid = self.currentData()
+        return None if uid is None else find_layer(self._viewer, uid)
+
+    @layer.setter
+    def layer(self, value) -> None:
+        """Select a layer, given as a layer or its name."""
+        name = value if isinstance(value, str) else value.name
+        set_combo_text(self, name, what="image layer")
+
+
+class ImageLayerList(QListWidget, _LayerTracker):
+    """A checklist of the viewer's image layers (several training images)."""
+
+    def __init__(self, viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMaximumHeight(110)
+        self._track(viewer)
+        self._refresh()
+        self.destroyed.connect(ImageLayerCombo._untrack_static(self))
+
+    def _refresh(self) -> None:
+        checked = set(self._checked_ids())
+        self.clear()
+        for layer in self._image_layers():
+            item = QListWidgetItem(layer.name)
+            item.setData(Qt.ItemDataRole.UserRole, layer.unique_id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if layer.unique_id in checked else Qt.CheckState.Unchecked)
+            self.addItem(item)
+
+    def _checked_ids(self) -> list:
+        return [
+            self.item(row).data(Qt.ItemDataRole.UserRole)
+            for row in range(self.count())
+            if self.item(row).checkState() == Qt.CheckState.Checked
+        ]
+
+    @property
+    def layers(self) -> list:
+        """The checked image layers, in viewer order."""
+        ids = self._checked_ids()
+        return [layer for layer in (find_layer(self._viewer, uid) for uid in ids) if layer is not None]
+
+    @layers.setter
+    def layers(self, values: Iterable) -> None:
+        """Check exactly ``values`` (layers or layer names)."""
+        names = [value if isinstance(value, str) else value.name for value in values]
+        known = {self.item(row).text() for row in range(self.count())}
+        missing = [name for name in names if name not in known]
+        if missing:
+            raise ValueError(f"no image layer named {missing}; image layers: {sorted(known)}")
+        for row in range(self.count()):
+            item = self.item(row)
+            item.setCheckState(Qt.CheckState.Checked if item.text() in names else Qt.CheckState.Unchecked)

@@ -1,0 +1,270 @@
+"""The "Synthesize low light" panel: darken a clean image layer with the paper's model.
+
+Scripting::
+
+    widget = SynthesizeWidget(viewer)
+    widget.layer = "camera"          # a layer or its name
+    widget.alpha, widget.gamma = 1.2, 1.0
+    widget.noise, widget.noise_sigma = "gaussian", 0.02
+    worker = widget.run()            # adds "camera low (...)" when done
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import napari
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from ._common import (
+    OWNER_KEY,
+    ImageLayerCombo,
+    check_image_layer,
+    double_spin,
+    int_spin,
+    is_alive,
+    layer_snapshot,
+    set_combo_text,
+)
+from ._state import RunState, TaskStatus
+from ._workers import start_worker, synthesize_job
+
+__all__ = ["NOISE_MODELS", "SynthesizeWidget", "low_light_name"]
+
+#: Noise choices shown to the user -> the core's ``noise`` argument.
+NOISE_MODELS = {"none": None, "gaussian": "gaussian", "poisson-gaussian": "poisson-gaussian"}
+
+
+def low_light_name(source: str, alpha: float, gamma: float, noise: str, noise_sigma: float, photons, seed) -> str:
+    """Name of a synthesised layer: the source and every parameter that made it."""
+    parts = [f"alpha={alpha:g}", f"gamma={gamma:g}"]
+    if noise == "gaussian":
+        parts.append(f"gaussian sigma={noise_sigma:g}")
+    elif noise == "poisson-gaussian":
+        parts.append(f"poisson-gaussian photons={photons:g} sigma={noise_sigma:g}")
+    else:
+        parts.append("no noise")
+    if noise != "none":
+        parts.append(f"seed={seed}")
+    return f"{source} low ({', '.join(parts)})"
+
+
+class SynthesizeWidget(QWidget):
+    """Make a low-light version of an image layer (grey, RGB or N-D, any dtype).
+
+    Adds a new layer named after the source and the parameters and never changes the
+    source layer; optionally adds the true difference map ``D = (1 - I**gamma) * I``.
+
+    Signals
+    -------
+    run_finished
+        Emitted after a run's result was added to the viewer (or its error reported).
+    """
+
+    run_finished = Signal()
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.status = TaskStatus()
+        self.worker = None
+
+        self._layer = ImageLayerCombo(napari_viewer)
+        self._layer.setToolTip("The clean image to darken (it is never modified)")
+        self._alpha = double_spin(1.0, 0.01, 5.0, step=0.1, decimals=2, tooltip="Low-light intensity (paper: 0.5-2)")
+        self._gamma = double_spin(1.0, 0.05, 5.0, step=0.1, decimals=2, tooltip="Exponent of the illumination map")
+        self._noise = QComboBox()
+        self._noise.addItems(list(NOISE_MODELS))
+        self._noise.setCurrentText("gaussian")
+        self._noise.setToolTip("Sensor noise: Gaussian, or Poisson shot noise plus Gaussian read noise")
+        self._sigma = double_spin(
+            0.02, 0.0, 1.0, step=0.005, decimals=4, tooltip="Std. of Gaussian (read) noise, in [0, 1] units"
+        )
+        self._photons = double_spin(
+            100.0, 0.1, 1e7, step=10.0, decimals=1, tooltip="Photons at full intensity (Poisson)"
+        )
+        self._seed = int_spin(0, 0, 2**31 - 1, tooltip="Seed of the noise (same seed, same image)")
+        self._difference = QCheckBox("also add the true difference map")
+        self._run = QPushButton("Synthesize")
+        self._run.setToolTip("Add a low-light version of the selected layer")
+        self._message = QLabel("")
+        self._message.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self._layer)
+        form.addRow("alpha", self._alpha)
+        form.addRow("gamma", self._gamma)
+        form.addRow("noise", self._noise)
+        form.addRow("noise sigma", self._sigma)
+        form.addRow("photons", self._photons)
+        form.addRow("seed", self._seed)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self._difference)
+        layout.addWidget(self._run)
+        layout.addWidget(self._message)
+        layout.addStretch(1)
+
+        self._noise.currentTextChanged.connect(self._on_noise_changed)
+        self._run.clicked.connect(self.run)
+        self.status.events.state.connect(self._on_state)
+        self.status.events.message.connect(self._on_message)
+        self._on_noise_changed(self._noise.currentText())
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def layer(self):
+        """The source image layer (set a layer or its name)."""
+        return self._layer.layer
+
+    @layer.setter
+    def layer(self, value) -> None:
+        self._layer.layer = value
+
+    @property
+    def alpha(self) -> float:
+        return self._alpha.value()
+
+    @alpha.setter
+    def alpha(self, value: float) -> None:
+        self._alpha.setValue(value)
+
+    @property
+    def gamma(self) -> float:
+        return self._gamma.value()
+
+    @gamma.setter
+    def gamma(self, value: float) -> None:
+        self._gamma.setValue(value)
+
+    @property
+    def noise(self) -> str:
+        """``"none"``, ``"gaussian"`` or ``"poisson-gaussian"``."""
+        return self._noise.currentText()
+
+    @noise.setter
+    def noise(self, value: str | None) -> None:
+        set_combo_text(self._noise, "none" if value is None else value, what="noise model")
+
+    @property
+    def noise_sigma(self) -> float:
+        return self._sigma.value()
+
+    @noise_sigma.setter
+    def noise_sigma(self, value: float) -> None:
+        self._sigma.setValue(value)
+
+    @property
+    def photons(self) -> float:
+        return self._photons.value()
+
+    @photons.setter
+    def photons(self, value: float) -> None:
+        self._photons.setValue(value)
+
+    @property
+    def seed(self) -> int:
+        return self._seed.value()
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._seed.setValue(value)
+
+    @property
+    def add_difference(self) -> bool:
+        """Also add the true difference map as a float layer."""
+        return self._difference.isChecked()
+
+    @add_difference.setter
+    def add_difference(self, value: bool) -> None:
+        self._difference.setChecked(bool(value))
+
+    # ------------------------------------------------------------------ actions
+    def run(self, *_):
+        """Synthesise in a worker; return the worker (None when the input is refused).
+
+        The new layer(s) are added when the worker returns; errors become napari
+        notifications and add nothing.
+        """
+        layer = self.layer
+        problem = check_image_layer(layer)
+        if problem is not None:
+            show_error(f"Synthesize low light: {problem}")
+            return None
+        source = layer_snapshot(layer)
+        params = {
+            "alpha": self.alpha,
+            "gamma": self.gamma,
+            "noise": NOISE_MODELS[self.noise],
+            "noise_sigma": self.noise_sigma,
+            "photons": self.photons if self.noise == "poisson-gaussian" else None,
+            "seed": self.seed,
+            "channel_axis": source["channel_axis"],
+            "with_difference": self.add_difference,
+        }
+        name = low_light_name(
+            source["name"], self.alpha, self.gamma, self.noise, self.noise_sigma, self.photons, self.seed
+        )
+        self.status.state = RunState.RUNNING
+        self.status.message = f"synthesising {name!r}..."
+        self.worker = start_worker(
+            synthesize_job,
+            source["data"],
+            connect={
+                "returned": partial(self._on_returned, source, params, name),
+                "errored": self._on_errored,
+                "finished": self._on_finished,
+            },
+            progress={"desc": "napari-lowlight: synthesize"},
+            error_prefix="Synthesize low light failed",
+            **params,
+        )
+        return self.worker
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_returned(self, source: dict, params: dict, name: str, result) -> None:
+        tag = {"role": "synthesized", "source_id": str(source["unique_id"])}
+        tag.update({key: value for key, value in params.items() if key != "with_difference"})
+        common = {"scale": source["scale"], "translate": source["translate"], "rgb": source["rgb"]}
+        # The source's contrast limits keep the darkening visible (autoscaling would undo it).
+        self.viewer.add_image(
+            result.low,
+            name=name,
+            contrast_limits=source["contrast_limits"],
+            metadata={OWNER_KEY: tag},
+            **common,
+        )
+        if result.difference is not None:
+            top = float(result.difference.max()) or 1.0
+            self.viewer.add_image(
+                result.difference,
+                name=f"{source['name']} true difference map (gamma={params['gamma']:g})",
+                colormap="magma" if not source["rgb"] else None,
+                contrast_limits=(0.0, top),
+                metadata={OWNER_KEY: {"role": "true difference", "source_id": str(source["unique_id"])}},
+                **common,
+            )
+        self.status.state = RunState.DONE
+        self.status.message = f"added {name!r}"
+
+    def _on_errored(self, error: Exception) -> None:
+        self.status.state = RunState.ERROR
+        self.status.message = f"failed: {error}"
+
+    def _on_finished(self) -> None:
+        if is_alive(self):
+            self.run_finished.emit()
+
+    def _on_noise_changed(self, text: str) -> None:
+        self._sigma.setEnabled(text != "none")
+        self._photons.setEnabled(text == "poisson-gaussian")
+
+    def _on_message(self, message: str) -> None:
+        if is_alive(self):
+            self._message.setText(message)
+
+    def _on_state(self, state: RunState) -> None:
+        if is_alive(self):
+            self._run.setEnabled(not RunState(state).active)

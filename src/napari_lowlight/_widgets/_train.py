@@ -1,0 +1,561 @@
+"""The "Train / fine-tune" panel.
+
+Trains on clean image layers (low-light versions are synthesised on the fly within the
+ranges set here) or on a real pair of layers (low, high), from scratch, from the
+shipped weights, from the last trained model or from a weights file. Progress shows in
+napari's activity dock and here (a live loss curve and validation PSNR); Stop ends the
+run after the step in progress and keeps the weights so far. The result joins the
+model registry, so it is selectable in Restore at once; Save writes it as safetensors.
+
+Scripting::
+
+    widget = TrainWidget(viewer)
+    widget.train_layers = ["camera"]
+    widget.start_from, widget.model_width = "scratch", 8
+    widget.steps, widget.batch_size, widget.patch_size = 200, 8, 32
+    wait_for_worker(widget.start())
+    widget.save_weights("camera.safetensors")
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+from pathlib import Path
+
+import napari
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+import napari_lowlight as core
+
+from ._common import (
+    ImageLayerCombo,
+    ImageLayerList,
+    channel_axis_of,
+    check_image_layer,
+    double_spin,
+    int_spin,
+    is_alive,
+    set_combo_text,
+)
+from ._loss_curve import LossCurve
+from ._state import DEFAULT_MODEL_NAME, ModelRegistry, RunState, TrainingStatus, model_registry
+from ._training_run import TrainingRun
+
+__all__ = ["START_FROM", "TRAIN_NOISE", "TrainWidget"]
+
+#: Start-from keys (scripting) -> labels shown in the widget.
+START_FROM = {
+    "scratch": "new model (scratch)",
+    "default": "shipped default weights",
+    "last trained": "last trained model",
+    "file": "weights file",
+}
+#: Noise choices for synthesis during training -> the core's ``noise`` argument.
+TRAIN_NOISE = {"mixed": "mixed", "gaussian": "gaussian", "poisson-gaussian": "poisson-gaussian", "none": None}
+
+
+def _default_width() -> int:
+    return int(inspect.signature(core.new_model).parameters["width"].default)
+
+
+class _RangeEdit(QWidget):
+    """Two spin boxes holding ``(low, high)``."""
+
+    def __init__(self, low: float, high: float, minimum: float, maximum: float, *, step: float, decimals: int) -> None:
+        super().__init__()
+        self.low = double_spin(low, minimum, maximum, step=step, decimals=decimals)
+        self.high = double_spin(high, minimum, maximum, step=step, decimals=decimals)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.low)
+        row.addWidget(QLabel("to"))
+        row.addWidget(self.high)
+
+    @property
+    def value(self) -> tuple[float, float]:
+        return (self.low.value(), self.high.value())
+
+    @value.setter
+    def value(self, pair) -> None:
+        low, high = pair
+        self.low.setValue(low)
+        self.high.setValue(high)
+
+
+class TrainWidget(QWidget):
+    """Train or fine-tune a model on image layers; the result is usable in Restore.
+
+    Signals
+    -------
+    training_finished
+        Emitted when a run has ended (finished, stopped or failed) and its model, if
+        any, is in the registry.
+    """
+
+    training_finished = Signal()
+
+    def __init__(
+        self,
+        napari_viewer: napari.viewer.Viewer,
+        parent: QWidget | None = None,
+        *,
+        registry: ModelRegistry | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.registry = model_registry if registry is None else registry
+        self.status = TrainingStatus()
+        #: The current or last :class:`TrainingRun` (None before the first).
+        self.run: TrainingRun | None = None
+
+        # --- data
+        self._clean = QRadioButton("clean images (synthesise low light)")
+        self._pairs = QRadioButton("real pairs (low, high)")
+        self._clean.setChecked(True)
+        self._mode = QButtonGroup(self)
+        self._mode.addButton(self._clean)
+        self._mode.addButton(self._pairs)
+        self._layers = ImageLayerList(napari_viewer)
+        self._layers.setToolTip("Tick one or more clean image layers")
+        self._low = ImageLayerCombo(napari_viewer)
+        self._high = ImageLayerCombo(napari_viewer)
+        pairs_page = QWidget()
+        pairs_form = QFormLayout(pairs_page)
+        pairs_form.setContentsMargins(0, 0, 0, 0)
+        pairs_form.addRow("low", self._low)
+        pairs_form.addRow("high", self._high)
+        self._data_pages = QStackedWidget()
+        self._data_pages.addWidget(self._layers)
+        self._data_pages.addWidget(pairs_page)
+        data_box = QGroupBox("Data")
+        data_layout = QVBoxLayout(data_box)
+        data_layout.addWidget(self._clean)
+        data_layout.addWidget(self._pairs)
+        data_layout.addWidget(self._data_pages)
+
+        # --- synthesis ranges
+        self._alpha_range = _RangeEdit(0.5, 2.0, 0.01, 5.0, step=0.1, decimals=2)
+        self._gamma_range = _RangeEdit(0.5, 2.0, 0.05, 5.0, step=0.1, decimals=2)
+        self._noise = QComboBox()
+        self._noise.addItems(list(TRAIN_NOISE))
+        self._noise.setToolTip("mixed: half Gaussian, half Poisson-Gaussian")
+        self._sigma_range = _RangeEdit(0.0, 0.03, 0.0, 1.0, step=0.005, decimals=4)
+        self._synthesis_box = QGroupBox("Synthesis ranges (clean images)")
+        synthesis_form = QFormLayout(self._synthesis_box)
+        synthesis_form.addRow("alpha", self._alpha_range)
+        synthesis_form.addRow("gamma", self._gamma_range)
+        synthesis_form.addRow("noise", self._noise)
+        synthesis_form.addRow("noise sigma", self._sigma_range)
+
+        # --- model
+        self._start_from = QComboBox()
+        for key, label in START_FROM.items():
+            self._start_from.addItem(label, key)
+        self._width = int_spin(_default_width(), 1, 256, tooltip="Channels per layer of a new model")
+        self._path = QLineEdit()
+        self._path.setPlaceholderText("weights .safetensors")
+        self._browse = QPushButton("...")
+        path_row = QHBoxLayout()
+        path_row.addWidget(self._path, 1)
+        path_row.addWidget(self._browse)
+        model_box = QGroupBox("Model")
+        model_form = QFormLayout(model_box)
+        model_form.addRow("start from", self._start_from)
+        model_form.addRow("width", self._width)
+        model_form.addRow("file", path_row)
+
+        # --- training
+        self._steps = int_spin(500, 1, 10_000_000, step=100)
+        self._batch = int_spin(32, 1, 4096)
+        self._patch = int_spin(48, 8, 1024, step=8)
+        self._lr = double_spin(1e-3, 1e-7, 1.0, step=1e-4, decimals=6)
+        self._seed = int_spin(0, 0, 2**31 - 1)
+        self._device = QComboBox()
+        self._device.addItems(core.available_devices())
+        self._validate = int_spin(50, 0, 1_000_000, tooltip="Steps between validation PSNRs (0: never)")
+        training_box = QGroupBox("Training")
+        training_form = QFormLayout(training_box)
+        training_form.addRow("steps", self._steps)
+        training_form.addRow("batch size", self._batch)
+        training_form.addRow("patch size", self._patch)
+        training_form.addRow("learning rate", self._lr)
+        training_form.addRow("seed", self._seed)
+        training_form.addRow("device", self._device)
+        training_form.addRow("validate every", self._validate)
+
+        # --- actions and progress
+        self._train = QPushButton("Train")
+        self._stop = QPushButton("Stop")
+        self._save = QPushButton("Save weights...")
+        self._stop.setEnabled(False)
+        self._save.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self._train)
+        buttons.addWidget(self._stop)
+        buttons.addWidget(self._save)
+        self._progress = QProgressBar()
+        self._progress.setRange(0, 1)
+        self._progress.setValue(0)
+        self._numbers = QLabel("")
+        self._message = QLabel("")
+        self._message.setWordWrap(True)
+        self.loss_curve = LossCurve()
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(data_box)
+        layout.addWidget(self._synthesis_box)
+        layout.addWidget(model_box)
+        layout.addWidget(training_box)
+        layout.addLayout(buttons)
+        layout.addWidget(self._progress)
+        layout.addWidget(self._numbers)
+        layout.addWidget(self.loss_curve)
+        layout.addWidget(self._message)
+        layout.addStretch(1)
+
+        self._clean.toggled.connect(self._on_mode)
+        self._start_from.currentIndexChanged.connect(self._on_start_from)
+        self._browse.clicked.connect(self._on_browse)
+        self._train.clicked.connect(self.start)
+        self._stop.clicked.connect(self.stop)
+        self._save.clicked.connect(self._on_save_clicked)
+        self.status.events.state.connect(self._on_state)
+        self.status.events.step.connect(self._on_step)
+        self.status.events.message.connect(self._on_message)
+        self._on_mode(True)
+        self._on_start_from()
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def mode(self) -> str:
+        """``"clean"`` (synthesise from clean layers) or ``"pairs"`` (a low and a high layer)."""
+        return "clean" if self._clean.isChecked() else "pairs"
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in ("clean", "pairs"):
+            raise ValueError(f"mode must be 'clean' or 'pairs', got {value!r}")
+        (self._clean if value == "clean" else self._pairs).setChecked(True)
+
+    @property
+    def train_layers(self) -> list:
+        """The ticked clean image layers (set layers or names)."""
+        return self._layers.layers
+
+    @train_layers.setter
+    def train_layers(self, values) -> None:
+        self._layers.layers = values
+
+    @property
+    def low_layer(self):
+        return self._low.layer
+
+    @low_layer.setter
+    def low_layer(self, value) -> None:
+        self._low.layer = value
+
+    @property
+    def high_layer(self):
+        return self._high.layer
+
+    @high_layer.setter
+    def high_layer(self, value) -> None:
+        self._high.layer = value
+
+    @property
+    def alpha_range(self) -> tuple[float, float]:
+        return self._alpha_range.value
+
+    @alpha_range.setter
+    def alpha_range(self, value) -> None:
+        self._alpha_range.value = value
+
+    @property
+    def gamma_range(self) -> tuple[float, float]:
+        return self._gamma_range.value
+
+    @gamma_range.setter
+    def gamma_range(self, value) -> None:
+        self._gamma_range.value = value
+
+    @property
+    def noise(self) -> str:
+        """``"mixed"``, ``"gaussian"``, ``"poisson-gaussian"`` or ``"none"``."""
+        return self._noise.currentText()
+
+    @noise.setter
+    def noise(self, value: str | None) -> None:
+        set_combo_text(self._noise, "none" if value is None else value, what="noise model")
+
+    @property
+    def noise_sigma_range(self) -> tuple[float, float]:
+        return self._sigma_range.value
+
+    @noise_sigma_range.setter
+    def noise_sigma_range(self, value) -> None:
+        self._sigma_range.value = value
+
+    @property
+    def start_from(self) -> str:
+        """``"scratch"``, ``"default"``, ``"last trained"`` or ``"file"`` (see ``weights_path``)."""
+        return self._start_from.currentData()
+
+    @start_from.setter
+    def start_from(self, key: str) -> None:
+        if key not in START_FROM:
+            raise ValueError(f"start_from must be one of {list(START_FROM)}, got {key!r}")
+        self._start_from.setCurrentIndex(list(START_FROM).index(key))
+
+    @property
+    def model_width(self) -> int:
+        """Width (channels per layer) of a model started from scratch."""
+        return self._width.value()
+
+    @model_width.setter
+    def model_width(self, value: int) -> None:
+        self._width.setValue(value)
+
+    @property
+    def weights_path(self) -> Path | None:
+        text = self._path.text().strip()
+        return Path(text) if text else None
+
+    @weights_path.setter
+    def weights_path(self, value) -> None:
+        self._path.setText("" if value is None else str(value))
+
+    steps = property(lambda self: self._steps.value(), lambda self, v: self._steps.setValue(v))
+    batch_size = property(lambda self: self._batch.value(), lambda self, v: self._batch.setValue(v))
+    patch_size = property(lambda self: self._patch.value(), lambda self, v: self._patch.setValue(v))
+    learning_rate = property(lambda self: self._lr.value(), lambda self, v: self._lr.setValue(v))
+    seed = property(lambda self: self._seed.value(), lambda self, v: self._seed.setValue(v))
+    validate_every = property(lambda self: self._validate.value(), lambda self, v: self._validate.setValue(v))
+
+    @property
+    def device(self) -> str:
+        return self._device.currentText()
+
+    @device.setter
+    def device(self, value: str) -> None:
+        set_combo_text(self._device, value, what="device")
+
+    @property
+    def model(self):
+        """The model of the current or last run (None before the first run)."""
+        return None if self.run is None else self.run.model
+
+    @property
+    def worker(self):
+        return None if self.run is None else self.run.worker
+
+    # ------------------------------------------------------------------ actions
+    def start(self, *_):
+        """Start training in a worker; returns the worker (None when the input is refused)."""
+        if self.run is not None and self.run.running:
+            show_error("Train: a training run is already in progress; stop it first")
+            return None
+        data = self._training_data()
+        if data is None:
+            return None
+        images, pairs, channel_axis, description = data
+        model = self._initial_model()
+        if model is None:
+            return None
+        params = {
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "patch_size": self.patch_size,
+            "lr": self.learning_rate,
+            "seed": self.seed,
+            "device": self.device,
+            "channel_axis": channel_axis,
+            "validate_every": self.validate_every,
+        }
+        if pairs is None:
+            params.update(
+                alpha_range=self.alpha_range,
+                gamma_range=self.gamma_range,
+                noise=TRAIN_NOISE[self.noise],
+                noise_sigma_range=self.noise_sigma_range,
+            )
+        self.loss_curve.clear()
+        self.run = TrainingRun(
+            images=images,
+            pairs=pairs,
+            model=model,
+            params=params,
+            status=self.status,
+            registry=self.registry,
+            description=description,
+        )
+        self.run.stop_when_destroyed(self)
+        self.run.finished_callbacks.append(self._on_finished)
+        return self.run.start()
+
+    def stop(self, *_) -> None:
+        """Stop the run after the step in progress, keeping the weights trained so far."""
+        if self.run is not None and self.run.running:
+            self.run.stop()
+
+    def save_weights(self, path=None) -> Path | None:
+        """Save the last run's model as safetensors; returns the path (None if nothing saved).
+
+        Without ``path`` a file dialog asks for one; ``.safetensors`` is appended when
+        missing.
+        """
+        if self.run is None or self.run.steps_done == 0:
+            show_error("Train: there is no trained model to save yet")
+            return None
+        if self.run.running:
+            show_error("Train: stop the run (or let it finish) before saving")
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save weights", "model.safetensors", "Weights (*.safetensors)")
+            if not path:
+                return None
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            path = path.with_name(path.name + ".safetensors")
+        try:
+            saved = core.save_model(self.run.model, path)
+        except (OSError, ValueError, TypeError) as error:
+            show_error(f"Train: could not save weights to {path}: {error}")
+            return None
+        saved = Path(saved) if saved is not None else path
+        if self.run.entry is not None:
+            self.run.entry.path = saved
+        self.status.message = f"saved weights to {saved}"
+        show_info(f"napari-lowlight: saved weights to {saved}")
+        return saved
+
+    # ------------------------------------------------------------------ helpers
+    def _training_data(self):
+        """``(images, pairs, channel_axis, description)`` or None after a notification."""
+        if self.mode == "clean":
+            layers = self.train_layers
+            if not layers:
+                show_error("Train: tick at least one clean image layer")
+                return None
+            for layer in layers:
+                problem = check_image_layer(layer)
+                if problem is not None:
+                    show_error(f"Train: {problem}")
+                    return None
+            kinds = {channel_axis_of(layer) for layer in layers}
+            if len(kinds) > 1:
+                show_error("Train: the ticked layers mix RGB and grey images; train on one kind at a time")
+                return None
+            names = ", ".join(layer.name for layer in layers)
+            return [layer.data for layer in layers], None, kinds.pop(), f"on {names}"
+        low, high = self.low_layer, self.high_layer
+        for layer in (low, high):
+            problem = check_image_layer(layer)
+            if problem is not None:
+                show_error(f"Train: {problem}")
+                return None
+        if low.unique_id == high.unique_id:
+            show_error("Train: the low and the high layer of a pair must be different layers")
+            return None
+        if tuple(low.data.shape) != tuple(high.data.shape) or low.rgb != high.rgb:
+            show_error(
+                f"Train: the pair's shapes differ: {low.name!r} is {tuple(low.data.shape)}, "
+                f"{high.name!r} is {tuple(high.data.shape)}"
+            )
+            return None
+        return [], [(low.data, high.data)], channel_axis_of(low), f"on the pair {low.name!r} -> {high.name!r}"
+
+    def _initial_model(self):
+        """A fresh or copied model to train, or None after a notification."""
+        key = self.start_from
+        try:
+            if key == "scratch":
+                return core.new_model(width=self.model_width, seed=self.seed)
+            if key == "default":
+                return copy.deepcopy(self.registry.get(DEFAULT_MODEL_NAME).get_model())
+            if key == "last trained":
+                entry = self.registry.latest("trained")
+                if entry is None:
+                    show_error("Train: no model has been trained in this session yet")
+                    return None
+                return copy.deepcopy(entry.get_model())
+            path = self.weights_path
+            if path is None:
+                show_error("Train: choose a weights file to start from")
+                return None
+            return core.load_model(path, device="cpu")
+        except FileNotFoundError as error:
+            show_error(f"Train: weights not found: {error}")
+        except (KeyError, ValueError, OSError, TypeError) as error:
+            show_error(f"Train: cannot start from {START_FROM[key]}: {error}")
+        return None
+
+    # ------------------------------------------------------------------ UI callbacks
+    def _on_mode(self, *_) -> None:
+        clean = self._clean.isChecked()
+        self._data_pages.setCurrentIndex(0 if clean else 1)
+        self._synthesis_box.setEnabled(clean)
+
+    def _on_start_from(self, *_) -> None:
+        key = self.start_from
+        self._width.setEnabled(key == "scratch")
+        self._path.setEnabled(key == "file")
+        self._browse.setEnabled(key == "file")
+
+    def _on_browse(self, *_) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Start from weights", "", "Weights (*.safetensors)")
+        if path:
+            self.weights_path = path
+
+    def _on_save_clicked(self, *_) -> None:
+        self.save_weights()
+
+    def _on_state(self, state) -> None:
+        if not is_alive(self):
+            return
+        state = RunState(state)
+        self._train.setEnabled(not state.active)
+        self._stop.setEnabled(state == RunState.RUNNING)
+        self._save.setEnabled(not state.active and self.run is not None and self.run.steps_done > 0)
+        if state.active:
+            self._progress.setRange(0, max(self.status.steps, 1))
+
+    def _on_step(self, step: int) -> None:
+        if not is_alive(self):
+            return
+        status = self.status
+        self._progress.setRange(0, max(status.steps, 1))
+        self._progress.setValue(step)
+        if step == 0:
+            self._numbers.setText("")
+            return
+        psnr = "" if status.validation_psnr is None else f"   val. PSNR {status.validation_psnr:.2f} dB"
+        speed = "" if not math.isfinite(status.images_per_second) else f"   {status.images_per_second:.0f} img/s"
+        self._numbers.setText(f"step {step}/{status.steps}   loss {status.loss:.4g}{psnr}{speed}")
+        self.loss_curve.add_point(step, status.loss, status.validation_psnr)
+
+    def _on_finished(self) -> None:
+        if is_alive(self):
+            self.training_finished.emit()
+
+    def _on_message(self, message: str) -> None:
+        if is_alive(self):
+            self._message.setText(message)

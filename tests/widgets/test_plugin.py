@@ -1,0 +1,86 @@
+"""The npe2 manifest, the widgets as napari opens them from the Plugins menu, the samples."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from napari_lowlight._sample_data import SAMPLE_LAYERS
+from napari_lowlight.samples import fluorescence_stack, load_sample, skimage_image
+
+MANIFEST = resources.files("napari_lowlight") / "napari.yaml"
+WIDGETS = {
+    "Synthesize low light": "SynthesizeWidget",
+    "Train / fine-tune": "TrainWidget",
+    "Restore low light": "RestoreWidget",
+}
+
+
+def test_manifest_is_valid_and_its_commands_import():
+    from npe2 import PluginManifest
+
+    manifest = PluginManifest.from_file(str(MANIFEST))
+    manifest.validate_imports()
+    assert manifest.name == "napari-lowlight"
+    assert {widget.display_name for widget in manifest.contributions.widgets} == set(WIDGETS)
+    assert {sample.key for sample in manifest.contributions.sample_data} == set(SAMPLE_LAYERS)
+    for sample in manifest.contributions.sample_data:
+        assert sample.display_name == load_sample(sample.key).title
+
+
+def _installed() -> bool:
+    from npe2 import PluginManager
+
+    manager = PluginManager.instance()
+    manager.discover()
+    return "napari-lowlight" in manager
+
+
+@pytest.mark.skipif(not _installed(), reason="napari-lowlight is not installed (no npe2 entry point)")
+@pytest.mark.parametrize("display_name", list(WIDGETS))
+def test_widgets_open_from_the_plugins_menu(viewer, display_name):
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-lowlight", display_name)
+    assert type(widget).__name__ == WIDGETS[display_name]
+
+
+@pytest.mark.skipif(not _installed(), reason="napari-lowlight is not installed (no npe2 entry point)")
+def test_open_sample_adds_low_light_and_clean_layers(viewer):
+    viewer.open_sample("napari-lowlight", "camera")
+    assert [layer.name for layer in viewer.layers] == ["camera (clean)", "camera (low light)"]
+
+
+@pytest.mark.parametrize("key", list(SAMPLE_LAYERS))
+def test_samples_are_offline_deterministic_pairs(key, monkeypatch):
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a sample tried to download something")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    pytest.importorskip("pooch")
+    import pooch
+
+    monkeypatch.setattr(pooch, "retrieve", no_network)
+    function = SAMPLE_LAYERS[key]
+    (clean, clean_kwargs, clean_type), (low, low_kwargs, low_type) = function()
+    assert clean_type == low_type == "image"
+    assert clean.shape == low.shape and clean.dtype == low.dtype
+    assert low.astype(float).mean() < 0.8 * clean.astype(float).mean()  # darker
+    assert low_kwargs["name"].endswith("(low light)") and clean_kwargs["name"].endswith("(clean)")
+    assert clean_kwargs.get("rgb", False) == low_kwargs.get("rgb", False) == (clean.ndim == 3 and clean.shape[-1] == 3)
+    (_, _, _), (again, _, _) = function()
+    np.testing.assert_array_equal(low, again)
+
+
+def test_skimage_files_are_read_from_the_package_only():
+    assert skimage_image("camera.png").shape == (512, 512)
+    with pytest.raises(FileNotFoundError):
+        skimage_image("not-shipped.png")
+
+
+def test_fluorescence_stack_is_a_uint16_z_stack():
+    stack = fluorescence_stack()
+    assert stack.shape == (12, 192, 192) and stack.dtype == np.uint16
+    assert stack.max() > 30_000 and np.median(stack) < 10_000  # bright objects on a dark background

@@ -1,0 +1,291 @@
+"""The Restore low light widget, end to end in a real viewer, with a tiny model on the CPU."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import napari_lowlight as core
+from napari_lowlight._widgets import RestoreWidget, RunState
+
+
+@pytest.fixture
+def widget(viewer, registry):
+    widget = RestoreWidget(viewer, registry=registry)
+    widget.model_name = "tiny"
+    widget.device = "cpu"
+    return widget
+
+
+def run(qtbot, widget, timeout=30_000):
+    with qtbot.waitSignal(widget.run_finished, timeout=timeout):
+        worker = widget.run()
+        assert worker is not None
+    return worker
+
+
+def expected(image, model, alpha, channel_axis=None):
+    difference = core.estimate_difference(image, model=model, channel_axis=channel_axis, device="cpu")
+    return core.enhance(image, difference, alpha, model=model, channel_axis=channel_axis, device="cpu"), difference
+
+
+@pytest.mark.parametrize(
+    ("kind", "dtype"),
+    [("grey", np.uint8), ("grey", np.float32), ("stack", np.uint16), ("rgb", np.uint8)],
+)
+def test_run_adds_restored_and_difference_layers(qtbot, viewer, widget, tiny_model, helpers, kind, dtype):
+    if kind == "rgb":
+        image = helpers.rgb()
+    elif kind == "stack":
+        image = helpers.grey((3, 32, 24), dtype)
+    else:
+        image = helpers.grey((32, 32), dtype)
+    source = viewer.add_image(image.copy(), name="low", rgb=kind == "rgb", scale=(2.0,) * (2 if kind != "stack" else 3))
+    widget.layer = "low"
+    widget.alpha = 1.3
+    run(qtbot, widget)
+
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["low", "low restored", "low difference map"]
+    restored, difference = viewer.layers["low restored"], viewer.layers["low difference map"]
+    assert restored.data.shape == image.shape and restored.data.dtype == image.dtype
+    assert difference.data.shape == image.shape and difference.data.dtype == np.float32
+    assert restored.rgb == difference.rgb == (kind == "rgb")
+    assert tuple(restored.scale) == tuple(source.scale)
+    want, want_difference = expected(image, tiny_model, 1.3, -1 if kind == "rgb" else None)
+    np.testing.assert_array_equal(restored.data, want)
+    np.testing.assert_allclose(difference.data, want_difference, atol=1e-6)
+    low, high = difference.contrast_limits
+    assert low == 0.0 and 0.0 < high <= max(float(want_difference.max()), 1e-6)
+    if kind != "rgb":
+        assert difference.colormap.name == "magma"
+    np.testing.assert_array_equal(source.data, image)  # input untouched
+    assert widget.status.state == RunState.DONE
+
+
+def test_alpha_slider_updates_in_place_without_estimate_net(qtbot, viewer, widget, tiny_model, helpers, monkeypatch):
+    calls = []
+    original = core.estimate_difference
+    monkeypatch.setattr(core, "estimate_difference", lambda *a, **k: calls.append(1) or original(*a, **k))
+    image = helpers.grey()
+    viewer.add_image(image, name="low")
+    widget.alpha = 1.0
+    run(qtbot, widget)
+    restored = viewer.layers["low restored"]
+    before = restored.data.copy()
+    difference = original(image, model=tiny_model, device="cpu")
+
+    widget.alpha = 2.0  # a 2-D image updates before the setter returns
+    assert viewer.layers["low restored"] is restored or viewer.layers["low restored"] == restored
+    assert not np.array_equal(restored.data, before)
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 2.0, model=tiny_model, device="cpu"))
+    assert len(calls) == 1  # the difference map came from the cache
+    assert restored.metadata["napari_lowlight"]["alpha"] == 2.0
+
+    # Dragging the real slider: coalesced, then applied.
+    with qtbot.waitSignal(widget.alpha_applied, timeout=10_000):
+        widget._slider.setValue(0.6)
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 0.6, model=tiny_model, device="cpu"))
+    assert len(calls) == 1
+    assert len(viewer.layers) == 3
+
+
+@pytest.mark.parametrize("colour", [False, True], ids=["grey", "rgb"])
+def test_stack_updates_visible_plane_first_then_the_rest(qtbot, viewer, widget, tiny_model, helpers, colour):
+    if colour:
+        image = np.stack([helpers.rgb(seed=z) for z in range(4)])  # (Z, Y, X, RGB)
+    else:
+        image = helpers.grey((4, 32, 32), np.uint16)
+    axis = -1 if colour else None
+    viewer.add_image(image, name="stack", rgb=colour)
+    run(qtbot, widget)
+    restored = viewer.layers["stack restored"]
+    old = restored.data.copy()
+    _, difference = expected(image, tiny_model, 1.0, axis)
+    new = core.enhance(image, difference, 2.5, model=tiny_model, device="cpu", channel_axis=axis)
+    viewer.dims.set_current_step(0, 2)
+
+    with qtbot.waitSignal(widget.alpha_applied, timeout=20_000):
+        worker = widget.set_alpha(2.5)
+        assert worker is not None
+        # Before any event is processed: the visible plane is new, the others still old.
+        np.testing.assert_array_equal(restored.data[2], new[2])
+        np.testing.assert_array_equal(restored.data[0], old[0])
+    np.testing.assert_array_equal(restored.data, new)
+    assert widget.status.progress == 1.0
+
+
+def test_newer_alpha_aborts_older_stack_update(qtbot, viewer, widget, tiny_model, helpers):
+    image = helpers.grey((6, 32, 32), np.uint8)
+    viewer.add_image(image, name="stack")
+    run(qtbot, widget)
+    restored = viewer.layers["stack restored"]
+    _, difference = expected(image, tiny_model, 1.0)
+    with qtbot.waitSignal(widget.alpha_applied, timeout=20_000):
+        widget.set_alpha(0.5)
+        widget.set_alpha(1.7)
+    qtbot.waitUntil(lambda: widget.alpha_worker.done.is_set(), timeout=20_000)
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 1.7, model=tiny_model, device="cpu"))
+
+
+def test_auto_alpha_sets_the_slider(qtbot, viewer, widget, tiny_model, helpers):
+    image = helpers.grey()
+    viewer.add_image(image, name="low")
+    widget.auto_alpha = True
+    run(qtbot, widget)
+    estimate = core.estimate_alpha(image, model=tiny_model)
+    assert widget.alpha == pytest.approx(estimate, abs=0.01)
+    assert widget.auto_alpha  # kept for the next image
+    meta = viewer.layers["low restored"].metadata["napari_lowlight"]
+    assert meta["alpha"] == pytest.approx(estimate)
+
+
+def test_rerun_replaces_only_its_own_layers(qtbot, viewer, widget, tiny_model, helpers):
+    image = helpers.grey()
+    viewer.add_image(image, name="low")
+    mine_lookalike = viewer.add_image(np.zeros((32, 32), np.uint8), name="low restored")
+    widget.layer = "low"
+    widget.alpha = 1.0
+    run(qtbot, widget)
+    assert len(viewer.layers) == 4
+    ours = [layer for layer in viewer.layers if "napari_lowlight" in layer.metadata]
+    assert len(ours) == 2
+    widget.alpha = 0.7
+    run(qtbot, widget)
+    assert len(viewer.layers) == 4  # replaced, not added
+    np.testing.assert_array_equal(mine_lookalike.data, 0)  # someone else's layer: untouched
+    ours = [layer for layer in viewer.layers if layer.metadata.get("napari_lowlight", {}).get("role") == "restored"]
+    assert len(ours) == 1
+    np.testing.assert_array_equal(ours[0].data, expected(image, tiny_model, 0.7)[0])
+
+
+def test_switching_layer_mid_run_writes_to_the_right_layer(qtbot, viewer, widget, tiny_model, helpers, monkeypatch):
+    a, b = helpers.grey(seed=1), helpers.grey(seed=2)
+    viewer.add_image(a.copy(), name="A")
+    viewer.add_image(b.copy(), name="B")
+    gate = threading.Event()
+    original = core.estimate_difference
+
+    def slow(*args, **kwargs):
+        gate.wait(10)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(core, "estimate_difference", slow)
+    widget.layer = "A"
+    with qtbot.waitSignal(widget.run_finished, timeout=30_000):
+        widget.run()
+        widget.layer = "B"  # the user picks another layer while A is being restored
+        viewer.layers.selection.active = viewer.layers["B"]
+        gate.set()
+    names = [layer.name for layer in viewer.layers]
+    assert "A restored" in names and "B restored" not in names
+    np.testing.assert_array_equal(viewer.layers["A restored"].data, expected(a, tiny_model, 1.0)[0])
+    np.testing.assert_array_equal(viewer.layers["B"].data, b)
+    np.testing.assert_array_equal(viewer.layers["A"].data, a)
+
+
+def test_two_quick_runs_do_not_mix(qtbot, viewer, widget, tiny_model, helpers, monkeypatch):
+    image = helpers.grey()
+    viewer.add_image(image, name="low")
+    first_call = threading.Event()
+    original = core.estimate_difference
+
+    def first_slow(*args, **kwargs):
+        if not first_call.is_set():
+            first_call.set()
+            threading.Event().wait(1.0)  # the first run finishes last
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(core, "estimate_difference", first_slow)
+    widget.alpha = 0.5
+    first = widget.run()
+    widget.alpha = 1.8
+    second = widget.run()
+    qtbot.waitUntil(lambda: first.done.is_set() and second.done.is_set(), timeout=30_000)
+    restored = [layer for layer in viewer.layers if layer.name.startswith("low restored")]
+    assert len(restored) == 1
+    np.testing.assert_array_equal(restored[0].data, expected(image, tiny_model, 1.8)[0])
+    assert restored[0].metadata["napari_lowlight"]["alpha"] == 1.8
+    assert widget.live.alpha == 1.8
+
+
+def test_bad_weights_file_notifies_and_adds_nothing(qtbot, viewer, widget, registry, notifications, helpers, tmp_path):
+    viewer.add_image(helpers.grey(), name="low")
+    bad = tmp_path / "model.safetensors"
+    bad.write_text("this is not a weights file")
+    names = registry.names()
+    assert widget.load_weights(bad) is None
+    assert registry.names() == names
+    assert widget.model_name == "tiny"
+    assert any("model.safetensors" in message for message in helpers.errors(notifications))
+    assert len(viewer.layers) == 1
+
+
+def test_error_in_worker_is_notified_and_layers_unchanged(qtbot, viewer, widget, notifications, helpers, monkeypatch):
+    image = helpers.grey()
+    viewer.add_image(image.copy(), name="low")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated failure in Estimate-Net")
+
+    monkeypatch.setattr(core, "estimate_difference", broken)
+    run(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["low"]
+    np.testing.assert_array_equal(viewer.layers["low"].data, image)
+    assert widget.status.state == RunState.ERROR
+    assert any("simulated failure" in message for message in helpers.errors(notifications))
+
+
+def test_missing_default_model_is_a_notification(qtbot, viewer, notifications, helpers):
+    from napari_lowlight._widgets import DEFAULT_MODEL_NAME, ModelRegistry
+
+    registry = ModelRegistry()
+
+    def missing():
+        raise FileNotFoundError("default.safetensors")
+
+    registry.get(DEFAULT_MODEL_NAME).loader = missing
+    widget = RestoreWidget(viewer, registry=registry)
+    viewer.add_image(helpers.grey(), name="low")
+    assert widget.model_name == DEFAULT_MODEL_NAME
+    assert widget.run() is None
+    assert any("default weights are missing" in message for message in helpers.errors(notifications))
+    assert len(viewer.layers) == 1
+
+
+def test_models_follow_the_registry(viewer, widget, registry, tmp_path, tiny_model):
+    path = core.save_model(tiny_model, tmp_path / "mine.safetensors")
+    entry = widget.load_weights(path)
+    assert entry is not None and entry.kind == "file"
+    assert widget.model_name == "mine.safetensors"
+    registry.add_trained(core.new_model(width=4, seed=1), steps=3)
+    names = [widget._model.itemText(i) for i in range(widget._model.count())]
+    assert names == registry.names()
+    assert widget.model_name == "trained #1 (3 steps)"  # a new model is selected
+
+
+def _rss_bytes() -> int:
+    import os
+
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_many_alpha_changes_keep_memory_flat(qtbot, viewer, widget, helpers):
+    image = helpers.grey((512, 512), np.float32)  # 1 MiB per copy: a leak per change shows
+    viewer.add_image(image, name="low")
+    run(qtbot, widget)
+    alphas = np.linspace(0.5, 2.0, 20)
+    for alpha in alphas[:10]:  # warm-up
+        widget.alpha = float(alpha)
+    qtbot.wait(50)
+    before = _rss_bytes()
+    for index in range(100):
+        widget.alpha = float(alphas[index % len(alphas)])
+    qtbot.wait(50)
+    growth = _rss_bytes() - before
+    assert growth < 0.1 * before, f"RSS grew by {growth / 2**20:.0f} MiB over 100 alpha changes"
+    assert len(viewer.layers) == 3

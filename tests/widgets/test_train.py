@@ -1,0 +1,189 @@
+"""The Train / fine-tune widget, end to end in a real viewer, with a tiny model on the CPU."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import napari_lowlight as core
+from napari_lowlight._widgets import RestoreWidget, RunState, TrainWidget
+
+
+@pytest.fixture
+def widget(viewer, registry):
+    widget = TrainWidget(viewer, registry=registry)
+    widget.start_from = "scratch"
+    widget.model_width = 4
+    widget.batch_size, widget.patch_size = 2, 16
+    widget.validate_every = 2
+    widget.device = "cpu"
+    return widget
+
+
+def train(qtbot, widget, timeout=60_000):
+    with qtbot.waitSignal(widget.training_finished, timeout=timeout):
+        worker = widget.start()
+        assert worker is not None
+    return worker
+
+
+def weights(model) -> dict:
+    return {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_training_finishes_and_model_is_selectable_in_restore(qtbot, viewer, widget, registry, helpers):
+    image = helpers.grey((40, 40))
+    viewer.add_image(image.copy(), name="clean")
+    restore = RestoreWidget(viewer, registry=registry)
+    widget.train_layers = ["clean"]
+    widget.steps = 5
+    train(qtbot, widget)
+
+    status = widget.status
+    assert status.state == RunState.DONE
+    assert status.step == status.steps == 5
+    assert math.isfinite(status.loss) and status.validation_psnr is not None
+    assert [step for step, _ in widget.loss_curve.losses] == [1, 2, 3, 4, 5]
+    assert status.model_name == "trained #1 (5 steps)"
+    assert registry.get(status.model_name).model is widget.model
+    assert not widget.model.training  # eval mode, ready for inference
+    assert not same_weights(weights(widget.model), weights(core.new_model(width=4, seed=0)))
+    assert restore.model_name == "trained #1 (5 steps)"  # immediately selectable in Restore
+    np.testing.assert_array_equal(viewer.layers["clean"].data, image)
+    assert len(viewer.layers) == 1
+
+
+def test_stop_ends_within_one_step_and_keeps_the_weights(qtbot, viewer, widget, registry, helpers, monkeypatch):
+    viewer.add_image(helpers.grey((40, 40)), name="clean")
+    widget.train_layers = ["clean"]
+    widget.steps = 100_000
+    began_after_stop = []
+    holder = []
+    original = core.train
+
+    def spy(*args, **kwargs):
+        for event in original(*args, **kwargs):
+            yield event
+            # Runs when the consumer asks for another step.
+            began_after_stop.append(bool(holder) and holder[0].is_set())
+
+    monkeypatch.setattr(core, "train", spy)
+    with qtbot.waitSignal(widget.training_finished, timeout=60_000):
+        widget.start()
+        holder.append(widget.run.stop_event)
+        qtbot.waitUntil(lambda: widget.status.step >= 3, timeout=30_000)
+        widget.stop()
+        assert widget.status.state == RunState.STOPPING
+    assert widget.status.state == RunState.STOPPED
+    assert not any(began_after_stop)  # no step started once Stop was pressed
+    steps = widget.run.steps_done
+    assert 3 <= steps < 100_000 and widget.status.step == steps
+    entry = registry.get(widget.status.model_name)
+    assert entry.name == f"trained #1 ({steps} steps)"
+    assert entry.model is widget.model and not widget.model.training
+    assert not same_weights(weights(widget.model), weights(core.new_model(width=4, seed=0)))
+
+
+def test_save_weights_round_trip(qtbot, viewer, widget, helpers, tmp_path, notifications):
+    viewer.add_image(helpers.grey((40, 40)), name="clean")
+    widget.train_layers = ["clean"]
+    assert widget.save_weights(tmp_path / "early") is None  # nothing trained yet
+    widget.steps = 2
+    train(qtbot, widget)
+    path = widget.save_weights(tmp_path / "mine")
+    assert path == tmp_path / "mine.safetensors" and path.is_file()
+    loaded = core.load_model(path, device="cpu")
+    assert same_weights(weights(loaded), weights(widget.model))
+
+
+def test_pairs_and_fine_tuning_the_last_model(qtbot, viewer, widget, registry, helpers):
+    high = helpers.grey((40, 40))
+    low = core.synthesize_low_light(high, 1.0, 1.0, noise=None)
+    viewer.add_image(low, name="low")
+    viewer.add_image(high, name="high")
+    widget.mode = "pairs"
+    widget.low_layer, widget.high_layer = "low", "high"
+    widget.steps = 3
+    train(qtbot, widget)
+    assert widget.status.state == RunState.DONE
+    first = registry.get("trained #1 (3 steps)")
+    before = weights(first.model)
+
+    widget.start_from = "last trained"
+    widget.steps = 2
+    train(qtbot, widget)
+    assert widget.status.model_name == "trained #2 (2 steps)"
+    assert widget.model is not first.model
+    assert same_weights(weights(first.model), before)  # fine-tuning worked on a copy
+
+
+@pytest.mark.parametrize("case", ["no layers", "mixed rgb", "pair shapes", "same pair", "no file", "no last"])
+def test_bad_input_is_a_notification_and_starts_nothing(qtbot, viewer, registry, helpers, notifications, case):
+    registry.clear()
+    widget = TrainWidget(viewer, registry=registry)
+    widget.model_width, widget.device = 4, "cpu"
+    viewer.add_image(helpers.grey((40, 40)), name="grey")
+    viewer.add_image(helpers.rgb((40, 40)), name="colour", rgb=True)
+    viewer.add_image(helpers.grey((30, 40)), name="small")
+    if case == "mixed rgb":
+        widget.train_layers = ["grey", "colour"]
+    elif case in ("pair shapes", "same pair"):
+        widget.mode = "pairs"
+        widget.low_layer, widget.high_layer = "grey", "small" if case == "pair shapes" else "grey"
+    elif case == "no file":
+        widget.train_layers = ["grey"]
+        widget.start_from = "file"
+    elif case == "no last":
+        widget.train_layers = ["grey"]
+        widget.start_from = "last trained"
+    assert widget.start() is None
+    assert widget.run is None
+    assert helpers.errors(notifications), case
+    assert len(viewer.layers) == 3 and len(registry) == 0
+
+
+@pytest.mark.parametrize("error", [ValueError, RuntimeError])
+def test_error_in_worker_is_a_notification(qtbot, viewer, widget, registry, helpers, notifications, monkeypatch, error):
+    viewer.add_image(helpers.grey((40, 40)), name="clean")
+    widget.train_layers = ["clean"]
+    widget.steps = 10
+    original = core.train
+
+    def failing(*args, **kwargs):
+        generator = original(*args, **kwargs)
+        yield next(generator)
+        raise error("simulated failure at step 2")  # RuntimeError: as torch raises
+
+    monkeypatch.setattr(core, "train", failing)
+    names = registry.names()
+    train(qtbot, widget)
+    assert widget.status.state == RunState.ERROR
+    assert registry.names() == names
+    assert any("simulated failure at step 2" in message for message in helpers.errors(notifications))
+    assert len(viewer.layers) == 1
+
+
+def test_closing_the_viewer_while_training_ends_the_worker(qtbot, make_napari_viewer_proxy, registry, helpers):
+    viewer = make_napari_viewer_proxy()
+    viewer.add_image(helpers.grey((40, 40)), name="clean")
+    widget = TrainWidget(viewer, registry=registry)
+    viewer.window.add_dock_widget(widget, name="Train")
+    widget.train_layers = ["clean"]
+    widget.start_from, widget.model_width, widget.device = "scratch", 4, "cpu"
+    widget.batch_size, widget.patch_size, widget.steps = 2, 16, 100_000
+    worker = widget.start()
+    run = widget.run
+    qtbot.waitUntil(lambda: run.status.step >= 1, timeout=30_000)
+    viewer.close()
+    qtbot.waitUntil(worker.done.is_set, timeout=30_000)
+    assert not run.running and not worker.is_running
+    assert run.status.state == RunState.STOPPED
+    assert run.steps_done < 100_000
+    assert run.entry is not None and run.entry.model is run.model  # weights so far kept

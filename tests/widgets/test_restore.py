@@ -289,3 +289,22 @@ def test_many_alpha_changes_keep_memory_flat(qtbot, viewer, widget, helpers):
     growth = _rss_bytes() - before
     assert growth < 0.1 * before, f"RSS grew by {growth / 2**20:.0f} MiB over 100 alpha changes"
     assert len(viewer.layers) == 3
+
+
+def test_dask_layer_restores_lazily(qtbot, viewer, widget, tiny_model, helpers):
+    import dask.array as da
+
+    stack = helpers.grey((3, 40, 36), np.uint16)
+    viewer.add_image(da.from_array(stack, chunks=(1, 40, 36)), name="lazy")
+    widget.layer = "lazy"
+    widget.alpha = 1.0
+    run(qtbot, widget)
+    restored = viewer.layers["lazy restored"]
+    assert isinstance(restored.data, da.Array)  # nothing computed beyond what napari shows
+    want, _ = expected(stack, tiny_model, 1.0)
+    assert np.abs(restored.data.compute().astype(int) - want.astype(int)).max() <= 2e-3 * 65535
+    widget.alpha = 1.8
+    qtbot.waitUntil(lambda: viewer.layers["lazy restored"].metadata["napari_lowlight"]["alpha"] == 1.8, timeout=10_000)
+    updated = viewer.layers["lazy restored"].data
+    assert isinstance(updated, da.Array)
+    assert np.abs(updated.compute().astype(int) - want.astype(int)).max() > 0

@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 import napari_lowlight as core
+from napari_lowlight.intensity import is_dask
 
 from ._common import (
     OWNER_KEY,
@@ -487,6 +488,12 @@ class RestoreWidget(QWidget):
             "device": live.device,
             "tile_size": live.tile_size,
         }
+        if is_dask(live.image):
+            # Lazy data: building the new lazy result is instant; napari computes what it shows.
+            layer.data = core.enhance(live.image, live.difference, alpha, **options)
+            self.status.message = f"alpha={alpha:.3g}"
+            self.alpha_applied.emit()
+            return None
         if live.lead_ndim == 0:
             if live.image.size <= SYNC_PIXELS:
                 try:

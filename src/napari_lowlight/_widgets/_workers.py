@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 import napari_lowlight as core
+from napari_lowlight.intensity import is_dask
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,9 @@ def restore_job(
     alpha slider (``enhance`` alone re-runs on a new alpha).
     """
     yield "reading image"
-    image = np.asarray(data)
+    # A dask- or zarr-backed layer stays lazy: the results are lazy dask arrays too and
+    # napari computes only the planes it shows.
+    image = data if is_dask(data) else np.asarray(data)
     if isinstance(alpha, str):  # "auto"
         yield "estimating alpha"
         alpha = core.estimate_alpha(image, model=model, channel_axis=channel_axis)
@@ -135,7 +138,8 @@ def restore_job(
     restored = core.enhance(
         image, difference, alpha, model=model, channel_axis=channel_axis, device=device, tile_size=tile_size
     )
-    top = float(np.percentile(difference, 99.5)) if difference.size else 0.0
+    shown = difference[(0,) * (difference.ndim - 2 - (channel_axis is not None))] if is_dask(difference) else difference
+    top = float(np.percentile(np.asarray(shown), 99.5)) if difference.size else 0.0  # lazy: first plane only
     return RestoreResult(run_id, float(alpha), image, difference, restored, max(top, 1e-6))
 
 

@@ -103,3 +103,19 @@ def test_bad_input_is_named(tiny_model, image, kwargs, error, word):
 def test_enhance_rejects_a_difference_of_another_shape(tiny_model, smooth_image):
     with pytest.raises(ValueError, match="difference"):
         enhance(smooth_image, np.zeros((3, 3), np.float32), 1.0, model=tiny_model)
+
+
+def test_optimised_inference_matches_the_plain_model(tiny_model, rng):
+    """Folded BatchNorm, channels-last, tiling and batching change no value beyond 1e-3."""
+    import torch
+
+    from napari_lowlight.inference import _context_sample
+    from napari_lowlight.network import image_context
+
+    image = rng.random((96, 80)).astype(np.float32)
+    context = image_context(torch.from_numpy(np.asarray(_context_sample(image, None), np.float32)).reshape(1, -1))
+    with torch.no_grad():
+        plain, plain_difference = tiny_model(torch.from_numpy(image)[None, None], torch.tensor([1.3]), context)
+    restored, difference = restore(image, 1.3, model=tiny_model, tile_size=32, return_difference=True)
+    np.testing.assert_allclose(restored, plain.clamp(0, 1)[0, 0].numpy(), atol=1e-3)
+    np.testing.assert_allclose(difference, plain_difference[0, 0].numpy(), atol=1e-3)

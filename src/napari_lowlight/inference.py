@@ -102,7 +102,7 @@ def _tiled_apply(planes: np.ndarray, network: Callable, out_channels: int, halo:
 
 
 class _Runner:
-    """A model prepared for fast inference on one device, with the image's context.
+    """A model prepared for fast inference on one device.
 
     BatchNorm is folded into the convolutions, tensors are channels-last on the CPU
     (faster convolutions) and CUDA runs in bfloat16 autocast.
@@ -152,14 +152,13 @@ class _Runner:
         )
 
 
-def _run_planes(runner: _Runner, inputs: list[np.ndarray], make_network, out_channels, halo, tile):
+def _run_planes(runner: _Runner, inputs: list[np.ndarray], network, out_channels, halo, tile):
     """Apply a network to every plane, shrinking tiles when the device runs out of memory.
 
     ``inputs`` are arrays of shape (N, H, W) stacked as channels per plane.
     """
     count = inputs[0].shape[0]
     output = np.empty((out_channels, *inputs[0].shape), np.float32)
-    network = make_network()
     with runner.mode():
         for index in range(count):
             planes = np.stack([np.asarray(array[index], dtype=np.float32) for array in inputs])
@@ -253,13 +252,13 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     context = context.to(runner.device)
     radius, enhance_radius = runner.model.receptive_radius, runner.model.enhance_radius
     if kind == "restore":
-        output = _run_planes(runner, [planes], lambda: runner.full(alpha, context), 2, radius, tile)
+        output = _run_planes(runner, [planes], runner.full(alpha, context), 2, radius, tile)
         return from_unit_float(layout.merge(output[0], passthrough), scale), _merge_difference(output[1], passthrough, layout)
     if kind == "estimate":
-        output = _run_planes(runner, [planes], lambda: runner.estimate(context), 1, radius - enhance_radius, tile)
+        output = _run_planes(runner, [planes], runner.estimate(context), 1, radius - enhance_radius, tile)
         return _merge_difference(output[0], passthrough, layout)
     difference_planes, _, _ = split_planes(np.asarray(inputs[1], dtype=np.float32), channel_axis)
-    output = _run_planes(runner, [planes, difference_planes], lambda: runner.enhance(alpha, context), 1, enhance_radius, tile)
+    output = _run_planes(runner, [planes, difference_planes], runner.enhance(alpha, context), 1, enhance_radius, tile)
     return from_unit_float(layout.merge(output[0], passthrough), scale)
 
 

@@ -119,3 +119,17 @@ def test_optimised_inference_matches_the_plain_model(tiny_model, rng):
     restored, difference = restore(image, 1.3, model=tiny_model, tile_size=32, return_difference=True)
     np.testing.assert_allclose(restored, plain.clamp(0, 1)[0, 0].numpy(), atol=1e-3)
     np.testing.assert_allclose(difference, plain_difference[0, 0].numpy(), atol=1e-3)
+
+
+def test_enhance_preview_is_coarse_but_close(tiny_model, smooth_image):
+    from napari_lowlight.inference import enhance_preview
+
+    image = np.kron(smooth_image, np.ones((4, 4), np.float32))  # 256x320, smooth at the preview's scale
+    difference = estimate_difference(image, model=tiny_model)
+    full = enhance(image, difference, 1.4, model=tiny_model)
+    preview = enhance_preview(image, difference, 1.4, max_pixels=64 * 80, model=tiny_model)
+    assert preview.shape == full.shape and preview.dtype == full.dtype
+    assert np.array_equal(preview[0::4, 0::4], preview[1::4, 1::4])  # computed at a quarter of the resolution
+    assert np.abs(preview - full).mean() < 0.05
+    rgb = np.stack([image] * 3, axis=-1)
+    assert enhance_preview(rgb, np.zeros_like(rgb), 1.0, max_pixels=1000, channel_axis=-1, model=tiny_model).shape == rgb.shape

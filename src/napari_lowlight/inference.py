@@ -21,7 +21,7 @@ from .network import LowLightNet, fold_batchnorm, image_context
 from .planes import normalise_channel_axis, split_planes
 from .weights import default_model
 
-__all__ = ["restore", "estimate_difference", "enhance", "estimate_alpha", "DEFAULT_TILE_SIZE"]
+__all__ = ["restore", "estimate_difference", "enhance", "enhance_preview", "estimate_alpha", "DEFAULT_TILE_SIZE"]
 
 #: Core size of a tile; windows add the halo on each side.
 DEFAULT_TILE_SIZE = 512
@@ -412,3 +412,35 @@ def enhance(
         return _apply([image, difference], kind="enhance", channel_axis=channel_axis, **settings)
     halo = model.enhance_radius
     return _lazy([image, difference], kind="enhance", halo=halo, channel_axis=channel_axis, out_dtype=image.dtype, **settings)
+
+
+def enhance_preview(image, difference, alpha, *, max_pixels=1 << 18, channel_axis=None, context_image=None, **options):
+    """A coarse, fast :func:`enhance` for live feedback on big images.
+
+    Enhance-Net runs on every ``step``-th pixel in Y and X (``step`` chosen so at most
+    ``max_pixels`` pixels per plane are computed) and the result is enlarged back by
+    repetition. Use it to show a new alpha at once, then replace it by :func:`enhance`.
+
+    Returns
+    -------
+    ndarray, same shape and dtype as ``image``.
+    """
+    image, difference = np.asarray(image), np.asarray(difference)
+    axis = _check_image_shape(image, channel_axis)
+    y_axis, x_axis = _spatial_axes(image.ndim, axis)
+    step = max(1, int(np.ceil(np.sqrt(image.shape[y_axis] * image.shape[x_axis] / max_pixels))))
+    index = [slice(None)] * image.ndim
+    index[y_axis] = index[x_axis] = slice(None, None, step)
+    index = tuple(index)
+    small = enhance(
+        image[index],
+        difference[index],
+        alpha,
+        channel_axis=axis,
+        context_image=image if context_image is None else context_image,
+        **options,
+    )
+    large = np.repeat(np.repeat(small, step, axis=y_axis), step, axis=x_axis)
+    crop = [slice(None)] * image.ndim
+    crop[y_axis], crop[x_axis] = slice(image.shape[y_axis]), slice(image.shape[x_axis])
+    return large[tuple(crop)]

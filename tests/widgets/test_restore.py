@@ -117,6 +117,27 @@ def test_stack_updates_visible_plane_first_then_the_rest(qtbot, viewer, widget, 
     assert widget.status.progress == 1.0
 
 
+@pytest.mark.parametrize("stack", [False, True])
+def test_big_planes_show_a_preview_then_full_resolution(qtbot, viewer, widget, tiny_model, helpers, monkeypatch, stack):
+    import napari_lowlight._widgets._restore as restore_module
+
+    monkeypatch.setattr(restore_module, "SYNC_PIXELS", 256)  # every 32x32 plane counts as big
+    monkeypatch.setattr(restore_module, "PREVIEW_PIXELS", 64)
+    image = helpers.grey((2, 32, 32) if stack else (32, 32), np.uint16)
+    viewer.add_image(image, name="big")
+    run(qtbot, widget)
+    restored = viewer.layers["big restored"]
+    _, difference = expected(image, tiny_model, 1.0)
+    new = core.enhance(image, difference, 2.0, model=tiny_model, device="cpu")
+    with qtbot.waitSignal(widget.alpha_applied, timeout=20_000):
+        worker = widget.set_alpha(2.0)
+        assert worker is not None
+        shown = restored.data[0] if stack else restored.data
+        assert np.array_equal(shown[0::4, 0::4], shown[1::4, 1::4])  # coarse: 4x4 blocks
+        assert not np.array_equal(shown, new[0] if stack else new)
+    np.testing.assert_array_equal(viewer.layers["big restored"].data, new)
+
+
 def test_newer_alpha_aborts_older_stack_update(qtbot, viewer, widget, tiny_model, helpers):
     image = helpers.grey((6, 32, 32), np.uint8)
     viewer.add_image(image, name="stack")

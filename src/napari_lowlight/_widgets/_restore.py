@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 import napari_lowlight as core
+from napari_lowlight.inference import enhance_preview
 from napari_lowlight.intensity import is_dask
 
 from ._common import (
@@ -62,6 +63,8 @@ __all__ = ["LiveResult", "RestoreWidget"]
 
 #: 2-D images up to this many pixels are re-enhanced in the main thread on an alpha change.
 SYNC_PIXELS = 1024 * 1024
+#: Bigger planes first show a coarse preview computed on at most this many pixels.
+PREVIEW_PIXELS = 256 * 1024
 #: Slider movements closer together than this (ms) are coalesced into one update.
 DEBOUNCE_MS = 60
 ALPHA_MIN, ALPHA_MAX = 0.05, 3.0
@@ -495,14 +498,16 @@ class RestoreWidget(QWidget):
             self.alpha_applied.emit()
             return None
         if live.lead_ndim == 0:
-            if live.image.size <= SYNC_PIXELS:
-                try:
+            try:
+                if live.image.size <= SYNC_PIXELS:
                     layer.data = core.enhance(live.image, live.difference, alpha, **options)
-                except Exception as error:  # noqa: BLE001 (shown to the user, never raised into Qt)
-                    show_error(f"Restore: alpha update failed: {error}")
+                    self.status.message = f"alpha={alpha:.3g}"
+                    self.alpha_applied.emit()
                     return None
-                self.status.message = f"alpha={alpha:.3g}"
-                self.alpha_applied.emit()
+                # A big image: a coarse preview now, full resolution from the worker.
+                layer.data = enhance_preview(live.image, live.difference, alpha, max_pixels=PREVIEW_PIXELS, **options)
+            except Exception as error:  # noqa: BLE001 (shown to the user, never raised into Qt)
+                show_error(f"Restore: alpha update failed: {error}")
                 return None
             self.status.message = f"alpha={alpha:.3g}: updating..."
             self.status.progress = -1.0
@@ -521,8 +526,10 @@ class RestoreWidget(QWidget):
         indices = list(np.ndindex(*live.image.shape[: live.lead_ndim]))
         visible = self._visible_index(layer, live)
         if visible is not None:
+            big = live.image[visible].size > SYNC_PIXELS
+            enhance_visible = partial(enhance_preview, max_pixels=PREVIEW_PIXELS) if big else core.enhance
             try:
-                plane = core.enhance(
+                plane = enhance_visible(
                     live.image[visible], live.difference[visible], alpha, context_image=live.image, **options
                 )
             except Exception as error:  # noqa: BLE001
@@ -530,6 +537,8 @@ class RestoreWidget(QWidget):
                 return None
             self._write_plane(layer, visible, plane, refresh=True)
             indices.remove(visible)
+            if big:  # the preview is replaced first, at full resolution
+                indices.insert(0, visible)
         if not indices:
             self.alpha_applied.emit()
             return None

@@ -55,6 +55,14 @@ def write_section(name, body, path=DOCS_PATH):
     return path
 
 
+def section_header(title, *, command, machine, model_text, quick, images_word="images"):
+    """The lines every benchmark section starts with: what ran, where, on which model."""
+    lines = [f"## {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "", f"Model: {model_text}.", ""]
+    if quick:
+        lines += [f"**Quick smoke run on {images_word}: not comparable with published numbers.**", ""]
+    return lines
+
+
 def markdown_table(header, rows):
     """A GitHub markdown table; the first column is left-aligned, the others right-aligned.
 

@@ -192,18 +192,10 @@ def _cell(pair):
 
 def format_report(results, images, *, model_text, machine, command, seed, p2_draws, max_side, quick):
     """The markdown of the quality section (tables, set-up and the command to rerun it)."""
-    lines = [
-        "## Synthetic quality (P1, P2)",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Machine: {machine}",
-        "",
-        f"Model: {model_text}.",
-        "",
-    ]
-    if quick:
-        lines += ["**Quick smoke run on tiny images: not comparable with published numbers.**", ""]
+    lines = _report.section_header(
+        "Synthetic quality (P1, P2)", command=command, machine=machine, model_text=model_text, quick=quick,
+        images_word="tiny images",
+    )
     for group, title in GROUPS.items():
         names = [image.name for image in images if image.group == group]
         lines.append(f"- {title}: {', '.join(names)}")

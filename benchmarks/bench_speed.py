@@ -326,18 +326,9 @@ def format_report(results, baselines, size, *, machine, command, model_text, qui
         ["LIME (NumPy/SciPy sped-up solver), same grey image, MPix/s, 1 call", f"{baselines['lime_mpix_s']:.4f}"]
         + blank,
     ]
-    lines = [
-        "## Speed",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Machine: {machine}",
-        "",
-        f"Model: {model_text}.",
-        "",
-    ]
-    if quick:
-        lines += ["**Quick smoke run on small images: not comparable with published numbers.**", ""]
+    lines = _report.section_header(
+        "Speed", command=command, machine=machine, model_text=model_text, quick=quick, images_word="small images"
+    )
     lines += [
         _report.markdown_table(["quantity"] + headings, rows),
         "",

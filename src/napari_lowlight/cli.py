@@ -157,8 +157,6 @@ def _load_model_argument(text, device):
 
 
 def _restore(args) -> None:
-    from .io import is_lazy_source
-
     inputs = _image_files(args.inputs)
     output = Path(args.output)
     several = len(inputs) > 1
@@ -177,17 +175,17 @@ def _restore(args) -> None:
     model = _load_model_argument(args.model, args.device)
     with _scheduler(args.scheduler):
         for source, target, difference_target in _progress(zip(inputs, targets, differences), len(inputs), "restoring"):
-            if is_lazy_source(source):
-                _restore_lazy(source, target, difference_target, model, args)
-            else:
-                _restore_in_memory(source, target, difference_target, model, args)
+            _restore_file(source, target, difference_target, model, args)
 
 
-def _restore_in_memory(source, target, difference_target, model, args) -> None:
+def _restore_file(source, target, difference_target, model, args) -> None:
+    """Restore one file; Zarr stores and big TIFFs stream through dask, block by block."""
     from .inference import restore
-    from .io import read_image, write_image
+    from .io import is_lazy_source, open_lazy, read_image, write_image, write_lazy
 
-    image = read_image(source)
+    lazy = is_lazy_source(source)
+    image = open_lazy(source) if lazy else read_image(source)
+    write = write_lazy if lazy else write_image
     restored, difference = restore(
         image,
         args.alpha,
@@ -197,29 +195,9 @@ def _restore_in_memory(source, target, difference_target, model, args) -> None:
         tile_size=args.tile,
         return_difference=True,
     )
-    write_image(target, restored)
+    write(target, restored)
     if difference_target is not None:
-        write_image(difference_target, difference)
-
-
-def _restore_lazy(source, target, difference_target, model, args) -> None:
-    """Stream a Zarr store or a big TIFF through dask, block by block."""
-    from .inference import restore
-    from .io import open_lazy, write_lazy
-
-    image = open_lazy(source)
-    restored, difference = restore(
-        image,
-        args.alpha,
-        model=model,
-        channel_axis=_resolve_channel_axis(args.channel_axis, image),
-        device=args.device,
-        tile_size=args.tile,
-        return_difference=True,
-    )
-    write_lazy(target, restored)
-    if difference_target is not None:
-        write_lazy(difference_target, difference)
+        write(difference_target, difference)
 
 
 @contextlib.contextmanager

@@ -248,7 +248,7 @@ def _train(args) -> None:
     from tqdm import tqdm
 
     from .io import read_image
-    from .training import train
+    from .training import FINE_TUNE_LR, train
     from .weights import save_model
 
     output = Path(args.output)
@@ -265,6 +265,8 @@ def _train(args) -> None:
     _check_not_input(output, files + pair_files)
     origin = args.start or options.pop("from", None)
     model = None if origin in (None, "scratch") else _load_model_argument(origin, "cpu")
+    if model is not None:
+        options.setdefault("lr", FINE_TUNE_LR)
     options.pop("from", None)
     images = [read_image(path) for path in files]
     pairs = None
@@ -358,7 +360,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--steps", type=_positive_int)
     tr.add_argument("--batch-size", type=_positive_int)
     tr.add_argument("--patch-size", type=_positive_int)
-    tr.add_argument("--lr", type=_positive_float)
+    tr.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-3; 1e-4 with --from)")
     tr.add_argument("--seed", type=int)
     tr.add_argument("--checkpoint", help="resumable checkpoint file, written as training goes")
     tr.add_argument("--device", default="auto")

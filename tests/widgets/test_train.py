@@ -187,3 +187,10 @@ def test_closing_the_viewer_while_training_ends_the_worker(qtbot, make_napari_vi
     assert run.status.state == RunState.STOPPED
     assert run.steps_done < 100_000
     assert run.entry is not None and run.entry.model is run.model  # weights so far kept
+
+
+def test_fine_tuning_starts_with_a_smaller_learning_rate(widget):
+    widget.start_from = "default"
+    assert widget.learning_rate == pytest.approx(1e-4)
+    widget.start_from = "scratch"
+    assert widget.learning_rate == pytest.approx(1e-3)

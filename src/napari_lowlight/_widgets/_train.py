@@ -45,6 +45,7 @@ from qtpy.QtWidgets import (
 )
 
 import napari_lowlight as core
+from napari_lowlight.training import FINE_TUNE_LR
 
 from ._common import (
     ImageLayerCombo,
@@ -516,6 +517,8 @@ class TrainWidget(QWidget):
 
     def _on_start_from(self, *_) -> None:
         key = self.start_from
+        # Fine-tuning wants a smaller step than training from scratch.
+        self._lr.setValue(1e-3 if key == "scratch" else FINE_TUNE_LR)
         self._width.setEnabled(key == "scratch")
         self._path.setEnabled(key == "file")
         self._browse.setEnabled(key == "file")

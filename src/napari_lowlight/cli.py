@@ -342,7 +342,7 @@ def _parser() -> argparse.ArgumentParser:
     rest.add_argument("--model", help="weights file (.safetensors); the shipped default if omitted")
     rest.add_argument("--difference", help="also write the difference map (float TIFF) here")
     rest.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    rest.add_argument("--tile", type=_positive_int, help="tile size in pixels (default 512)")
+    rest.add_argument("--tile", type=_positive_int, help="tile size in pixels (default 256)")
     rest.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)
     rest.add_argument(
         "--scheduler",

@@ -1,5 +1,7 @@
 """What both benchmark scripts share: the docs page, its marked sections, the machine line."""
 
+import argparse
+import json
 import os
 import platform
 import re
@@ -53,6 +55,26 @@ def write_section(name, body, path=DOCS_PATH):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def add_output_options(parser):
+    """The ``--json`` and ``--write`` options every benchmark script takes."""
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument(
+        "--write",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write docs/benchmarks.md (default: yes, except with --quick)",
+    )
+
+
+def publish(args, name, report, raw):
+    """Print ``report``; write ``raw`` to ``--json`` and the report into section ``name``."""
+    print(report)
+    if args.json is not None:
+        args.json.write_text(json.dumps(raw, indent=1))
+    if args.write if args.write is not None else not args.quick:
+        print(f"written to {write_section(name, report)}", file=sys.stderr)
 
 
 def section_header(title, *, command, machine, model_text, quick, images_word="images"):

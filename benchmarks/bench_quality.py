@@ -12,7 +12,6 @@ with ``data_range=1`` (SSIM with ``channel_axis=-1`` for RGB), averaged over ima
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -271,13 +270,7 @@ def main(argv=None):
     parser.add_argument("--p2-draws", type=int, default=None, help="random degradations per image (default 2)")
     parser.add_argument("--max-side", type=int, default=None, help="longer side of the test images (default 320)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--json", type=Path, default=None, help="also write per-case results here")
-    parser.add_argument(
-        "--write",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="write docs/benchmarks.md (default: yes, except with --quick)",
-    )
+    _report.add_output_options(parser)
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     max_side = args.max_side or size["max_side"]
@@ -303,11 +296,7 @@ def main(argv=None):
         max_side=max_side,
         quick=args.quick,
     )
-    print(report)
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=1))
-    if args.write if args.write is not None else not args.quick:
-        print(f"written to {_report.write_section('quality', report)}", file=sys.stderr)
+    _report.publish(args, "quality", report, results)
 
 
 if __name__ == "__main__":

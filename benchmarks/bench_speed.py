@@ -354,13 +354,7 @@ def main(argv=None):
     parser.add_argument("--model", type=Path, default=None, help="a .safetensors file (default: the shipped model)")
     parser.add_argument("--quick", action="store_true", help="small images: a smoke run")
     parser.add_argument("--device", default=None, help="only this device (default: cpu, and cuda when available)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the raw numbers here")
-    parser.add_argument(
-        "--write",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="write docs/benchmarks.md (default: yes, except with --quick)",
-    )
+    _report.add_output_options(parser)
     args = parser.parse_args(argv)
     machine = _report.machine_description()
     results, baselines, size = run(model_path=args.model, quick=args.quick, device=args.device)
@@ -374,11 +368,7 @@ def main(argv=None):
         model_text=_report.describe_model(model, args.model),
         quick=args.quick,
     )
-    print(report)
-    if args.json is not None:
-        args.json.write_text(json.dumps({"devices": results, "baselines": baselines, "size": size}, indent=1))
-    if args.write if args.write is not None else not args.quick:
-        print(f"written to {_report.write_section('speed', report)}", file=sys.stderr)
+    _report.publish(args, "speed", report, {"devices": results, "baselines": baselines, "size": size})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """Faults: a killed writer, a full disk, a device out of memory, a stop mid-training."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -19,6 +19,13 @@ def test_restore_is_lazy_and_equals_in_memory(tiny_model, stack):
     assert np.abs(lazy.compute().astype(int) - expected.astype(int)).max() <= 2e-3 * 65535
 
 
+def test_data_range_on_a_lazy_stack_equals_in_memory(tiny_model, stack):
+    twelve_bit = stack // 16
+    lazy = restore(da.from_array(twelve_bit, chunks=(1, 64, 64)), 1.0, model=tiny_model, tile_size=64, data_range=4095)
+    expected = restore(twelve_bit, 1.0, model=tiny_model, data_range=4095)
+    assert np.abs(lazy.compute().astype(int) - expected.astype(int)).max() <= 2e-3 * 4095
+
+
 def test_difference_and_enhance_are_lazy_too(tiny_model, rng):
     image = rng.random((90, 110)).astype(np.float32)
     lazy_image = da.from_array(image, chunks=50)

@@ -93,6 +93,8 @@ def test_input_is_not_modified(tiny_model, smooth_image):
         (np.zeros((8, 8)), {"tile_size": 3}, ValueError, "tile_size"),
         (np.zeros((8, 8, 5)), {"channel_axis": -1}, ValueError, "channel"),
         (np.zeros((8, 8)), {"device": "tpu"}, ValueError, "device"),
+        (np.zeros((8, 8)), {"data_range": 0}, ValueError, "data_range"),
+        (np.zeros((8, 8)), {"data_range": "12 bit"}, TypeError, "data_range"),
     ],
 )
 def test_bad_input_is_named(tiny_model, image, kwargs, error, word):
@@ -133,3 +135,16 @@ def test_enhance_preview_is_coarse_but_close(tiny_model, smooth_image):
     assert np.abs(preview - full).mean() < 0.05
     rgb = np.stack([image] * 3, axis=-1)
     assert enhance_preview(rgb, np.zeros_like(rgb), 1.0, max_pixels=1000, channel_axis=-1, model=tiny_model).shape == rgb.shape
+
+
+def test_data_range_maps_12_bit_data_like_floats(tiny_model, smooth_image):
+    twelve_bit = np.round(smooth_image * 4095).astype(np.uint16)
+    restored = restore(twelve_bit, 1.0, model=tiny_model, data_range=4095)
+    as_float = restore(twelve_bit / np.float32(4095), 1.0, model=tiny_model)
+    assert restored.dtype == np.uint16 and restored.max() <= 4095
+    np.testing.assert_allclose(restored / 4095, as_float, atol=1e-3)
+    # Without it the same data reads as nearly black (1/16 of the uint16 range): another result.
+    assert np.abs(restore(twelve_bit, 1.0, model=tiny_model).astype(int) - restored).max() > 100
+    assert estimate_alpha(twelve_bit, model=tiny_model, data_range=4095) == estimate_alpha(
+        twelve_bit / np.float32(4095), model=tiny_model
+    )

@@ -85,6 +85,7 @@ def test_input_is_not_modified(rng):
         ({"noise": "salt"}, ValueError, "noise"),
         ({"noise": "poisson-gaussian"}, ValueError, "photons"),
         ({"channel_axis": 5}, ValueError, "channel_axis"),
+        ({"data_range": -4095}, ValueError, "data_range"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, error, word):
@@ -99,3 +100,12 @@ def test_nan_image_is_refused():
     image[2, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         synthesize_low_light(image, 1.0, 1.0)
+
+
+def test_data_range_scales_integer_data(rng):
+    twelve_bit = rng.integers(0, 4096, (16, 16)).astype(np.uint16)
+    low = synthesize_low_light(twelve_bit, 1.0, 0.5, data_range=4095)
+    expected = synthesize_low_light(twelve_bit / 4095, 1.0, 0.5)
+    assert low.dtype == np.uint16
+    np.testing.assert_allclose(low, expected * 4095, atol=0.5)
+    np.testing.assert_allclose(difference_map(twelve_bit, 0.5, data_range=4095), difference_map(twelve_bit / 4095, 0.5), atol=1e-6)

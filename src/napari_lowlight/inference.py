@@ -224,16 +224,17 @@ def _check_image_shape(image, channel_axis) -> int | None:
     return normalise_channel_axis(channel_axis, image.ndim)
 
 
-def estimate_alpha(image, *, model=None, channel_axis=None) -> float:
+def estimate_alpha(image, *, model=None, channel_axis=None, data_range=None) -> float:
     """Estimate the low-light intensity alpha of ``image`` (what ``alpha="auto"`` uses).
 
     The model's alpha estimator reads quantiles of the whole image's intensities (the
     same image context Estimate-Net gets) and was trained on synthetic low-light images
-    with alpha in [0.5, 2], so the estimate lies in that range.
+    with alpha in [0.5, 2], so the estimate lies in that range. Parameters are those of
+    :func:`restore`.
     """
     image = as_image(image)
     channel_axis = _check_image_shape(image, channel_axis)
-    model, context = _model_and_context(image, channel_axis, model, image_scale(image))
+    model, context = _model_and_context(image, channel_axis, model, image_scale(image, data_range))
     return _alpha_from_context(model, context)
 
 
@@ -296,6 +297,7 @@ def restore(
     device="auto",
     tile_size=None,
     return_difference=False,
+    data_range=None,
 ):
     """Restore a low-light image.
 
@@ -320,6 +322,11 @@ def restore(
         Core size of the tiles (default 256); any image size works.
     return_difference : bool
         Also return the estimated difference map.
+    data_range : float, optional
+        The value of full intensity, e.g. 4095 for a 12-bit camera's data stored as
+        uint16: without it such data fills 1/16 of the range and looks very dark to
+        the network. Values above it clip. Default: the dtype's range for integers,
+        [0, 1] for floats.
 
     Returns
     -------
@@ -332,7 +339,7 @@ def restore(
     tile = _check_tile_size(tile_size)
     image = as_image(image)
     channel_axis = _check_image_shape(image, channel_axis)
-    scale = image_scale(image)
+    scale = image_scale(image, data_range)
     model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
         alpha = _alpha_from_context(model, context)
@@ -355,7 +362,7 @@ def _merge_difference(difference, passthrough, layout):
     return layout.merge(difference, opacity)
 
 
-def estimate_difference(image, *, model=None, channel_axis=None, device="auto", tile_size=None):
+def estimate_difference(image, *, model=None, channel_axis=None, device="auto", tile_size=None, data_range=None):
     """Run Estimate-Net only: the difference map to cache for live alpha changes.
 
     Parameters are those of :func:`restore`. Returns float32 of ``image``'s shape
@@ -364,7 +371,7 @@ def estimate_difference(image, *, model=None, channel_axis=None, device="auto", 
     tile = _check_tile_size(tile_size)
     image = as_image(image)
     channel_axis = _check_image_shape(image, channel_axis)
-    scale = image_scale(image)
+    scale = image_scale(image, data_range)
     model, context = _model_and_context(image, channel_axis, model, scale)
     settings = dict(model=model, context=context, alpha=None, scale=scale, device=device, tile=tile)
     if not is_dask(image):
@@ -374,7 +381,16 @@ def estimate_difference(image, *, model=None, channel_axis=None, device="auto", 
 
 
 def enhance(
-    image, difference, alpha, *, model=None, channel_axis=None, device="auto", tile_size=None, context_image=None
+    image,
+    difference,
+    alpha,
+    *,
+    model=None,
+    channel_axis=None,
+    device="auto",
+    tile_size=None,
+    context_image=None,
+    data_range=None,
 ):
     """Run Enhance-Net only, on a cached difference map: the fast path of a new alpha.
 
@@ -394,6 +410,11 @@ def enhance(
         The image whose statistics form the image context, when ``image`` is a slice of
         it (a plane of a stack, a crop): then the slice matches the whole image's result.
         Default: ``image`` itself. Same dtype as ``image``.
+    data_range : float, optional
+        The value of full intensity, e.g. 4095 for a 12-bit camera's data stored as
+        uint16: without it such data fills 1/16 of the range and looks very dark to
+        the network. Values above it clip. Default: the dtype's range for integers,
+        [0, 1] for floats.
 
     Returns
     -------
@@ -408,7 +429,7 @@ def enhance(
     whole = image if context_image is None else as_image(context_image)
     # The slice's leading axes were dropped from the whole image's: shift the channel axis.
     whole_axis = None if channel_axis is None else channel_axis + whole.ndim - image.ndim
-    scale = image_scale(whole)
+    scale = image_scale(whole, data_range)
     model, context = _model_and_context(whole, _check_image_shape(whole, whole_axis), model, scale)
     settings = dict(model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile)
     if not (is_dask(image) or is_dask(difference)):

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["IntensityScale", "to_unit_float", "from_unit_float", "check_image", "image_scale", "is_dask", "as_image"]
+__all__ = [
+    "IntensityScale",
+    "to_unit_float",
+    "from_unit_float",
+    "check_image",
+    "check_data_range",
+    "image_scale",
+    "is_dask",
+    "as_image",
+]
 
 
 @dataclass(frozen=True)
@@ -128,13 +137,39 @@ def as_image(image):
     return image if is_dask(image) else np.asarray(image)
 
 
-def image_scale(image) -> IntensityScale:
-    """:func:`intensity_scale` of an in-memory or dask image (checked, not computed, unless
-    a lazy float array must be scanned once for its range)."""
+def check_data_range(data_range) -> float | None:
+    """Validate a user's ``data_range``: None, or a positive finite number."""
+    if data_range is None:
+        return None
+    if isinstance(data_range, bool) or not isinstance(data_range, (int, float, np.integer, np.floating)):
+        raise TypeError(f"data_range must be a positive number or None, got {data_range!r}")
+    if not np.isfinite(data_range) or data_range <= 0:
+        raise ValueError(f"data_range must be a positive finite number, got {data_range!r}")
+    return float(data_range)
+
+
+def image_scale(image, data_range=None) -> IntensityScale:
+    """The mapping of an in-memory or dask image to [0, 1].
+
+    Parameters
+    ----------
+    image : array_like or dask.array.Array
+    data_range : float, optional
+        The value that means full intensity, e.g. 4095 for a 12-bit camera's data in
+        uint16: values map from [0, data_range] (above it they clip to 1, and results
+        come back in that range). Default: :func:`intensity_scale` (the dtype's range
+        for integers; [0, 1] for floats). A lazy float array is scanned once for its
+        range only when ``data_range`` is not given.
+    """
+    data_range = check_data_range(data_range)
     if not is_dask(image):
-        return intensity_scale(check_image(image))
-    if image.dtype == bool or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        image = check_image(image)
+    elif image.dtype == bool or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
         raise TypeError(f"image has dtype {image.dtype}; expected an integer or float image")
+    if data_range is not None:
+        return IntensityScale(image.dtype, 0.0, data_range)
+    if not is_dask(image):
+        return intensity_scale(image)
     if np.issubdtype(image.dtype, np.integer):
         return IntensityScale(image.dtype, 0.0, float(np.iinfo(image.dtype).max))
     import dask

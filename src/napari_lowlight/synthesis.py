@@ -23,7 +23,7 @@ def check_positive(value, name: str) -> float:
     return float(value)
 
 
-def difference_map(image, gamma, *, channel_axis=None) -> np.ndarray:
+def difference_map(image, gamma, *, channel_axis=None, data_range=None) -> np.ndarray:
     """The paper's difference map ``D = (1 - I**gamma) * I`` (Eq. 6).
 
     Parameters
@@ -34,13 +34,16 @@ def difference_map(image, gamma, *, channel_axis=None) -> np.ndarray:
         Positive exponent of the illumination map.
     channel_axis : int, optional
         Axis of RGB(A) channels; the RGBA opacity channel's map is 0.
+    data_range : float, optional
+        The value of full intensity (e.g. 4095 for 12-bit data in uint16); default:
+        the dtype's range for integers, 1 for floats.
 
     Returns
     -------
     ndarray of float32, same shape as ``image``, values in [0, 1].
     """
     gamma = check_positive(gamma, "gamma")
-    unit, _ = to_unit_float(image)
+    unit, _ = to_unit_float(image, scale=image_scale(image, data_range))
     planes, passthrough, layout = split_planes(unit, channel_axis)
     diff = (1.0 - planes**gamma) * planes
     opacity = None if passthrough is None else np.zeros_like(passthrough)
@@ -83,6 +86,7 @@ def synthesize_low_light(
     photons=None,
     seed=None,
     channel_axis=None,
+    data_range=None,
 ):
     """Make a low-light version of a clean image (the paper's Eq. 5, plus noise).
 
@@ -112,6 +116,9 @@ def synthesize_low_light(
         Seed of the noise, for reproducible results.
     channel_axis : int, optional
         Axis of RGB(A) channels; the RGBA opacity channel is passed through unchanged.
+    data_range : float, optional
+        The value of full intensity, e.g. 4095 for a 12-bit camera's data in uint16
+        (values above it clip). Default: the dtype's range for integers, 1 for floats.
 
     Returns
     -------
@@ -126,7 +133,7 @@ def synthesize_low_light(
         raise ValueError(f"image has shape {image.shape}; expected at least 2 dimensions (Y, X)")
     channel_axis = normalise_channel_axis(channel_axis, image.ndim)
     noise, noise_sigma, photons = check_noise(noise, noise_sigma, photons)
-    scale = image_scale(image)
+    scale = image_scale(image, data_range)
     settings = dict(noise=noise, noise_sigma=noise_sigma, photons=photons, channel_axis=channel_axis, scale=scale)
     if not is_dask(image):
         return _synthesize(image, alpha, gamma, seed=seed, **settings)

@@ -329,3 +329,17 @@ def test_dask_layer_restores_lazily(qtbot, viewer, widget, tiny_model, helpers):
     updated = viewer.layers["lazy restored"].data
     assert isinstance(updated, da.Array)
     assert np.abs(updated.compute().astype(int) - want.astype(int)).max() > 0
+
+
+def test_data_range_for_12_bit_data_reaches_the_core_and_the_slider(qtbot, viewer, widget, tiny_model, helpers):
+    image = (helpers.grey((32, 32), np.uint16) // 16).astype(np.uint16)  # a 12-bit camera's values
+    viewer.add_image(image, name="camera12")
+    widget.data_range = 4095
+    run(qtbot, widget)
+    restored = viewer.layers["camera12 restored"]
+    options = dict(model=tiny_model, device="cpu", data_range=4095)
+    difference = core.estimate_difference(image, **options)
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 1.0, **options))
+    assert restored.data.max() <= 4095
+    widget.alpha = 1.8  # the live path keeps the run's data range
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 1.8, **options))

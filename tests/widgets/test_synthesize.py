@@ -96,3 +96,13 @@ def test_scripting_rejects_unknown_choices(viewer):
         widget.noise = "salt"
     with pytest.raises(ValueError, match="image layer"):
         widget.layer = "nope"
+
+
+def test_data_range_reaches_the_synthesis(qtbot, viewer, helpers):
+    image = (helpers.grey((32, 32), np.uint16) // 16).astype(np.uint16)
+    viewer.add_image(image, name="camera12")
+    widget = SynthesizeWidget(viewer)
+    widget.alpha, widget.gamma, widget.noise, widget.data_range = 1.0, 0.5, "none", 4095
+    _run(qtbot, widget)
+    expected = core.synthesize_low_light(image, 1.0, 0.5, noise=None, data_range=4095)
+    np.testing.assert_array_equal(viewer.layers[1].data, expected)

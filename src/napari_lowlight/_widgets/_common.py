@@ -14,6 +14,7 @@ __all__ = [
     "ImageLayerList",
     "OWNER_KEY",
     "channel_axis_of",
+    "data_range_spin",
     "double_spin",
     "find_layer",
     "int_spin",
@@ -102,6 +103,21 @@ def double_spin(
     spin.setSingleStep(step)
     spin.setValue(value)
     spin.setToolTip(tooltip)
+    return spin
+
+
+def data_range_spin() -> QDoubleSpinBox:
+    """The "data range" field: the value of full intensity, or the dtype's range at 0."""
+    spin = double_spin(
+        0.0,
+        0.0,
+        1e12,
+        step=1.0,
+        decimals=2,
+        tooltip="Value of full intensity, e.g. 4095 for 12-bit camera data stored as uint16 "
+        "(dtype range: integers by their type, floats as [0, 1])",
+    )
+    spin.setSpecialValueText("dtype range")
     return spin
 
 

@@ -41,7 +41,7 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 import napari_lowlight as core
-from napari_lowlight.inference import enhance_preview
+from napari_lowlight.inference import DEFAULT_TILE_SIZE, enhance_preview
 from napari_lowlight.intensity import is_dask
 
 from ._common import (
@@ -49,6 +49,7 @@ from ._common import (
     ImageLayerCombo,
     blocked,
     check_image_layer,
+    data_range_spin,
     find_layer,
     int_spin,
     is_alive,
@@ -84,6 +85,7 @@ class LiveResult:
     channel_axis: int | None
     device: str
     tile_size: int | None
+    data_range: float | None
     restored_id: Any
     difference_id: Any
     alpha: float
@@ -141,8 +143,11 @@ class RestoreWidget(QWidget):
         self._auto.setToolTip("Estimate alpha from the image when running")
         self._device = QComboBox()
         self._device.addItems(core.available_devices())
-        self._tile = int_spin(0, 0, 16384, step=64, tooltip="Tile size in pixels (automatic: 512)")
+        self._tile = int_spin(
+            0, 0, 16384, step=64, tooltip=f"Tile size in pixels (automatic: {DEFAULT_TILE_SIZE})"
+        )
         self._tile.setSpecialValueText("automatic")
+        self._data_range = data_range_spin()
         self._run = QPushButton("Restore")
         self._run.setToolTip("Restore the selected layer (replaces this widget's earlier output for it)")
         self._progress = QProgressBar()
@@ -165,6 +170,7 @@ class RestoreWidget(QWidget):
         form.addRow("alpha", alpha_row)
         form.addRow("device", self._device)
         form.addRow("tile size", self._tile)
+        form.addRow("data range", self._data_range)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self._run)
@@ -244,6 +250,15 @@ class RestoreWidget(QWidget):
         self._tile.setValue(value or 0)
 
     @property
+    def data_range(self) -> float | None:
+        """Value of full intensity (e.g. 4095 for 12-bit data); None for the dtype's range."""
+        return self._data_range.value() or None
+
+    @data_range.setter
+    def data_range(self, value: float | None) -> None:
+        self._data_range.setValue(value or 0.0)
+
+    @property
     def restored_layer(self):
         """The restored layer of the last run (None before a run or once deleted)."""
         return None if self.live is None else find_layer(self.viewer, self.live.restored_id)
@@ -317,16 +332,20 @@ class RestoreWidget(QWidget):
         self.status.progress = -1.0
         self.status.message = f"restoring {source['name']!r} with {model_name!r}..."
         stages = RESTORE_STAGES if alpha == "auto" else RESTORE_STAGES - 1
-        settings = {"model_name": model_name, "model": model, "device": self.device, "tile_size": self.tile_size}
+        options = {
+            "model": model,
+            "channel_axis": source["channel_axis"],
+            "device": self.device,
+            "tile_size": self.tile_size,
+            "data_range": self.data_range,
+        }
+        settings = {"model_name": model_name, **options}
         self.worker = start_worker(
             restore_job,
             run_id,
             source["data"],
-            model=model,
             alpha=alpha,
-            channel_axis=source["channel_axis"],
-            device=self.device,
-            tile_size=self.tile_size,
+            **options,
             connect={
                 "returned": partial(self._on_restored, source, settings, alpha == "auto"),
                 "errored": partial(self._on_errored, run_id),
@@ -412,6 +431,7 @@ class RestoreWidget(QWidget):
                 channel_axis=source["channel_axis"],
                 device=settings["device"],
                 tile_size=settings["tile_size"],
+                data_range=settings["data_range"],
                 restored_id=restored.unique_id,
                 difference_id=difference.unique_id,
                 alpha=result.alpha,
@@ -490,6 +510,7 @@ class RestoreWidget(QWidget):
             "channel_axis": live.channel_axis,
             "device": live.device,
             "tile_size": live.tile_size,
+            "data_range": live.data_range,
         }
         if is_dask(live.image):
             # Lazy data: building the new lazy result is instant; napari computes what it shows.

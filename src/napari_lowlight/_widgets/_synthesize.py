@@ -22,6 +22,7 @@ from ._common import (
     OWNER_KEY,
     ImageLayerCombo,
     check_image_layer,
+    data_range_spin,
     double_spin,
     int_spin,
     is_alive,
@@ -86,6 +87,7 @@ class SynthesizeWidget(QWidget):
             100.0, 0.1, 1e7, step=10.0, decimals=1, tooltip="Photons at full intensity (Poisson)"
         )
         self._seed = int_spin(0, 0, 2**31 - 1, tooltip="Seed of the noise (same seed, same image)")
+        self._data_range = data_range_spin()
         self._difference = QCheckBox("also add the true difference map")
         self._run = QPushButton("Synthesize")
         self._run.setToolTip("Add a low-light version of the selected layer")
@@ -100,6 +102,7 @@ class SynthesizeWidget(QWidget):
         form.addRow("noise sigma", self._sigma)
         form.addRow("photons", self._photons)
         form.addRow("seed", self._seed)
+        form.addRow("data range", self._data_range)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self._difference)
@@ -173,6 +176,15 @@ class SynthesizeWidget(QWidget):
         self._seed.setValue(value)
 
     @property
+    def data_range(self) -> float | None:
+        """Value of full intensity (e.g. 4095 for 12-bit data); None for the dtype's range."""
+        return self._data_range.value() or None
+
+    @data_range.setter
+    def data_range(self, value: float | None) -> None:
+        self._data_range.setValue(value or 0.0)
+
+    @property
     def add_difference(self) -> bool:
         """Also add the true difference map as a float layer."""
         return self._difference.isChecked()
@@ -202,6 +214,7 @@ class SynthesizeWidget(QWidget):
             "photons": self.photons if self.noise == "poisson-gaussian" else None,
             "seed": self.seed,
             "channel_axis": source["channel_axis"],
+            "data_range": self.data_range,
             "with_difference": self.add_difference,
         }
         name = low_light_name(

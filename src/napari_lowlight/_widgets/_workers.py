@@ -77,6 +77,7 @@ def synthesize_job(
     photons: float | None,
     seed: int | None,
     channel_axis: int | None,
+    data_range: float | None,
     with_difference: bool,
 ) -> SynthesisResult:
     """Low-light version of ``data`` (and, optionally, its true difference map)."""
@@ -90,8 +91,11 @@ def synthesize_job(
         photons=photons,
         seed=seed,
         channel_axis=channel_axis,
+        data_range=data_range,
     )
-    difference = core.difference_map(image, gamma, channel_axis=channel_axis) if with_difference else None
+    difference = (
+        core.difference_map(image, gamma, channel_axis=channel_axis, data_range=data_range) if with_difference else None
+    )
     return SynthesisResult(low, difference)
 
 
@@ -108,20 +112,13 @@ class RestoreResult:
 
 
 @shielded
-def restore_job(
-    run_id: int,
-    data,
-    *,
-    model,
-    alpha,
-    channel_axis: int | None,
-    device: str,
-    tile_size: int | None,
-) -> Iterator[str]:
+def restore_job(run_id: int, data, *, alpha, **options) -> Iterator[str]:
     """Estimate-Net then Enhance-Net on ``data``; yields stage names, returns a :class:`RestoreResult`.
 
     The two halves run separately so the difference map can be cached for the live
-    alpha slider (``enhance`` alone re-runs on a new alpha).
+    alpha slider (``enhance`` alone re-runs on a new alpha). ``options`` are keyword
+    arguments of :func:`napari_lowlight.restore` (model, channel_axis, device, tile_size,
+    data_range).
     """
     yield "reading image"
     # A dask- or zarr-backed layer stays lazy: the results are lazy dask arrays too and
@@ -129,15 +126,14 @@ def restore_job(
     image = data if is_dask(data) else np.asarray(data)
     if isinstance(alpha, str):  # "auto"
         yield "estimating alpha"
-        alpha = core.estimate_alpha(image, model=model, channel_axis=channel_axis)
+        alpha = core.estimate_alpha(
+            image, **{key: options[key] for key in ("model", "channel_axis", "data_range") if key in options}
+        )
     yield "estimating difference map"
-    difference = core.estimate_difference(
-        image, model=model, channel_axis=channel_axis, device=device, tile_size=tile_size
-    )
+    difference = core.estimate_difference(image, **options)
     yield "enhancing"
-    restored = core.enhance(
-        image, difference, alpha, model=model, channel_axis=channel_axis, device=device, tile_size=tile_size
-    )
+    restored = core.enhance(image, difference, alpha, **options)
+    channel_axis = options.get("channel_axis")
     shown = difference[(0,) * (difference.ndim - 2 - (channel_axis is not None))] if is_dask(difference) else difference
     top = float(np.percentile(np.asarray(shown), 99.5)) if difference.size else 0.0  # lazy: first plane only
     return RestoreResult(run_id, float(alpha), image, difference, restored, max(top, 1e-6))
@@ -155,10 +151,8 @@ def enhance_planes_job(
     alpha: float,
     indices: Sequence[tuple[int, ...]],
     *,
-    model,
     channel_axis: int | None,
-    device: str,
-    tile_size: int | None,
+    **options,
 ) -> Iterator[tuple[int, tuple[int, ...], np.ndarray]]:
     """Enhance-Net on the planes at ``indices`` (leading-axis indices of a stack).
 
@@ -166,6 +160,7 @@ def enhance_planes_job(
     writes each into the restored layer as it arrives and a newer alpha can abort the
     rest between two planes. ``channel_axis`` is None or negative (napari keeps RGB
     channels last), so it means the same axis for the stack and for one plane.
+    ``options`` are keyword arguments of :func:`napari_lowlight.enhance`.
     """
     if channel_axis is not None and channel_axis >= 0:
         raise ValueError(f"channel_axis must be None or negative here, got {channel_axis}")
@@ -174,31 +169,19 @@ def enhance_planes_job(
             image[index],
             difference[index],
             alpha,
-            model=model,
             channel_axis=channel_axis,
-            device=device,
-            tile_size=tile_size,
             context_image=image,  # normalised and conditioned like the whole stack
+            **options,
         )
         yield generation, index, plane
 
 
-def enhance_job(
-    generation: int,
-    image: np.ndarray,
-    difference: np.ndarray,
-    alpha: float,
-    *,
-    model,
-    channel_axis: int | None,
-    device: str,
-    tile_size: int | None,
-) -> tuple[int, np.ndarray]:
-    """Enhance-Net on a whole (2-D) image; returns ``(generation, restored)``."""
-    restored = core.enhance(
-        image, difference, alpha, model=model, channel_axis=channel_axis, device=device, tile_size=tile_size
-    )
-    return generation, restored
+def enhance_job(generation: int, image: np.ndarray, difference: np.ndarray, alpha: float, **options) -> tuple[int, np.ndarray]:
+    """Enhance-Net on a whole (2-D) image; returns ``(generation, restored)``.
+
+    ``options`` are keyword arguments of :func:`napari_lowlight.enhance`.
+    """
+    return generation, core.enhance(image, difference, alpha, **options)
 
 
 # --------------------------------------------------------------------------- training

@@ -56,12 +56,26 @@ def test_restore_many_files_into_a_folder(tmp_path, rng, model_file):
         assert written.shape == (2, 20, 24) and written.dtype == tifffile.imread(path).dtype
 
 
+def test_restore_12_bit_data_with_data_range(tmp_path, rng, model_file):
+    source, out = tmp_path / "camera12.tif", tmp_path / "restored.tif"
+    tifffile.imwrite(source, rng.integers(0, 4096, (24, 24)).astype(np.uint16))
+    assert main(["restore", str(source), "-o", str(out), "--model", model_file, "--data-range", "4095"]) == 0
+    restored = tifffile.imread(out)
+    assert restored.dtype == np.uint16 and restored.max() <= 4095
+
+
 def test_train_writes_a_loadable_model(tmp_path, png):
     out = tmp_path / "trained.safetensors"
     assert main(["train", str(png), "-o", str(out), "--steps", "2", "--batch-size", "4", "--patch-size", "16", "--device", "cpu"]) == 0
     from napari_lowlight import load_model
 
     assert load_model(out, device="cpu").config.width == 16
+
+
+def test_train_on_generated_scenes_alone(tmp_path):
+    out = tmp_path / "scenes.safetensors"
+    assert main(["train", "--scenes", "2", "-o", str(out), "--steps", "2", "--batch-size", "4", "--patch-size", "16"]) == 0
+    assert out.is_file()
 
 
 def test_headless_demo(tmp_path, capsys):
@@ -93,6 +107,8 @@ def _bad_inputs(tmp_path, png, model_file):
         "shape": (["restore", str(line), "-o", str(tmp_path / "o.tif"), "--model", model_file], "dimensions"),
         "alpha zero": (["restore", str(png), "-o", out, "--alpha", "0", "--model", model_file], "positive"),
         "alpha text": (["restore", str(png), "-o", out, "--alpha", "bright", "--model", model_file], "not a number"),
+        "scenes with pairs": (["train", "--scenes", "2", "--pairs", str(png), str(png), "-o", str(tmp_path / "m.safetensors")], "--pairs"),
+        "data range": (["restore", str(png), "-o", out, "--data-range", "0", "--model", model_file], "positive"),
         "gamma": (["synthesize", str(png), "-o", out, "--alpha", "1", "--gamma", "-2"], "positive"),
         "same path": (["restore", str(png), "-o", str(png), "--model", model_file], "is the input"),
         "pickle model": (["restore", str(png), "-o", out, "--model", str(pickled)], "pickle"),

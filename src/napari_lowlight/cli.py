@@ -60,14 +60,21 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-    return value
+def _integer_parser(minimum: int, wording: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be {wording}")
+        return value
+
+    return parse
+
+
+_positive_int = _integer_parser(1, "a positive integer")
+_non_negative_int = _integer_parser(0, "an integer >= 0")
 
 
 def _channel_axis(text: str):
@@ -146,6 +153,7 @@ def _synthesize(args) -> None:
         photons=args.photons,
         seed=args.seed,
         channel_axis=_resolve_channel_axis(args.channel_axis, image),
+        data_range=args.data_range,
     )
     write_image(output, low)
 
@@ -194,6 +202,7 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         device=args.device,
         tile_size=args.tile,
         return_difference=True,
+        data_range=args.data_range,
     )
     write(target, restored)
     if difference_target is not None:
@@ -233,7 +242,7 @@ def _training_options(args) -> dict:
                 options = tomllib.load(file).get("train", {})
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise CommandError(f"config {args.config!r} is not a readable TOML file ({error})") from None
-    for name in ("steps", "batch_size", "patch_size", "lr", "seed", "checkpoint"):
+    for name in ("steps", "batch_size", "patch_size", "lr", "seed", "checkpoint", "scenes"):
         value = getattr(args, name)
         if value is not None:
             options[name] = value
@@ -248,20 +257,24 @@ def _train(args) -> None:
     from tqdm import tqdm
 
     from .io import read_image
+    from .scenes import generated_scenes
     from .training import FINE_TUNE_LR, train
     from .weights import save_model
 
     output = Path(args.output)
     _writable_folder(output)
     options = _training_options(args)
+    scene_count = options.pop("scenes", 0)
     clean_paths = list(args.clean) + list(options.pop("data", []))
     data_root = Path(args.config).parent if args.config else Path()
     files = _image_files([str(data_root / p) if not Path(p).is_absolute() else p for p in clean_paths]) if clean_paths else []
     pair_files = [Path(p) for p in args.pairs or []]
     if len(pair_files) % 2:
         raise CommandError("--pairs takes LOW HIGH file pairs; an odd number of files was given")
-    if not files and not pair_files:
-        raise CommandError("no training images: give CLEAN files or folders, or --pairs LOW HIGH")
+    if pair_files and scene_count:
+        raise CommandError("--scenes adds clean images; it cannot be combined with --pairs")
+    if not files and not pair_files and not scene_count:
+        raise CommandError("no training images: give CLEAN files or folders, --scenes N or --pairs LOW HIGH")
     _check_not_input(output, files + pair_files)
     origin = args.start or options.pop("from", None)
     model = None if origin in (None, "scratch") else _load_model_argument(origin, "cpu")
@@ -269,12 +282,14 @@ def _train(args) -> None:
         options.setdefault("lr", FINE_TUNE_LR)
     options.pop("from", None)
     images = [read_image(path) for path in files]
+    scenes = generated_scenes(scene_count, seed=options.get("seed", 0))
     pairs = None
     if pair_files:
         pairs = [(read_image(low), read_image(high)) for low, high in zip(pair_files[::2], pair_files[1::2])]
     # Grey and colour files can be mixed: each image gets its own channel axis.
-    channel_axes = [_resolve_channel_axis(args.channel_axis, image) for image in images or [low for low, _ in pairs]]
-    run = train(images, pairs=pairs, model=model, device=args.device, channel_axis=channel_axes, **options)
+    channel_axes = [_resolve_channel_axis(args.channel_axis, image) for image in images or [low for low, _ in pairs or []]]
+    channel_axes += [None] * len(scenes)
+    run = train(images + scenes, pairs=pairs, model=model, device=args.device, channel_axis=channel_axes, **options)
     bar = tqdm(total=options["steps"], desc="training", unit="step", file=sys.stderr)
     try:
         while True:
@@ -322,6 +337,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     channel_help = "axis of RGB(A) channels: a number, 'none', or 'auto' (a 3-D image with 3 or 4 entries last)"
+    range_help = "value of full intensity, e.g. 4095 for 12-bit camera data in uint16 (default: the dtype's range)"
 
     synth = commands.add_parser("synthesize", help="make a low-light version of a clean image")
     synth.add_argument("input")
@@ -333,6 +349,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--photons", type=_positive_float, help="photons at full intensity (poisson-gaussian)")
     synth.add_argument("--seed", type=int)
     synth.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)
+    synth.add_argument("--data-range", type=_positive_float, help=range_help)
     synth.set_defaults(run=_synthesize)
 
     rest = commands.add_parser("restore", help="restore low-light images")
@@ -344,6 +361,7 @@ def _parser() -> argparse.ArgumentParser:
     rest.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     rest.add_argument("--tile", type=_positive_int, help="tile size in pixels (default 256)")
     rest.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)
+    rest.add_argument("--data-range", type=_positive_float, help=range_help)
     rest.add_argument(
         "--scheduler",
         help="dask scheduler for .zarr and big TIFF inputs: a dask.distributed address (tcp://host:8786) "
@@ -362,6 +380,11 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--patch-size", type=_positive_int)
     tr.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-3; 1e-4 with --from)")
     tr.add_argument("--seed", type=int)
+    tr.add_argument(
+        "--scenes",
+        type=_non_negative_int,
+        help="also train on this many generated microscopy and astronomy scenes (see napari_lowlight.scenes)",
+    )
     tr.add_argument("--checkpoint", help="resumable checkpoint file, written as training goes")
     tr.add_argument("--device", default="auto")
     tr.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)

@@ -249,12 +249,22 @@ def measure_device(device, images, size, *, model_path=None, log=sys.stderr):
     seconds = median_seconds(lambda: napari_lowlight.restore(grey, 1.0, model=model, device=device))
     out["grey_mpix_s"] = grey.size / seconds / 1e6
     say("grey_mpix_s")
+    eager = napari_lowlight.restore(grey, 1.0, model=model, device=device)
+    began = time.perf_counter()
+    compiled = napari_lowlight.restore(grey, 1.0, model=model, device=device, compile=True)
+    out["compile_first_call_s"] = time.perf_counter() - began
+    out["compiled_max_difference"] = float(np.abs(compiled - eager).max())
+    seconds = median_seconds(lambda: napari_lowlight.restore(grey, 1.0, model=model, device=device, compile=True))
+    out["grey_compiled_mpix_s"] = grey.size / seconds / 1e6
+    say("grey_compiled_mpix_s")
     seconds = median_seconds(lambda: napari_lowlight.restore(rgb, 1.0, model=model, channel_axis=-1, device=device))
     # Pixels, not samples: an RGB pixel costs three planes.
     out["rgb_mpix_s"] = rgb.shape[0] * rgb.shape[1] / seconds / 1e6
     say("rgb_mpix_s")
-    out["achieved_gflops"] = out["grey_mpix_s"] * 1e6 * out["flops_per_pixel"]["restore"] / 1e9
-    out["fraction_of_peak"] = out["achieved_gflops"] / out["peak_gflops"]
+    for variant in ("", "_compiled"):
+        gflops = out[f"grey{variant}_mpix_s"] * 1e6 * out["flops_per_pixel"]["restore"] / 1e9
+        out[f"achieved{variant}_gflops"] = gflops
+        out[f"fraction{variant}_of_peak"] = gflops / out["peak_gflops"]
 
     difference = napari_lowlight.estimate_difference(square, model=model, device=device)
     # A new alpha on a cached difference map: what the viewer's slider costs.
@@ -310,6 +320,16 @@ def format_report(results, baselines, size, *, machine, command, model_text, qui
             "achieved GFLOP/s (grey), fraction of matmul peak",
             lambda r: f"{r['achieved_gflops']:.1f} ({100 * r['fraction_of_peak']:.1f} %)",
         ),
+        (
+            "`restore(..., compile=True)`, same grey image, MPix/s",
+            lambda r: f"{r['grey_compiled_mpix_s']:.3f}",
+        ),
+        (
+            "… achieved GFLOP/s, fraction of matmul peak",
+            lambda r: f"{r['achieved_compiled_gflops']:.1f} ({100 * r['fraction_compiled_of_peak']:.1f} %)",
+        ),
+        ("… its first call (compilation included), s", lambda r: f"{r['compile_first_call_s']:.1f}"),
+        ("… largest difference from the eager result", lambda r: f"{r['compiled_max_difference']:.1e}"),
         (f"alpha change: `enhance` on {latency}×{latency} (cached difference), s", lambda r: f"{r['enhance_s']:.3f}"),
         (f"full `restore` on {latency}×{latency}, s", lambda r: f"{r['restore_latency_s']:.3f}"),
         ("training, images/s (batch 32 of 48×48 patches)", lambda r: f"{r['train_images_s']:.0f}"),
@@ -335,6 +355,7 @@ def format_report(results, baselines, size, *, machine, command, model_text, qui
         "Times are whole public-API calls (normalisation, tiling, copies), median of 3 after a warm-up."
         " FLOPs are counted by `torch.utils.flop_counter` over single-tile calls; the fraction of peak"
         " compares the grey throughput times FLOPs per pixel with the matmul rate measured in the same run."
+        " `compile=True` runs both nets through `torch.compile` (inductor); it is timed after its first call."
         " Training images/s is the median over the steps after the first.",
     ]
     return "\n".join(lines)

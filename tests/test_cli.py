@@ -75,7 +75,9 @@ def test_train_writes_a_loadable_model(tmp_path, png):
 def test_train_on_generated_scenes_alone(tmp_path):
     out = tmp_path / "scenes.safetensors"
     assert main(["train", "--scenes", "2", "-o", str(out), "--steps", "2", "--batch-size", "4", "--patch-size", "16"]) == 0
-    assert out.is_file()
+    from napari_lowlight.weights import read_metadata
+
+    assert read_metadata(out)["training"]["data"] == {"paths": [], "files": 0, "scenes": 2, "pairs": 0}
 
 
 def test_headless_demo(tmp_path, capsys):

@@ -148,3 +148,38 @@ def test_data_range_maps_12_bit_data_like_floats(tiny_model, smooth_image):
     assert estimate_alpha(twelve_bit, model=tiny_model, data_range=4095) == estimate_alpha(
         twelve_bit / np.float32(4095), model=tiny_model
     )
+
+
+def test_changing_weights_in_place_is_seen_by_the_next_call(tiny_model, smooth_image):
+    """Prepared (folded) models are cached per model; an optimiser step must invalidate them."""
+    import copy
+
+    import torch
+
+    before = restore(smooth_image, 1.0, model=tiny_model)
+    with torch.no_grad():
+        tiny_model.enhance.tail.bias.sub_(0.3)
+    after = restore(smooth_image, 1.0, model=tiny_model)
+    assert np.abs(after - before).max() > 0.05
+    np.testing.assert_array_equal(after, restore(smooth_image, 1.0, model=copy.deepcopy(tiny_model)))
+
+
+def test_compiled_inference_matches_eager(tiny_model, smooth_image):
+    eager = restore(smooth_image, 1.3, model=tiny_model, tile_size=32)
+    compiled = restore(smooth_image, 1.3, model=tiny_model, tile_size=32, compile=True)
+    np.testing.assert_allclose(compiled, eager, atol=1e-3)
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_warning(tiny_model, smooth_image, monkeypatch):
+    import torch
+
+    def no_compiler(module):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler found")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        restored = restore(smooth_image, 1.3, model=tiny_model, compile=True)
+    np.testing.assert_array_equal(restored, restore(smooth_image, 1.3, model=tiny_model))

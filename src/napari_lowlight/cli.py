@@ -203,6 +203,7 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         tile_size=args.tile,
         return_difference=True,
         data_range=args.data_range,
+        compile=args.compile,
     )
     write(target, restored)
     if difference_target is not None:
@@ -301,7 +302,9 @@ def _train(args) -> None:
         trained = finished.value
     finally:
         bar.close()
-    save_model(trained, output, training=trained.training_config)
+    # What it learned from, beside how: the data are not part of TrainingConfig.
+    data = {"paths": clean_paths, "files": len(files), "scenes": scene_count, "pairs": len(pairs or [])}
+    save_model(trained, output, training={**trained.training_config, "data": data})
 
 
 def _demo(args) -> None:
@@ -362,6 +365,11 @@ def _parser() -> argparse.ArgumentParser:
     rest.add_argument("--tile", type=_positive_int, help="tile size in pixels (default 256)")
     rest.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)
     rest.add_argument("--data-range", type=_positive_float, help=range_help)
+    rest.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the network through torch.compile: faster on many or large images after a one-off compilation",
+    )
     rest.add_argument(
         "--scheduler",
         help="dask scheduler for .zarr and big TIFF inputs: a dask.distributed address (tcp://host:8786) "

@@ -9,7 +9,11 @@ neighbourhood it would see in one untiled pass: tiled and untiled results are eq
 from __future__ import annotations
 
 import contextlib
+import itertools
 import numbers
+import threading
+import warnings
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -104,19 +108,50 @@ def _tiled_apply(planes: np.ndarray, network: Callable, out_channels: int, halo:
     return output[:, :height, :width]
 
 
+class _CompiledModule:
+    """``torch.compile`` of a module that falls back to the module itself if compiling fails.
+
+    Inductor needs a working C++ compiler (CPU) or Triton (GPU); without one the first
+    call raises. A real error in the inputs is raised again by the eager module.
+    """
+
+    def __init__(self, module: torch.nn.Module):
+        self.eager = module
+        self.compiled = torch.compile(module)
+
+    def __call__(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except torch.OutOfMemoryError:
+                raise  # the tile back-off handles it
+            except Exception as error:  # noqa: BLE001 (any compiler failure: run eagerly instead)
+                warnings.warn(
+                    f"torch.compile failed ({type(error).__name__}: {error}); running without it",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.compiled = None
+        return self.eager(*args)
+
+
 class _Runner:
     """A model prepared for fast inference on one device.
 
     BatchNorm is folded into the convolutions, tensors are channels-last on the CPU
-    (faster convolutions) and CUDA runs in bfloat16 autocast.
+    (faster convolutions), CUDA runs in bfloat16 autocast, and with ``compiled`` both
+    nets go through ``torch.compile``.
     """
 
-    def __init__(self, model: LowLightNet, device):
+    def __init__(self, model: LowLightNet, device, *, compiled: bool = False):
         self.device = resolve_device(device)
         self.model = fold_batchnorm(model).to(self.device)
         self.channels_last = self.device.type == "cpu"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self._estimate, self._enhance = self.model.estimate, self.model.enhance
+        if compiled:
+            self._estimate, self._enhance = _CompiledModule(self._estimate), _CompiledModule(self._enhance)
 
     @contextlib.contextmanager
     def mode(self):
@@ -130,29 +165,41 @@ class _Runner:
     def _layout(self, tensor):
         return tensor.contiguous(memory_format=torch.channels_last) if self.channels_last else tensor
 
-    def full(self, alpha: float, context: torch.Tensor):
-        """Network (B, 1, h, w) low -> (B, 2, h, w): restored and difference."""
-        alpha_t = torch.full((1,), alpha, device=self.device)
-
-        def network(low):
-            restored, difference = self.model(self._layout(low), alpha_t.expand(low.shape[0]), context.expand(low.shape[0], -1))
-            return torch.cat([restored, difference], dim=1)
-
-        return network
-
     def estimate(self, context: torch.Tensor):
         """Network (B, 1, h, w) low -> (B, 1, h, w) difference."""
-        return lambda low: self.model.estimate(self._layout(low), context.expand(low.shape[0], -1))
+        return lambda low: self._estimate(self._layout(low), context.expand(low.shape[0], -1))
 
     def enhance(self, alpha: float, context: torch.Tensor):
         """Network (B, 2, h, w) [low, difference] -> (B, 1, h, w) restored."""
         alpha_t = torch.full((1, 1, 1, 1), alpha, device=self.device)
-        return lambda inputs: self.model.enhance(
+        return lambda inputs: self._enhance(
             self._layout(inputs[:, :1]),
             self._layout(inputs[:, 1:]),
             alpha_t.expand(inputs.shape[0], -1, -1, -1),
             context.expand(inputs.shape[0], -1),
         )
+
+
+#: Prepared runners of each model, per (device, compiled): compiling takes seconds, so a
+#: compiled model must outlive one call. Weak keys: a model's runners go with the model.
+_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_RUNNERS_LOCK = threading.Lock()
+
+
+def _prepared(model: LowLightNet, device, compiled: bool) -> _Runner:
+    """The runner of ``model`` on ``device``, rebuilt when the model's weights changed."""
+    device = resolve_device(device)
+    try:
+        # Optimiser steps and load_state_dict change weights in place and bump these counters.
+        weights = tuple(t._version for t in itertools.chain(model.parameters(), model.buffers()))
+    except RuntimeError:  # tensors made under inference_mode track no versions: never cache them
+        return _Runner(model, device, compiled=compiled)
+    key = (str(device), compiled)
+    with _RUNNERS_LOCK:
+        runners = _RUNNERS.setdefault(model, {})
+        if key not in runners or runners[key][0] != weights:
+            runners[key] = (weights, _Runner(model, device, compiled=compiled))
+        return runners[key][1]
 
 
 def _run_planes(runner: _Runner, inputs: list[np.ndarray], network, out_channels, halo, tile):
@@ -244,7 +291,7 @@ def _alpha_from_context(model: LowLightNet, context: torch.Tensor) -> float:
         return float(model.alpha_estimator(context.to(device))[0])
 
 
-def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, tile):
+def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, tile, compiled):
     """Run one network pass on in-memory arrays: the shared body of every public function.
 
     ``kind`` is ``"restore"`` (returns restored, difference), ``"estimate"`` (returns the
@@ -252,18 +299,20 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     """
     unit, _ = to_unit_float(inputs[0], scale=scale)
     planes, passthrough, layout = split_planes(unit, channel_axis)
-    runner = _Runner(model, device)
+    runner = _prepared(model, device, compiled)
     context = context.to(runner.device)
     radius, enhance_radius = runner.model.receptive_radius, runner.model.enhance_radius
-    if kind == "restore":
-        output = _run_planes(runner, [planes], runner.full(alpha, context), 2, radius, tile)
-        return from_unit_float(layout.merge(output[0], passthrough), scale), _merge_difference(output[1], passthrough, layout)
-    if kind == "estimate":
-        output = _run_planes(runner, [planes], runner.estimate(context), 1, radius - enhance_radius, tile)
-        return _merge_difference(output[0], passthrough, layout)
-    difference_planes, _, _ = split_planes(np.asarray(inputs[1], dtype=np.float32), channel_axis)
+    if kind == "enhance":
+        difference_planes, _, _ = split_planes(np.asarray(inputs[1], dtype=np.float32), channel_axis)
+    else:
+        # Estimate-Net over the planes first, with its own (smaller) halo, then Enhance-Net with
+        # its own: fewer halo pixels than one pass of both nets with the sum of the halos.
+        difference_planes = _run_planes(runner, [planes], runner.estimate(context), 1, radius - enhance_radius, tile)[0]
+        if kind == "estimate":
+            return _merge_difference(difference_planes, passthrough, layout)
     output = _run_planes(runner, [planes, difference_planes], runner.enhance(alpha, context), 1, enhance_radius, tile)
-    return from_unit_float(layout.merge(output[0], passthrough), scale)
+    restored = from_unit_float(layout.merge(output[0], passthrough), scale)
+    return (restored, _merge_difference(difference_planes, passthrough, layout)) if kind == "restore" else restored
 
 
 def _lazy(inputs, *, kind, halo, channel_axis, out_dtype, **settings):
@@ -298,6 +347,7 @@ def restore(
     tile_size=None,
     return_difference=False,
     data_range=None,
+    compile=False,
 ):
     """Restore a low-light image.
 
@@ -327,6 +377,16 @@ def restore(
         uint16: without it such data fills 1/16 of the range and looks very dark to
         the network. Values above it clip. Default: the dtype's range for integers,
         [0, 1] for floats.
+    compile : bool
+        Run both nets through ``torch.compile`` (about 1.2x faster per tile on a CPU,
+        after a one-off compilation of tens of seconds per model and tile shape): for
+        batch work on many or large images. Needs a C++ compiler on the CPU; without one
+        it warns and runs as usual.
+    compile : bool
+        Run both nets through ``torch.compile`` (about 1.2x faster per tile on a CPU,
+        after a one-off compilation of tens of seconds per model and tile shape): for
+        batch work on many or large images. Needs a C++ compiler on the CPU; without one
+        it warns and runs as usual.
 
     Returns
     -------
@@ -343,7 +403,9 @@ def restore(
     model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
         alpha = _alpha_from_context(model, context)
-    settings = dict(model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile)
+    settings = dict(
+        model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile, compiled=bool(compile)
+    )
     if not is_dask(image):
         restored, difference = _apply([image], kind="restore", channel_axis=channel_axis, **settings)
         return (restored, difference) if return_difference else restored
@@ -362,7 +424,9 @@ def _merge_difference(difference, passthrough, layout):
     return layout.merge(difference, opacity)
 
 
-def estimate_difference(image, *, model=None, channel_axis=None, device="auto", tile_size=None, data_range=None):
+def estimate_difference(
+    image, *, model=None, channel_axis=None, device="auto", tile_size=None, data_range=None, compile=False
+):
     """Run Estimate-Net only: the difference map to cache for live alpha changes.
 
     Parameters are those of :func:`restore`. Returns float32 of ``image``'s shape
@@ -373,7 +437,9 @@ def estimate_difference(image, *, model=None, channel_axis=None, device="auto", 
     channel_axis = _check_image_shape(image, channel_axis)
     scale = image_scale(image, data_range)
     model, context = _model_and_context(image, channel_axis, model, scale)
-    settings = dict(model=model, context=context, alpha=None, scale=scale, device=device, tile=tile)
+    settings = dict(
+        model=model, context=context, alpha=None, scale=scale, device=device, tile=tile, compiled=bool(compile)
+    )
     if not is_dask(image):
         return _apply([image], kind="estimate", channel_axis=channel_axis, **settings)
     halo = model.receptive_radius - model.enhance_radius
@@ -391,6 +457,7 @@ def enhance(
     tile_size=None,
     context_image=None,
     data_range=None,
+    compile=False,
 ):
     """Run Enhance-Net only, on a cached difference map: the fast path of a new alpha.
 
@@ -431,7 +498,9 @@ def enhance(
     whole_axis = None if channel_axis is None else channel_axis + whole.ndim - image.ndim
     scale = image_scale(whole, data_range)
     model, context = _model_and_context(whole, _check_image_shape(whole, whole_axis), model, scale)
-    settings = dict(model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile)
+    settings = dict(
+        model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile, compiled=bool(compile)
+    )
     if not (is_dask(image) or is_dask(difference)):
         return _apply([image, difference], kind="enhance", channel_axis=channel_axis, **settings)
     halo = model.enhance_radius

@@ -183,3 +183,12 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_warning(tiny_model, smoot
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
         restored = restore(smooth_image, 1.3, model=tiny_model, compile=True)
     np.testing.assert_array_equal(restored, restore(smooth_image, 1.3, model=tiny_model))
+
+
+@pytest.mark.parametrize(("dtype", "data_range"), [(np.uint16, 70000), (np.int64, None), (np.uint64, None)])
+def test_integer_results_clip_to_the_dtype_never_wrap(tiny_model, dtype, data_range):
+    image = np.full((24, 24), np.iinfo(dtype).max, dtype)
+    image[::2] = 0
+    restored = restore(image, 2.0, model=tiny_model, data_range=data_range)
+    assert restored.dtype == dtype
+    assert restored.min() >= 0 and restored.max() > np.iinfo(dtype).max // 2  # bright stays bright

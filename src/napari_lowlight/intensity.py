@@ -115,6 +115,12 @@ def to_unit_float(image, *, name: str = "image", scale: IntensityScale | None = 
     return np.clip(unit, 0.0, 1.0, out=unit), scale
 
 
+def _largest_exact_float(dtype) -> float:
+    """The largest float64 that converts to integer ``dtype`` without overflow (< 2**63 for int64)."""
+    top = float(np.iinfo(dtype).max)
+    return top if int(top) <= np.iinfo(dtype).max else float(np.nextafter(top, 0.0))
+
+
 def from_unit_float(unit: np.ndarray, scale: IntensityScale) -> np.ndarray:
     """Map a [0, 1] float array back to the range and dtype described by ``scale``.
 
@@ -122,7 +128,12 @@ def from_unit_float(unit: np.ndarray, scale: IntensityScale) -> np.ndarray:
     """
     unit = np.clip(unit, 0.0, 1.0)
     if np.issubdtype(scale.dtype, np.integer):
-        return np.rint(unit * scale.span).astype(scale.dtype)
+        # Clip to the dtype, never wrap: a data_range above the dtype's maximum would, and so
+        # would the maximum of a 64-bit type, which float64 rounds up to 2**63.
+        # float32 cannot hold 32- and 64-bit maxima: compute those in float64.
+        work = np.float64 if np.dtype(scale.dtype).itemsize >= 4 else unit.dtype.type
+        values = np.rint(unit.astype(work, copy=False) * work(scale.span))
+        return np.minimum(values, work(_largest_exact_float(scale.dtype))).astype(scale.dtype)
     values = unit.astype(np.float64) * scale.span + scale.offset
     return values.astype(scale.dtype)
 

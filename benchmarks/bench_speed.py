@@ -12,9 +12,11 @@ GPU (where ``restore`` runs in bfloat16 autocast). Times are whole public-API ca
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -261,6 +263,10 @@ def measure_device(device, images, size, *, model_path=None, log=sys.stderr):
     # Pixels, not samples: an RGB pixel costs three planes.
     out["rgb_mpix_s"] = rgb.shape[0] * rgb.shape[1] / seconds / 1e6
     say("rgb_mpix_s")
+    # The machine's speed drifts (shared hosts, clocks): take the peak before and after the
+    # timings it is compared with, and keep the higher one, the stricter reference.
+    out["peak_gflops"] = max(out["peak_gflops"], matmul_peak_gflops(device, torch.bfloat16 if cuda else torch.float32))
+    say("peak_gflops")
     for variant in ("", "_compiled"):
         gflops = out[f"grey{variant}_mpix_s"] * 1e6 * out["flops_per_pixel"]["restore"] / 1e9
         out[f"achieved{variant}_gflops"] = gflops
@@ -312,7 +318,10 @@ def format_report(results, baselines, size, *, machine, command, model_text, qui
 
     # (label, cell of one device's results)
     per_device = [
-        ("matmul peak (best of 5, 2048² products), GFLOP/s", lambda r: f"{r['peak_gflops']:.0f}"),
+        (
+            "matmul peak (best of 5 2048² products before and 5 after the restore timings), GFLOP/s",
+            lambda r: f"{r['peak_gflops']:.0f}",
+        ),
         ("network FLOPs per pixel: restore / enhance only", flops),
         (f"`restore` {grey}×{grey} grey float32, MPix/s", lambda r: f"{r['grey_mpix_s']:.3f}"),
         (f"`restore` {rgb}×{rgb} RGB float32, MPix/s (pixels of 3 planes)", lambda r: f"{r['rgb_mpix_s']:.3f}"),
@@ -377,6 +386,8 @@ def main(argv=None):
     parser.add_argument("--device", default=None, help="only this device (default: cpu, and cuda when available)")
     _report.add_output_options(parser)
     args = parser.parse_args(argv)
+    # An empty compiler cache: the first compiled call then costs what it costs on a fresh machine.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="napari-lowlight-bench-inductor-")
     machine = _report.machine_description()
     results, baselines, size = run(model_path=args.model, quick=args.quick, device=args.device)
     model = napari_lowlight.load_model(args.model, device="cpu")

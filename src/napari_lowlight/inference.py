@@ -378,14 +378,14 @@ def restore(
         the network. Values above it clip. Default: the dtype's range for integers,
         [0, 1] for floats.
     compile : bool
-        Run both nets through ``torch.compile`` (about 1.2x faster per tile on a CPU,
-        after a one-off compilation of tens of seconds per model and tile shape): for
-        batch work on many or large images. Needs a C++ compiler on the CPU; without one
+        Run both nets through ``torch.compile``: faster per tile after a one-off
+        compilation per model and tile shape (docs/benchmarks.md has both), so for batch
+        work on many or large images. Needs a C++ compiler on the CPU; without one
         it warns and runs as usual.
     compile : bool
-        Run both nets through ``torch.compile`` (about 1.2x faster per tile on a CPU,
-        after a one-off compilation of tens of seconds per model and tile shape): for
-        batch work on many or large images. Needs a C++ compiler on the CPU; without one
+        Run both nets through ``torch.compile``: faster per tile after a one-off
+        compilation per model and tile shape (docs/benchmarks.md has both), so for batch
+        work on many or large images. Needs a C++ compiler on the CPU; without one
         it warns and runs as usual.
 
     Returns

@@ -382,11 +382,6 @@ def restore(
         compilation per model and tile shape (docs/benchmarks.md has both), so for batch
         work on many or large images. Needs a C++ compiler on the CPU; without one
         it warns and runs as usual.
-    compile : bool
-        Run both nets through ``torch.compile``: faster per tile after a one-off
-        compilation per model and tile shape (docs/benchmarks.md has both), so for batch
-        work on many or large images. Needs a C++ compiler on the CPU; without one
-        it warns and runs as usual.
 
     Returns
     -------
@@ -477,11 +472,8 @@ def enhance(
         The image whose statistics form the image context, when ``image`` is a slice of
         it (a plane of a stack, a crop): then the slice matches the whole image's result.
         Default: ``image`` itself. Same dtype as ``image``.
-    data_range : float, optional
-        The value of full intensity, e.g. 4095 for a 12-bit camera's data stored as
-        uint16: without it such data fills 1/16 of the range and looks very dark to
-        the network. Values above it clip. Default: the dtype's range for integers,
-        [0, 1] for floats.
+    model, channel_axis, device, tile_size, data_range, compile
+        As for :func:`restore`.
 
     Returns
     -------

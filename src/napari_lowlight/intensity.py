@@ -128,9 +128,9 @@ def from_unit_float(unit: np.ndarray, scale: IntensityScale) -> np.ndarray:
     """
     unit = np.clip(unit, 0.0, 1.0)
     if np.issubdtype(scale.dtype, np.integer):
-        # Clip to the dtype, never wrap: a data_range above the dtype's maximum would, and so
-        # would the maximum of a 64-bit type, which float64 rounds up to 2**63.
-        # float32 cannot hold 32- and 64-bit maxima: compute those in float64.
+        # Clip to the dtype, never wrap: a data_range above the dtype's maximum would wrap, and
+        # so would the maxima of 32- and 64-bit types, which float32 (float64 for 64-bit types)
+        # rounds up past them: those are computed in float64 and clipped below 2**63.
         work = np.float64 if np.dtype(scale.dtype).itemsize >= 4 else unit.dtype.type
         values = np.rint(unit.astype(work, copy=False) * work(scale.span))
         return np.minimum(values, work(_largest_exact_float(scale.dtype))).astype(scale.dtype)

@@ -176,7 +176,9 @@ def enhance_planes_job(
         yield generation, index, plane
 
 
-def enhance_job(generation: int, image: np.ndarray, difference: np.ndarray, alpha: float, **options) -> tuple[int, np.ndarray]:
+def enhance_job(
+    generation: int, image: np.ndarray, difference: np.ndarray, alpha: float, **options
+) -> tuple[int, np.ndarray]:
     """Enhance-Net on a whole (2-D) image; returns ``(generation, restored)``.
 
     ``options`` are keyword arguments of :func:`napari_lowlight.enhance`.

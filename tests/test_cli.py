@@ -99,6 +99,8 @@ def _bad_inputs(tmp_path, png, model_file):
     tifffile.imwrite(line, np.zeros(16, np.uint8))
     pickled = tmp_path / "evil.safetensors"
     pickled.write_bytes(pickle.dumps({"a": 1}))
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('[train]\nscenes = "10"\n')
     out = str(tmp_path / "out.png")
     return {
         "missing": (["restore", str(tmp_path / "nope.png"), "-o", out, "--model", model_file], "does not exist"),
@@ -111,6 +113,8 @@ def _bad_inputs(tmp_path, png, model_file):
         "alpha text": (["restore", str(png), "-o", out, "--alpha", "bright", "--model", model_file], "not a number"),
         "scenes with pairs": (["train", "--scenes", "2", "--pairs", str(png), str(png), "-o", str(tmp_path / "m.safetensors")], "--pairs"),
         "data range": (["restore", str(png), "-o", out, "--data-range", "0", "--model", model_file], "positive"),
+        "scenes in recipe": (["train", "--config", str(recipe), "-o", str(tmp_path / "m.safetensors")], "scenes"),
+        "negative seed": (["train", "--scenes", "2", "--seed", "-1", "-o", str(tmp_path / "m.safetensors")], ">= 0"),
         "gamma": (["synthesize", str(png), "-o", out, "--alpha", "1", "--gamma", "-2"], "positive"),
         "same path": (["restore", str(png), "-o", str(png), "--model", model_file], "is the input"),
         "pickle model": (["restore", str(png), "-o", out, "--model", str(pickled)], "pickle"),
@@ -128,7 +132,24 @@ def _exit_code(argv) -> int:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing", "empty", "corrupt", "text", "nan", "shape", "alpha zero", "alpha text", "gamma", "same path", "pickle model", "unwritable"],
+    [
+        "missing",
+        "empty",
+        "corrupt",
+        "text",
+        "nan",
+        "shape",
+        "alpha zero",
+        "alpha text",
+        "data range",
+        "gamma",
+        "same path",
+        "pickle model",
+        "unwritable",
+        "scenes with pairs",
+        "negative seed",
+        "scenes in recipe",
+    ],
 )
 def test_bad_input_exits_with_one_line(tmp_path, png, model_file, capsys, case):
     argv, words = _bad_inputs(tmp_path, png, model_file)[case]

@@ -151,17 +151,20 @@ def test_data_range_maps_12_bit_data_like_floats(tiny_model, smooth_image):
 
 
 def test_changing_weights_in_place_is_seen_by_the_next_call(tiny_model, smooth_image):
-    """Prepared (folded) models are cached per model; an optimiser step must invalidate them."""
+    """Prepared (folded) models are cached; any change to the weights must give a new one."""
     import copy
 
     import torch
 
-    before = restore(smooth_image, 1.0, model=tiny_model)
+    results = [restore(smooth_image, 1.0, model=tiny_model)]
     with torch.no_grad():
-        tiny_model.enhance.tail.bias.sub_(0.3)
-    after = restore(smooth_image, 1.0, model=tiny_model)
-    assert np.abs(after - before).max() > 0.05
-    np.testing.assert_array_equal(after, restore(smooth_image, 1.0, model=copy.deepcopy(tiny_model)))
+        tiny_model.enhance.tail.bias.sub_(0.3)  # an optimiser step
+    results.append(restore(smooth_image, 1.0, model=tiny_model))
+    tiny_model.enhance.tail.bias.data = tiny_model.enhance.tail.bias.data - 0.3  # EMA / averaging code
+    results.append(restore(smooth_image, 1.0, model=tiny_model))
+    for before, after in zip(results, results[1:]):
+        assert np.abs(after - before).max() > 0.05
+    np.testing.assert_array_equal(results[-1], restore(smooth_image, 1.0, model=copy.deepcopy(tiny_model)))
 
 
 def test_compiled_inference_matches_eager(tiny_model, smooth_image):
@@ -170,19 +173,37 @@ def test_compiled_inference_matches_eager(tiny_model, smooth_image):
     np.testing.assert_allclose(compiled, eager, atol=1e-3)
 
 
-def test_a_failing_compiler_falls_back_to_eager_with_a_warning(tiny_model, smooth_image, monkeypatch):
+def _compile_raising(monkeypatch, error):
+    """Make ``torch.compile`` give modules that raise ``error``, with no compiled model cached."""
+    import collections
+
     import torch
 
-    def no_compiler(module):
-        def fail(*args):
-            raise RuntimeError("no C++ compiler found")
+    from napari_lowlight import inference
 
-        return fail
+    def compile(module):
+        def call(*args):
+            raise error
 
-    monkeypatch.setattr(torch, "compile", no_compiler)
+        return call
+
+    monkeypatch.setattr(torch, "compile", compile)
+    monkeypatch.setattr(inference, "_RUNNERS", collections.OrderedDict())
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_a_warning(tiny_model, smooth_image, monkeypatch):
+    from torch._dynamo.exc import TorchDynamoException
+
+    _compile_raising(monkeypatch, TorchDynamoException("no C++ compiler found"))
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
         restored = restore(smooth_image, 1.3, model=tiny_model, compile=True)
     np.testing.assert_array_equal(restored, restore(smooth_image, 1.3, model=tiny_model))
+
+
+def test_other_errors_of_a_compiled_model_are_not_hidden(tiny_model, smooth_image, monkeypatch):
+    _compile_raising(monkeypatch, ValueError("a real problem"))
+    with pytest.raises(ValueError, match="a real problem"):
+        restore(smooth_image, 1.7, model=tiny_model, compile=True)
 
 
 @pytest.mark.parametrize(("dtype", "data_range"), [(np.uint16, 70000), (np.int64, None), (np.uint64, None)])

@@ -80,7 +80,13 @@ def test_colour_and_stacks_are_accepted(rng):
 
 @pytest.mark.parametrize(
     "kwargs, word",
-    [({"steps": 0}, "steps"), ({"lr": -1.0}, "lr"), ({"alpha_range": (0, 2)}, "alpha_range"), ({"noise": "pink"}, "noise")],
+    [
+        ({"steps": 0}, "steps"),
+        ({"lr": -1.0}, "lr"),
+        ({"alpha_range": (0, 2)}, "alpha_range"),
+        ({"noise": "pink"}, "noise"),
+        ({"seed": -1}, "seed"),
+    ],
 )
 def test_bad_settings_are_named(smooth_image, kwargs, word):
     arguments = {"steps": 2} | kwargs

@@ -248,6 +248,10 @@ def _training_options(args) -> dict:
         if value is not None:
             options[name] = value
     options.setdefault("steps", 1000)
+    for name in ("scenes", "seed"):  # numpy would refuse them in words that name neither
+        value = options.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CommandError(f"{name} must be an integer >= 0, got {value!r}")
     if args.config and "checkpoint" in options and args.checkpoint is None:
         # Paths in a recipe are relative to the recipe's folder, like its data folders.
         options["checkpoint"] = str(Path(args.config).parent / options["checkpoint"])
@@ -350,7 +354,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--noise", choices=["gaussian", "poisson-gaussian", "none"], default="gaussian")
     synth.add_argument("--sigma", type=_non_negative_float, default=0.0, help="Gaussian/read noise std in [0, 1] units")
     synth.add_argument("--photons", type=_positive_float, help="photons at full intensity (poisson-gaussian)")
-    synth.add_argument("--seed", type=int)
+    synth.add_argument("--seed", type=_non_negative_int)
     synth.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)
     synth.add_argument("--data-range", type=_positive_float, help=range_help)
     synth.set_defaults(run=_synthesize)
@@ -387,7 +391,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=_positive_int)
     tr.add_argument("--patch-size", type=_positive_int)
     tr.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-3; 1e-4 with --from)")
-    tr.add_argument("--seed", type=int)
+    tr.add_argument("--seed", type=_non_negative_int)
     tr.add_argument(
         "--scenes",
         type=_non_negative_int,

@@ -8,12 +8,12 @@ neighbourhood it would see in one untiled pass: tiled and untiled results are eq
 
 from __future__ import annotations
 
+import collections
 import contextlib
-import itertools
+import hashlib
 import numbers
 import threading
 import warnings
-import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -112,27 +112,40 @@ class _CompiledModule:
     """``torch.compile`` of a module that falls back to the module itself if compiling fails.
 
     Inductor needs a working C++ compiler (CPU) or Triton (GPU); without one the first
-    call raises. A real error in the inputs is raised again by the eager module.
+    call raises a compiler error, and the module then runs eagerly, with a warning. Calls
+    are serialised: the compiler is not thread-safe (dask runs blocks in threads), and on
+    a CPU each call already uses every core.
     """
 
     def __init__(self, module: torch.nn.Module):
         self.eager = module
         self.compiled = torch.compile(module)
+        self._lock = threading.Lock()
 
     def __call__(self, *args):
-        if self.compiled is not None:
-            try:
-                return self.compiled(*args)
-            except torch.OutOfMemoryError:
-                raise  # the tile back-off handles it
-            except Exception as error:  # noqa: BLE001 (any compiler failure: run eagerly instead)
-                warnings.warn(
-                    f"torch.compile failed ({type(error).__name__}: {error}); running without it",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                self.compiled = None
+        with self._lock:
+            if self.compiled is not None:
+                try:
+                    return self.compiled(*args)
+                except Exception as error:
+                    self._fall_back(error)
         return self.eager(*args)
+
+    def _fall_back(self, error: Exception) -> None:
+        """Turn compilation off after a compiler failure; raise anything else."""
+        from torch._dynamo.exc import TorchDynamoException
+
+        cause = error
+        while cause is not None:
+            if isinstance(cause, torch.OutOfMemoryError):
+                raise cause  # the tile back-off handles it, even when it struck while compiling
+            cause = cause.__cause__
+        if not isinstance(error, TorchDynamoException):
+            raise error
+        warnings.warn(
+            f"torch.compile failed ({type(error).__name__}: {error}); running without it", RuntimeWarning, stacklevel=3
+        )
+        self.compiled = None
 
 
 class _Runner:
@@ -180,26 +193,40 @@ class _Runner:
         )
 
 
-#: Prepared runners of each model, per (device, compiled): compiling takes seconds, so a
-#: compiled model must outlive one call. Weak keys: a model's runners go with the model.
-_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Prepared runners (folded, channels-last, maybe compiled), most recently used last.
+#: Keyed by the weights' content, so a model changed in any way gets a new runner and
+#: copies of one model (e.g. unpickled by dask workers) share one.
+_RUNNERS: collections.OrderedDict = collections.OrderedDict()
 _RUNNERS_LOCK = threading.Lock()
+RUNNER_CACHE_SIZE = 4
+
+
+def _weights_digest(model: LowLightNet) -> bytes:
+    """A fingerprint of the model's architecture and every weight and buffer value."""
+    digest = hashlib.blake2b(repr(model.config).encode(), digest_size=16)
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.digest()
 
 
 def _prepared(model: LowLightNet, device, compiled: bool) -> _Runner:
-    """The runner of ``model`` on ``device``, rebuilt when the model's weights changed."""
+    """The runner of ``model`` on ``device``, cached while its weights stay the same."""
     device = resolve_device(device)
-    try:
-        # Optimiser steps and load_state_dict change weights in place and bump these counters.
-        weights = tuple(t._version for t in itertools.chain(model.parameters(), model.buffers()))
-    except RuntimeError:  # tensors made under inference_mode track no versions: never cache them
-        return _Runner(model, device, compiled=compiled)
-    key = (str(device), compiled)
+    key = (_weights_digest(model), str(device), compiled)
     with _RUNNERS_LOCK:
-        runners = _RUNNERS.setdefault(model, {})
-        if key not in runners or runners[key][0] != weights:
-            runners[key] = (weights, _Runner(model, device, compiled=compiled))
-        return runners[key][1]
+        if key in _RUNNERS:
+            _RUNNERS.move_to_end(key)
+            return _RUNNERS[key]
+    # Built outside the lock: a first CUDA use takes seconds, and the viewer's own
+    # alpha updates must not wait for a worker's.
+    runner = _Runner(model, device, compiled=compiled)
+    with _RUNNERS_LOCK:
+        runner = _RUNNERS.setdefault(key, runner)
+        _RUNNERS.move_to_end(key)
+        while len(_RUNNERS) > RUNNER_CACHE_SIZE:
+            _RUNNERS.popitem(last=False)
+    return runner
 
 
 def _run_planes(runner: _Runner, inputs: list[np.ndarray], network, out_channels, halo, tile):
@@ -375,7 +402,7 @@ def restore(
     data_range : float, optional
         The value of full intensity, e.g. 4095 for a 12-bit camera's data stored as
         uint16: without it such data fills 1/16 of the range and looks very dark to
-        the network. Values above it clip. Default: the dtype's range for integers,
+        the network. Values outside [0, data_range] clip. Default: the dtype's range for integers,
         [0, 1] for floats.
     compile : bool
         Run both nets through ``torch.compile``: faster per tile after a one-off

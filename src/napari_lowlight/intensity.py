@@ -167,7 +167,7 @@ def image_scale(image, data_range=None) -> IntensityScale:
     image : array_like or dask.array.Array
     data_range : float, optional
         The value that means full intensity, e.g. 4095 for a 12-bit camera's data in
-        uint16: values map from [0, data_range] (above it they clip to 1, and results
+        uint16: values map from [0, data_range] (values outside it clip, and results
         come back in that range). Default: :func:`intensity_scale` (the dtype's range
         for integers; [0, 1] for floats). A lazy float array is scanned once for its
         range only when ``data_range`` is not given.

@@ -118,7 +118,7 @@ def synthesize_low_light(
         Axis of RGB(A) channels; the RGBA opacity channel is passed through unchanged.
     data_range : float, optional
         The value of full intensity, e.g. 4095 for a 12-bit camera's data in uint16
-        (values above it clip). Default: the dtype's range for integers, 1 for floats.
+        (values outside [0, data_range] clip). Default: the dtype's range for integers, 1 for floats.
 
     Returns
     -------

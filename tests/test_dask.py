@@ -4,7 +4,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_lowlight import enhance, estimate_difference, restore, synthesize_low_light
+from napari_lowlight import enhance, estimate_alpha, estimate_difference, restore, synthesize_low_light
 
 
 @pytest.fixture
@@ -67,3 +67,22 @@ def test_distributed_cluster_of_two_processes(tiny_model, stack):
             result = client.compute(lazy).result()
     expected = restore(stack, 1.0, model=tiny_model)
     assert np.abs(result.astype(int) - expected.astype(int)).max() <= 2e-3 * 65535
+
+
+def test_a_lazy_image_is_read_once_for_its_range_and_context(tiny_model, rng):
+    """A live alpha slider calls enhance on the same lazy layer again and again: no re-reads."""
+    reads = []
+
+    def counted(block):
+        reads.append(block.shape)
+        return block
+
+    image = rng.random((2, 64, 64)).astype(np.float32) * 1.5  # outside [0, 1]: its range must be computed
+    lazy = da.from_array(image, chunks=(1, 32, 32)).map_blocks(counted, dtype=np.float32)
+    with pytest.warns(UserWarning, match="outside"):
+        first = estimate_alpha(lazy, model=tiny_model)
+    assert reads
+    reads.clear()
+    with pytest.warns(UserWarning, match="outside"):
+        assert estimate_alpha(lazy, model=tiny_model) == first
+    assert not reads

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .devices import resolve_device
-from .intensity import as_image, from_unit_float, image_scale, is_dask, to_unit_float
+from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
 from .planes import normalise_channel_axis, split_planes
 from .weights import default_model
@@ -287,7 +287,10 @@ def _context_sample(image, channel_axis):
 def _model_and_context(image, channel_axis, model, scale):
     """The model to use and the image context (1, Q) of ``image``."""
     model = default_model() if model is None else model
-    sample, _ = to_unit_float(np.asarray(_context_sample(image, channel_axis)), scale=scale, name="image")
+    pixels = _context_sample(image, channel_axis)
+    if is_dask(image):
+        pixels = computed_once(image, f"context pixels, channel axis {channel_axis}", lambda: np.asarray(pixels))
+    sample, _ = to_unit_float(np.asarray(pixels), scale=scale, name="image")
     context = image_context(torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32)).reshape(1, -1))
     return model, context
 

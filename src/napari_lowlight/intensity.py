@@ -6,7 +6,9 @@ inference and the CLI all go through it so that a uint16 stack comes back as uin
 
 from __future__ import annotations
 
+import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +22,7 @@ __all__ = [
     "image_scale",
     "is_dask",
     "as_image",
+    "computed_once",
 ]
 
 
@@ -183,7 +186,35 @@ def image_scale(image, data_range=None) -> IntensityScale:
         return intensity_scale(image)
     if np.issubdtype(image.dtype, np.integer):
         return IntensityScale(image.dtype, 0.0, float(np.iinfo(image.dtype).max))
-    import dask
+    def value_range():
+        import dask
 
-    low, high = dask.compute(image.min(), image.max())
-    return float_scale(image.dtype, float(low), float(high))
+        return tuple(float(value) for value in dask.compute(image.min(), image.max()))
+
+    return float_scale(image.dtype, *computed_once(image, "value range", value_range))
+
+
+#: Results computed from lazy arrays (their value range, their context pixels), newest last.
+_COMPUTED: OrderedDict = OrderedDict()
+_COMPUTED_LOCK = threading.Lock()
+COMPUTED_CACHE_SIZE = 32
+
+
+def computed_once(image, what: str, compute):
+    """``compute()`` for the dask array ``image``, once: later calls return the stored result.
+
+    A dask array's ``name`` is a token of its whole graph, so the same name means the same
+    values. This keeps a live alpha slider on a lazy layer from reading the data again on
+    every move (the value range and the context pixels are needed by every call).
+    """
+    key = (image.name, what)
+    with _COMPUTED_LOCK:
+        if key in _COMPUTED:
+            _COMPUTED.move_to_end(key)
+            return _COMPUTED[key]
+    result = compute()
+    with _COMPUTED_LOCK:
+        _COMPUTED[key] = result
+        while len(_COMPUTED) > COMPUTED_CACHE_SIZE:
+            _COMPUTED.popitem(last=False)
+    return result

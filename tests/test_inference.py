@@ -175,11 +175,10 @@ def test_compiled_inference_matches_eager(tiny_model, smooth_image):
 
 def _compile_raising(monkeypatch, error):
     """Make ``torch.compile`` give modules that raise ``error``, with no compiled model cached."""
-    import collections
-
     import torch
 
     from napari_lowlight import inference
+    from napari_lowlight._cache import ComputedCache
 
     def compile(module):
         def call(*args):
@@ -188,7 +187,7 @@ def _compile_raising(monkeypatch, error):
         return call
 
     monkeypatch.setattr(torch, "compile", compile)
-    monkeypatch.setattr(inference, "_RUNNERS", collections.OrderedDict())
+    monkeypatch.setattr(inference, "_RUNNERS", ComputedCache(4))
 
 
 def test_a_failing_compiler_falls_back_to_eager_with_a_warning(tiny_model, smooth_image, monkeypatch):

@@ -8,7 +8,6 @@ neighbourhood it would see in one untiled pass: tiled and untiled results are eq
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import numbers
@@ -19,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ._cache import ComputedCache
 from .devices import resolve_device
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
@@ -193,12 +193,11 @@ class _Runner:
         )
 
 
-#: Prepared runners (folded, channels-last, maybe compiled), most recently used last.
-#: Keyed by the weights' content, so a model changed in any way gets a new runner and
-#: copies of one model (e.g. unpickled by dask workers) share one.
-_RUNNERS: collections.OrderedDict = collections.OrderedDict()
-_RUNNERS_LOCK = threading.Lock()
-RUNNER_CACHE_SIZE = 4
+#: Prepared runners (folded, channels-last, maybe compiled), keyed by the weights' content,
+#: so a model changed in any way gets a new runner and copies of one model (e.g. unpickled
+#: by dask workers) share one. Built outside the cache's lock: a first CUDA use takes
+#: seconds, and the viewer's own alpha updates must not wait for a worker's.
+_RUNNERS = ComputedCache(4)
 
 
 def _weights_digest(model: LowLightNet) -> bytes:
@@ -214,19 +213,7 @@ def _prepared(model: LowLightNet, device, compiled: bool) -> _Runner:
     """The runner of ``model`` on ``device``, cached while its weights stay the same."""
     device = resolve_device(device)
     key = (_weights_digest(model), str(device), compiled)
-    with _RUNNERS_LOCK:
-        if key in _RUNNERS:
-            _RUNNERS.move_to_end(key)
-            return _RUNNERS[key]
-    # Built outside the lock: a first CUDA use takes seconds, and the viewer's own
-    # alpha updates must not wait for a worker's.
-    runner = _Runner(model, device, compiled=compiled)
-    with _RUNNERS_LOCK:
-        runner = _RUNNERS.setdefault(key, runner)
-        _RUNNERS.move_to_end(key)
-        while len(_RUNNERS) > RUNNER_CACHE_SIZE:
-            _RUNNERS.popitem(last=False)
-    return runner
+    return _RUNNERS.get(key, lambda: _Runner(model, device, compiled=compiled))
 
 
 def _run_planes(runner: _Runner, inputs: list[np.ndarray], network, out_channels, halo, tile):

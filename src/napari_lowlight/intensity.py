@@ -6,12 +6,12 @@ inference and the CLI all go through it so that a uint16 stack comes back as uin
 
 from __future__ import annotations
 
-import threading
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+
+from ._cache import ComputedCache
 
 __all__ = [
     "IntensityScale",
@@ -194,10 +194,8 @@ def image_scale(image, data_range=None) -> IntensityScale:
     return float_scale(image.dtype, *computed_once(image, "value range", value_range))
 
 
-#: Results computed from lazy arrays (their value range, their context pixels), newest last.
-_COMPUTED: OrderedDict = OrderedDict()
-_COMPUTED_LOCK = threading.Lock()
-COMPUTED_CACHE_SIZE = 32
+#: Results computed from lazy arrays (their value range, their context pixels).
+_COMPUTED = ComputedCache(32)
 
 
 def computed_once(image, what: str, compute):
@@ -207,14 +205,4 @@ def computed_once(image, what: str, compute):
     values. This keeps a live alpha slider on a lazy layer from reading the data again on
     every move (the value range and the context pixels are needed by every call).
     """
-    key = (image.name, what)
-    with _COMPUTED_LOCK:
-        if key in _COMPUTED:
-            _COMPUTED.move_to_end(key)
-            return _COMPUTED[key]
-    result = compute()
-    with _COMPUTED_LOCK:
-        _COMPUTED[key] = result
-        while len(_COMPUTED) > COMPUTED_CACHE_SIZE:
-            _COMPUTED.popitem(last=False)
-    return result
+    return _COMPUTED.get((image.name, what), compute)

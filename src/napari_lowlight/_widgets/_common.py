@@ -14,12 +14,14 @@ __all__ = [
     "ImageLayerList",
     "OWNER_KEY",
     "channel_axis_of",
+    "data_range_property",
     "data_range_spin",
     "double_spin",
     "find_layer",
     "int_spin",
     "is_alive",
     "layer_snapshot",
+    "optional_spin_property",
     "output_layers",
     "set_combo_text",
 ]
@@ -104,6 +106,24 @@ def double_spin(
     spin.setValue(value)
     spin.setToolTip(tooltip)
     return spin
+
+
+def optional_spin_property(attribute: str, doc: str) -> property:
+    """A widget property over the spin box ``self.<attribute>`` whose 0 (its special value) is None."""
+
+    def get(self):
+        return getattr(self, attribute).value() or None
+
+    def set(self, value) -> None:
+        getattr(self, attribute).setValue(value or 0)
+
+    return property(get, set, doc=doc)
+
+
+#: The "data range" fields' property (see :func:`data_range_spin`).
+data_range_property = optional_spin_property(
+    "_data_range", "Value of full intensity (e.g. 4095 for 12-bit data); None for the dtype's range."
+)
 
 
 def data_range_spin() -> QDoubleSpinBox:

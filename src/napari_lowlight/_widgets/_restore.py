@@ -49,11 +49,13 @@ from ._common import (
     ImageLayerCombo,
     blocked,
     check_image_layer,
+    data_range_property,
     data_range_spin,
     find_layer,
     int_spin,
     is_alive,
     layer_snapshot,
+    optional_spin_property,
     output_layers,
     set_combo_text,
 )
@@ -240,23 +242,8 @@ class RestoreWidget(QWidget):
     def device(self, value: str) -> None:
         set_combo_text(self._device, value, what="device")
 
-    @property
-    def tile_size(self) -> int | None:
-        """Tile size in pixels, None for the core's default."""
-        return self._tile.value() or None
-
-    @tile_size.setter
-    def tile_size(self, value: int | None) -> None:
-        self._tile.setValue(value or 0)
-
-    @property
-    def data_range(self) -> float | None:
-        """Value of full intensity (e.g. 4095 for 12-bit data); None for the dtype's range."""
-        return self._data_range.value() or None
-
-    @data_range.setter
-    def data_range(self, value: float | None) -> None:
-        self._data_range.setValue(value or 0.0)
+    tile_size = optional_spin_property("_tile", "Tile size in pixels, None for the core's default.")
+    data_range = data_range_property
 
     @property
     def restored_layer(self):

@@ -22,6 +22,7 @@ from ._common import (
     OWNER_KEY,
     ImageLayerCombo,
     check_image_layer,
+    data_range_property,
     data_range_spin,
     double_spin,
     int_spin,
@@ -175,14 +176,7 @@ class SynthesizeWidget(QWidget):
     def seed(self, value: int) -> None:
         self._seed.setValue(value)
 
-    @property
-    def data_range(self) -> float | None:
-        """Value of full intensity (e.g. 4095 for 12-bit data); None for the dtype's range."""
-        return self._data_range.value() or None
-
-    @data_range.setter
-    def data_range(self, value: float | None) -> None:
-        self._data_range.setValue(value or 0.0)
+    data_range = data_range_property
 
     @property
     def add_difference(self) -> bool:

@@ -244,7 +244,8 @@ def measure_device(device, images, size, *, model_path=None, log=sys.stderr):
     def say(key):
         print(f"{device}: {key} = {out[key]}", file=log, flush=True)
 
-    out["peak_gflops"] = matmul_peak_gflops(device, torch.bfloat16 if cuda else torch.float32)
+    peak_dtype = torch.bfloat16 if cuda else torch.float32
+    out["peak_gflops"] = matmul_peak_gflops(device, peak_dtype)
     say("peak_gflops")
     out["flops_per_pixel"] = flops_per_pixel(model, size=size["flops"], device=device)
     say("flops_per_pixel")
@@ -265,7 +266,7 @@ def measure_device(device, images, size, *, model_path=None, log=sys.stderr):
     say("rgb_mpix_s")
     # The machine's speed drifts (shared hosts, clocks): take the peak before and after the
     # timings it is compared with, and keep the higher one, the stricter reference.
-    out["peak_gflops"] = max(out["peak_gflops"], matmul_peak_gflops(device, torch.bfloat16 if cuda else torch.float32))
+    out["peak_gflops"] = max(out["peak_gflops"], matmul_peak_gflops(device, peak_dtype))
     say("peak_gflops")
     for variant in ("", "_compiled"):
         gflops = out[f"grey{variant}_mpix_s"] * 1e6 * out["flops_per_pixel"]["restore"] / 1e9

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from skimage.transform import resize
 
 import napari_lowlight
 from napari_lowlight.intensity import to_unit_float
@@ -31,7 +30,7 @@ from napari_lowlight.network import image_context
 from napari_lowlight.scenes import generated_scenes
 
 from . import _report
-from .test_images import load_test_set
+from .test_images import fit_to_side, load_test_set
 
 RECIPE = Path(__file__).resolve().parent / "default_model.toml"
 #: Pixels drawn per low image for its context (as in training).
@@ -50,11 +49,7 @@ def recipe_images(recipe=RECIPE, max_side=MAX_SIDE):
         for path in sorted((recipe.parent / folder).iterdir()):
             if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"):
                 image, _ = to_unit_float(read_image(path), name=str(path))
-                scale = max_side / max(image.shape[:2])
-                if scale < 1:
-                    shape = (round(image.shape[0] * scale), round(image.shape[1] * scale)) + image.shape[2:]
-                    image = resize(image, shape, anti_aliasing=True)
-                images.append(np.asarray(image, np.float32))
+                images.append(np.asarray(fit_to_side(image, max_side), np.float32))
     images += generated_scenes(options.get("scenes", 0), (max_side, max_side), seed=options.get("seed", 0))
     return images
 

@@ -24,7 +24,7 @@ from scipy import ndimage
 from skimage.color import rgb2gray
 from skimage.transform import resize
 
-__all__ = ["BenchImage", "load_test_set", "fluorescence_cells", "point_sources", "SKIMAGE_DATA"]
+__all__ = ["BenchImage", "load_test_set", "fit_to_side", "fluorescence_cells", "point_sources", "SKIMAGE_DATA"]
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 
@@ -83,8 +83,8 @@ def _quantise(image, dtype):
     return np.round(np.clip(image, 0.0, 1.0) * top).astype(dtype)
 
 
-def _fit(image, max_side):
-    # Downscale (anti-aliased) so that the longer side is at most max_side; never upscale.
+def fit_to_side(image, max_side):
+    """``image`` downscaled (anti-aliased) so that its longer side is at most ``max_side``; never upscaled."""
     scale = max_side / max(image.shape[:2])
     if scale >= 1:
         return image
@@ -199,7 +199,7 @@ def load_test_set(*, max_side=320, quick=False):
         image = _read_bundled(filename)
         if image.ndim == 3:
             image = rgb2gray(image)
-        images.append(BenchImage(name, _quantise(_fit(image, max_side), np.uint16), "grey16"))
+        images.append(BenchImage(name, _quantise(fit_to_side(image, max_side), np.uint16), "grey16"))
     generated = [("fluo_cells", fluorescence_cells), ("point_sources", point_sources)]
     for name, make in generated:
         if quick and name not in _QUICK:
@@ -208,5 +208,5 @@ def load_test_set(*, max_side=320, quick=False):
     for name, filename in _RGB_FILES:
         if quick and name not in _QUICK:
             continue
-        images.append(BenchImage(name, _quantise(_fit(_read_bundled(filename), max_side), np.uint8), "rgb8"))
+        images.append(BenchImage(name, _quantise(fit_to_side(_read_bundled(filename), max_side), np.uint8), "rgb8"))
     return images

@@ -12,13 +12,13 @@ import contextlib
 import hashlib
 import numbers
 import threading
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from ._cache import ComputedCache
+from ._warnings import warn_user
 from .devices import resolve_device
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
@@ -142,9 +142,7 @@ class _CompiledModule:
             cause = cause.__cause__
         if not isinstance(error, TorchDynamoException):
             raise error
-        warnings.warn(
-            f"torch.compile failed ({type(error).__name__}: {error}); running without it", RuntimeWarning, stacklevel=3
-        )
+        warn_user(f"torch.compile failed ({type(error).__name__}: {error}); running without it", RuntimeWarning)
         self.compiled = None
 
 

@@ -6,12 +6,12 @@ inference and the CLI all go through it so that a uint16 stack comes back as uin
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._cache import ComputedCache
+from ._warnings import warn_user
 
 __all__ = [
     "IntensityScale",
@@ -82,11 +82,9 @@ def float_scale(dtype, low: float, high: float) -> IntensityScale:
     if low >= 0.0 and high <= 1.0:
         return IntensityScale(dtype, 0.0, 1.0)
     offset, top = min(low, 0.0), max(high, 1.0)
-    warnings.warn(
+    warn_user(
         f"float image values span [{low:.4g}, {high:.4g}], outside [0, 1]; they are rescaled "
-        f"from [{offset:.4g}, {top:.4g}] for processing and mapped back afterwards",
-        UserWarning,
-        stacklevel=4,
+        f"from [{offset:.4g}, {top:.4g}] for processing and mapped back afterwards"
     )
     return IntensityScale(dtype, offset, top - offset)
 

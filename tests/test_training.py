@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from napari_lowlight import new_model, train
+from napari_lowlight.training import WeightAverage
 from napari_lowlight.weights import load_weights
 
 
@@ -65,6 +66,27 @@ def test_resuming_from_a_checkpoint_continues_exactly(smooth_image, tmp_path):
         torch.testing.assert_close(a, b)
 
 
+def test_weight_average_ramps_up_and_tracks_batchnorm():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    start = {name: value.clone() for name, value in model.state_dict().items()}
+    average = WeightAverage(model, decay=0.99)
+    with torch.no_grad():
+        for value in model.state_dict().values():
+            value.add_(1)
+    average.update(model)  # first update: decay min(0.99, 1/10)
+    for name, value in average.model.state_dict().items():
+        expected = start[name] + 1 if not value.is_floating_point() else 0.1 * start[name] + 0.9 * (start[name] + 1)
+        torch.testing.assert_close(value, expected)
+    assert not any(p.requires_grad for p in average.model.parameters())
+
+
+def test_trained_weights_are_the_average_unless_turned_off(smooth_image):
+    averaged = _run(train([smooth_image], steps=12, seed=1, **_tiny()))[1]
+    last = _run(train([smooth_image], steps=12, seed=1, average_decay=0.0, **_tiny()))[1]
+    differences = [(a - b).abs().max() for a, b in zip(averaged.parameters(), last.parameters())]
+    assert max(differences) > 0
+
+
 def test_paired_mode(smooth_image):
     low = (smooth_image**2).astype(np.float32)
     events, model = _run(train(pairs=[(low, smooth_image)], steps=30, lr=3e-3, **_tiny()))
@@ -86,6 +108,7 @@ def test_colour_and_stacks_are_accepted(rng):
         ({"alpha_range": (0, 2)}, "alpha_range"),
         ({"noise": "pink"}, "noise"),
         ({"seed": -1}, "seed"),
+        ({"average_decay": 1.0}, "average_decay"),
     ],
 )
 def test_bad_settings_are_named(smooth_image, kwargs, word):

@@ -8,11 +8,16 @@ sample of its whole synthesised image, as :func:`~napari_lowlight.restore` does.
 
 Every step's randomness is derived from ``(seed, step)``, so a run resumed from a
 checkpoint continues exactly as if it had never stopped.
+
+The weights handed back are an exponential moving average of the trained ones
+(:class:`WeightAverage`): single steps move the benchmark by several dB at constant
+loss, and the average of many is steadier and slightly better.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +33,7 @@ from .network import LowLightNet, image_context
 from .planes import split_planes
 from .weights import load_weights, new_model, save_model
 
-__all__ = ["TrainingConfig", "TrainingProgress", "train", "FINE_TUNE_LR"]
+__all__ = ["TrainingConfig", "TrainingProgress", "WeightAverage", "train", "FINE_TUNE_LR"]
 
 #: Pixels per image drawn to compute the image context during training.
 CONTEXT_SAMPLES = 4096
@@ -57,6 +62,7 @@ class TrainingConfig:
     quantize_fraction: float = 0.5
     difference_weight: float = 0.5
     alpha_weight: float = 0.01
+    average_decay: float = 0.999
     seed: int = 0
     paired: bool = False
 
@@ -75,6 +81,8 @@ class TrainingConfig:
             low, high = getattr(self, name)
             if not (0 <= low <= high) or (name in ("alpha_range", "gamma_range", "photons_range") and low <= 0):
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)!r}")
+        if not (isinstance(self.average_decay, (int, float)) and 0 <= self.average_decay < 1):
+            raise ValueError(f"average_decay must be in [0, 1), got {self.average_decay!r}")
         if self.noise not in NOISE_CHOICES:
             raise ValueError(f"noise must be one of {NOISE_CHOICES}, got {self.noise!r}")
 
@@ -226,6 +234,51 @@ def _paired_batch(low_source: _PatchSource, high_source: _PatchSource, config: T
     return low, high, None, torch.ones(count), context
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights and BatchNorm statistics.
+
+    The decay ramps up as ``min(decay, (1 + t) / (10 + t))`` after ``t`` updates, so a
+    short fine-tuning run averages its own last steps rather than its starting point.
+    ``decay=0`` keeps the latest weights.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model being trained; the average starts as a copy of it.
+    decay : float in [0, 1)
+        Weight of the old average at each update, once ramped up.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        current = model.state_dict()
+        for name, average in self.model.state_dict().items():
+            if average.is_floating_point():
+                average.lerp_(current[name].to(average.dtype), 1 - decay)
+            else:  # BatchNorm's step counter
+                average.copy_(current[name])
+        self.updates += 1
+
+    def tensors(self) -> dict:
+        """The average as flat tensors for a checkpoint."""
+        tensors = {f"average.{name}": value for name, value in self.model.state_dict().items()}
+        return tensors | {"average_updates": torch.tensor([self.updates], dtype=torch.int64)}
+
+    def load_tensors(self, extra: dict) -> None:
+        """Resume from :meth:`tensors`; a checkpoint without an average restarts it from the model."""
+        if "average_updates" not in extra:
+            return
+        prefix = "average."
+        self.model.load_state_dict({name[len(prefix) :]: t for name, t in extra.items() if name.startswith(prefix)})
+        self.updates = int(extra["average_updates"][0])
+
+
 def _psnr(restored: torch.Tensor, clean: torch.Tensor) -> float:
     mse = F.mse_loss(restored.clamp(0, 1), clean).item()
     return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
@@ -283,7 +336,8 @@ def train(
         Real aligned pairs instead of ``images``: the network learns low -> high at
         alpha = 1 (Estimate-Net is then supervised only through the output).
     model : LowLightNet, optional
-        Weights to fine-tune (trained in place); a new default-size model when None.
+        Weights to fine-tune (trained in place, and left holding the averaged weights
+        when training ends or is stopped); a new default-size model when None.
     steps : int
         Number of optimisation steps.
     batch_size, patch_size : int
@@ -305,23 +359,26 @@ def train(
     channel_axis : int, None or a sequence of them
         Axis of RGB(A) channels, for all images or one per image.
     validate_every : int
-        Steps between validation PSNRs on a fixed, held-back batch (0: never).
+        Steps between validation PSNRs of the averaged weights on a fixed, held-back
+        batch (0: never).
     checkpoint : str or Path, optional
         Safetensors file written every ``checkpoint_every`` steps and at the end (with
         optimizer state). If it exists when training starts, training resumes from it.
     **options
-        Further :class:`TrainingConfig` fields (e.g. ``difference_weight``).
+        Further :class:`TrainingConfig` fields (e.g. ``difference_weight``, or
+        ``average_decay``: the decay of the weight average, 0 to hand back the last
+        step's weights).
 
     Yields
     ------
     TrainingProgress
-        After every step. Stop by no longer iterating (``break`` or ``close()``): the
-        model trained so far is ``event.model``.
+        After every step; ``event.model`` is the model being trained. Stop by no longer
+        iterating and calling ``close()``: the model then holds the averaged weights.
 
     Returns
     -------
     LowLightNet
-        The trained model (``StopIteration.value``), in eval mode.
+        The trained model (``StopIteration.value``) with the averaged weights, in eval mode.
     """
     config = TrainingConfig(
         steps=steps,
@@ -365,9 +422,13 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
         model, _, extra = load_weights(checkpoint)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         start = _restore_optimizer(optimizer, extra)
+    average = WeightAverage(model, config.average_decay)
+    if start:
+        average.load_tensors(extra)
     # Channels-last convolutions train about twice as fast on the CPU.
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     model.to(device, memory_format=memory_format)
+    average.model.to(device, memory_format=memory_format)
     _move_optimizer_state(optimizer, device)
     milestones = [int(fraction * config.steps) for fraction in config.lr_milestones]
     # Validation patches come from a step index no training step uses.
@@ -377,7 +438,8 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
 
     def save(step):
         training = asdict(config) | {"steps_done": step}
-        save_model(model, checkpoint, training=training, extra_tensors=_checkpoint_tensors(optimizer, step))
+        extra_tensors = _checkpoint_tensors(optimizer, step) | average.tensors()
+        save_model(model, checkpoint, training=training, extra_tensors=extra_tensors)
 
     psnr = None
     try:
@@ -399,13 +461,13 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            average.update(model)
             elapsed = time.perf_counter() - began
             done = step + 1
             if validate_every and (done % validate_every == 0 or done == config.steps):
-                model.eval()
                 with torch.inference_mode():
                     v_low, v_clean, _, v_alpha, v_context = validation
-                    psnr = _psnr(model(v_low, v_alpha, v_context)[0].float(), v_clean)
+                    psnr = _psnr(average.model(v_low, v_alpha, v_context)[0].float(), v_clean)
             if checkpoint is not None and (done % checkpoint_every == 0 or done == config.steps):
                 save(done)
             yield TrainingProgress(
@@ -418,7 +480,8 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
                 model=model,
             )
     finally:
-        # Also when the caller stops early (close()): hand back a model in eval mode.
+        # Also when the caller stops early (close()): hand back the averaged weights, in eval mode.
+        model.load_state_dict(average.model.state_dict())
         model.eval()
     model.training_config = asdict(config)
     return model

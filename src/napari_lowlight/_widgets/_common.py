@@ -14,16 +14,20 @@ __all__ = [
     "ImageLayerList",
     "OWNER_KEY",
     "channel_axis_of",
+    "check_property",
+    "combo_property",
     "data_range_property",
     "data_range_spin",
     "double_spin",
     "find_layer",
+    "forwarded_property",
     "int_spin",
     "is_alive",
     "layer_snapshot",
     "optional_spin_property",
     "output_layers",
     "set_combo_text",
+    "spin_property",
 ]
 
 #: Key of ``layer.metadata`` under which napari-lowlight tags the layers it creates.
@@ -106,6 +110,59 @@ def double_spin(
     spin.setValue(value)
     spin.setToolTip(tooltip)
     return spin
+
+
+def spin_property(attribute: str, doc: str | None = None) -> property:
+    """A widget property over the value of the spin box ``self.<attribute>``."""
+
+    def get(self):
+        return getattr(self, attribute).value()
+
+    def set(self, value) -> None:
+        getattr(self, attribute).setValue(value)
+
+    return property(get, set, doc=doc)
+
+
+def check_property(attribute: str, doc: str | None = None) -> property:
+    """A widget property over whether the check box ``self.<attribute>`` is ticked."""
+
+    def get(self) -> bool:
+        return getattr(self, attribute).isChecked()
+
+    def set(self, value) -> None:
+        getattr(self, attribute).setChecked(bool(value))
+
+    return property(get, set, doc=doc)
+
+
+def combo_property(attribute: str, what: str, doc: str | None = None, *, none_text: str | None = None) -> property:
+    """A widget property over the text of the combo box ``self.<attribute>``.
+
+    Setting an unknown text raises ValueError naming ``what`` and the choices; with
+    ``none_text``, setting None selects that entry.
+    """
+
+    def get(self) -> str:
+        return getattr(self, attribute).currentText()
+
+    def set(self, value) -> None:
+        text = none_text if value is None and none_text is not None else value
+        set_combo_text(getattr(self, attribute), text, what=what)
+
+    return property(get, set, doc=doc)
+
+
+def forwarded_property(attribute: str, name: str, doc: str | None = None) -> property:
+    """A widget property that reads and writes ``self.<attribute>.<name>`` (e.g. a picker's layer)."""
+
+    def get(self):
+        return getattr(getattr(self, attribute), name)
+
+    def set(self, value) -> None:
+        setattr(getattr(self, attribute), name, value)
+
+    return property(get, set, doc=doc)
 
 
 def optional_spin_property(attribute: str, doc: str) -> property:

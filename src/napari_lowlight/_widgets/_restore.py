@@ -49,15 +49,17 @@ from ._common import (
     ImageLayerCombo,
     blocked,
     check_image_layer,
+    check_property,
+    combo_property,
     data_range_property,
     data_range_spin,
     find_layer,
+    forwarded_property,
     int_spin,
     is_alive,
     layer_snapshot,
     optional_spin_property,
     output_layers,
-    set_combo_text,
 )
 from ._state import ModelRegistry, RunState, TaskStatus, model_registry
 from ._workers import RESTORE_STAGES, enhance_job, enhance_planes_job, restore_job, start_worker
@@ -194,23 +196,8 @@ class RestoreWidget(QWidget):
         self._refresh_models()
 
     # ------------------------------------------------------------------ parameters
-    @property
-    def layer(self):
-        """The image layer to restore (set a layer or its name)."""
-        return self._layer.layer
-
-    @layer.setter
-    def layer(self, value) -> None:
-        self._layer.layer = value
-
-    @property
-    def model_name(self) -> str:
-        """Registry name of the selected model (see ``registry.names()``)."""
-        return self._model.currentText()
-
-    @model_name.setter
-    def model_name(self, name: str) -> None:
-        set_combo_text(self._model, name, what="model")
+    layer = forwarded_property("_layer", "layer", "The image layer to restore (set a layer or its name).")
+    model_name = combo_property("_model", "model", "Registry name of the selected model (see ``registry.names()``).")
 
     @property
     def alpha(self) -> float:
@@ -225,23 +212,8 @@ class RestoreWidget(QWidget):
     def alpha(self, value: float) -> None:
         self.set_alpha(value)
 
-    @property
-    def auto_alpha(self) -> bool:
-        """Estimate alpha from the image on the next run."""
-        return self._auto.isChecked()
-
-    @auto_alpha.setter
-    def auto_alpha(self, value: bool) -> None:
-        self._auto.setChecked(bool(value))
-
-    @property
-    def device(self) -> str:
-        return self._device.currentText()
-
-    @device.setter
-    def device(self, value: str) -> None:
-        set_combo_text(self._device, value, what="device")
-
+    auto_alpha = check_property("_auto", "Estimate alpha from the image on the next run.")
+    device = combo_property("_device", "device")
     tile_size = optional_spin_property("_tile", "Tile size in pixels, None for the core's default.")
     data_range = data_range_property
 

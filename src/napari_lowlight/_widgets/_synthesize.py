@@ -22,13 +22,16 @@ from ._common import (
     OWNER_KEY,
     ImageLayerCombo,
     check_image_layer,
+    check_property,
+    combo_property,
     data_range_property,
     data_range_spin,
     double_spin,
+    forwarded_property,
     int_spin,
     is_alive,
     layer_snapshot,
-    set_combo_text,
+    spin_property,
 )
 from ._state import RunState, TaskStatus
 from ._workers import start_worker, synthesize_job
@@ -118,74 +121,17 @@ class SynthesizeWidget(QWidget):
         self._on_noise_changed(self._noise.currentText())
 
     # ------------------------------------------------------------------ parameters
-    @property
-    def layer(self):
-        """The source image layer (set a layer or its name)."""
-        return self._layer.layer
-
-    @layer.setter
-    def layer(self, value) -> None:
-        self._layer.layer = value
-
-    @property
-    def alpha(self) -> float:
-        return self._alpha.value()
-
-    @alpha.setter
-    def alpha(self, value: float) -> None:
-        self._alpha.setValue(value)
-
-    @property
-    def gamma(self) -> float:
-        return self._gamma.value()
-
-    @gamma.setter
-    def gamma(self, value: float) -> None:
-        self._gamma.setValue(value)
-
-    @property
-    def noise(self) -> str:
-        """``"none"``, ``"gaussian"`` or ``"poisson-gaussian"``."""
-        return self._noise.currentText()
-
-    @noise.setter
-    def noise(self, value: str | None) -> None:
-        set_combo_text(self._noise, "none" if value is None else value, what="noise model")
-
-    @property
-    def noise_sigma(self) -> float:
-        return self._sigma.value()
-
-    @noise_sigma.setter
-    def noise_sigma(self, value: float) -> None:
-        self._sigma.setValue(value)
-
-    @property
-    def photons(self) -> float:
-        return self._photons.value()
-
-    @photons.setter
-    def photons(self, value: float) -> None:
-        self._photons.setValue(value)
-
-    @property
-    def seed(self) -> int:
-        return self._seed.value()
-
-    @seed.setter
-    def seed(self, value: int) -> None:
-        self._seed.setValue(value)
-
+    layer = forwarded_property("_layer", "layer", "The source image layer (set a layer or its name).")
+    alpha = spin_property("_alpha")
+    gamma = spin_property("_gamma")
+    noise = combo_property(
+        "_noise", "noise model", '``"none"``, ``"gaussian"`` or ``"poisson-gaussian"``.', none_text="none"
+    )
+    noise_sigma = spin_property("_sigma")
+    photons = spin_property("_photons")
+    seed = spin_property("_seed")
     data_range = data_range_property
-
-    @property
-    def add_difference(self) -> bool:
-        """Also add the true difference map as a float layer."""
-        return self._difference.isChecked()
-
-    @add_difference.setter
-    def add_difference(self, value: bool) -> None:
-        self._difference.setChecked(bool(value))
+    add_difference = check_property("_difference", "Also add the true difference map as a float layer.")
 
     # ------------------------------------------------------------------ actions
     def run(self, *_):

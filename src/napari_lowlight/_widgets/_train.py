@@ -52,10 +52,12 @@ from ._common import (
     ImageLayerList,
     channel_axis_of,
     check_image_layer,
+    combo_property,
     double_spin,
+    forwarded_property,
     int_spin,
     is_alive,
-    set_combo_text,
+    spin_property,
 )
 from ._loss_curve import LossCurve
 from ._state import DEFAULT_MODEL_NAME, ModelRegistry, RunState, TrainingStatus, model_registry
@@ -257,63 +259,18 @@ class TrainWidget(QWidget):
             raise ValueError(f"mode must be 'clean' or 'pairs', got {value!r}")
         (self._clean if value == "clean" else self._pairs).setChecked(True)
 
-    @property
-    def train_layers(self) -> list:
-        """The ticked clean image layers (set layers or names)."""
-        return self._layers.layers
-
-    @train_layers.setter
-    def train_layers(self, values) -> None:
-        self._layers.layers = values
-
-    @property
-    def low_layer(self):
-        return self._low.layer
-
-    @low_layer.setter
-    def low_layer(self, value) -> None:
-        self._low.layer = value
-
-    @property
-    def high_layer(self):
-        return self._high.layer
-
-    @high_layer.setter
-    def high_layer(self, value) -> None:
-        self._high.layer = value
-
-    @property
-    def alpha_range(self) -> tuple[float, float]:
-        return self._alpha_range.value
-
-    @alpha_range.setter
-    def alpha_range(self, value) -> None:
-        self._alpha_range.value = value
-
-    @property
-    def gamma_range(self) -> tuple[float, float]:
-        return self._gamma_range.value
-
-    @gamma_range.setter
-    def gamma_range(self, value) -> None:
-        self._gamma_range.value = value
-
-    @property
-    def noise(self) -> str:
-        """``"mixed"``, ``"gaussian"``, ``"poisson-gaussian"`` or ``"none"``."""
-        return self._noise.currentText()
-
-    @noise.setter
-    def noise(self, value: str | None) -> None:
-        set_combo_text(self._noise, "none" if value is None else value, what="noise model")
-
-    @property
-    def noise_sigma_range(self) -> tuple[float, float]:
-        return self._sigma_range.value
-
-    @noise_sigma_range.setter
-    def noise_sigma_range(self, value) -> None:
-        self._sigma_range.value = value
+    train_layers = forwarded_property("_layers", "layers", "The ticked clean image layers (set layers or names).")
+    low_layer = forwarded_property("_low", "layer", "The low-light layer of a pair (pairs mode).")
+    high_layer = forwarded_property("_high", "layer", "The well-exposed layer of a pair (pairs mode).")
+    alpha_range = forwarded_property("_alpha_range", "value")
+    gamma_range = forwarded_property("_gamma_range", "value")
+    noise = combo_property(
+        "_noise",
+        "noise model",
+        '``"mixed"``, ``"gaussian"``, ``"poisson-gaussian"`` or ``"none"``.',
+        none_text="none",
+    )
+    noise_sigma_range = forwarded_property("_sigma_range", "value")
 
     @property
     def start_from(self) -> str:
@@ -326,14 +283,7 @@ class TrainWidget(QWidget):
             raise ValueError(f"start_from must be one of {list(START_FROM)}, got {key!r}")
         self._start_from.setCurrentIndex(list(START_FROM).index(key))
 
-    @property
-    def model_width(self) -> int:
-        """Width (channels per layer) of a model started from scratch."""
-        return self._width.value()
-
-    @model_width.setter
-    def model_width(self, value: int) -> None:
-        self._width.setValue(value)
+    model_width = spin_property("_width", "Width (channels per layer) of a model started from scratch.")
 
     @property
     def weights_path(self) -> Path | None:
@@ -344,20 +294,13 @@ class TrainWidget(QWidget):
     def weights_path(self, value) -> None:
         self._path.setText("" if value is None else str(value))
 
-    steps = property(lambda self: self._steps.value(), lambda self, v: self._steps.setValue(v))
-    batch_size = property(lambda self: self._batch.value(), lambda self, v: self._batch.setValue(v))
-    patch_size = property(lambda self: self._patch.value(), lambda self, v: self._patch.setValue(v))
-    learning_rate = property(lambda self: self._lr.value(), lambda self, v: self._lr.setValue(v))
-    seed = property(lambda self: self._seed.value(), lambda self, v: self._seed.setValue(v))
-    validate_every = property(lambda self: self._validate.value(), lambda self, v: self._validate.setValue(v))
-
-    @property
-    def device(self) -> str:
-        return self._device.currentText()
-
-    @device.setter
-    def device(self, value: str) -> None:
-        set_combo_text(self._device, value, what="device")
+    steps = spin_property("_steps")
+    batch_size = spin_property("_batch")
+    patch_size = spin_property("_patch")
+    learning_rate = spin_property("_lr")
+    seed = spin_property("_seed")
+    validate_every = spin_property("_validate")
+    device = combo_property("_device", "device")
 
     @property
     def model(self):

@@ -64,6 +64,9 @@ def test_resuming_from_a_checkpoint_continues_exactly(smooth_image, tmp_path):
     resumed = _run(train([smooth_image], steps=6, seed=2, checkpoint=checkpoint, **_tiny(model=None)))[1]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b)
+    # The finished checkpoint restores like the weights the run handed back (the average).
+    for a, b in zip(load_weights(checkpoint)[0].state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
 
 
 def test_weight_average_ramps_up_and_tracks_batchnorm():

@@ -265,28 +265,24 @@ class WeightAverage:
                 average.copy_(current[name])
         self.updates += 1
 
-    def tensors(self) -> dict:
-        """The average as flat tensors for a checkpoint."""
-        tensors = {f"average.{name}": value for name, value in self.model.state_dict().items()}
-        return tensors | {"average_updates": torch.tensor([self.updates], dtype=torch.int64)}
-
-    def load_tensors(self, extra: dict) -> None:
-        """Resume from :meth:`tensors`; a checkpoint without an average restarts it from the model."""
-        if "average_updates" not in extra:
-            return
-        prefix = "average."
-        self.model.load_state_dict({name[len(prefix) :]: t for name, t in extra.items() if name.startswith(prefix)})
-        self.updates = int(extra["average_updates"][0])
-
 
 def _psnr(restored: torch.Tensor, clean: torch.Tensor) -> float:
     mse = F.mse_loss(restored.clamp(0, 1), clean).item()
     return float("inf") if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def _checkpoint_tensors(optimizer: torch.optim.Optimizer, step: int) -> dict:
-    """Adam's moments and the step, as flat tensors a safetensors file can hold."""
-    tensors = {"step": torch.tensor([step], dtype=torch.int64)}
+#: Checkpoints store the averaged weights as the model (so the file restores like the
+#: weights a stop would hand back) and the trained ones, to resume from, under this prefix.
+_TRAINED_PREFIX = "trained."
+
+
+def _checkpoint_tensors(optimizer: torch.optim.Optimizer, step: int, model, average: WeightAverage) -> dict:
+    """Adam's moments, the step, the trained weights and the average's update count as flat tensors."""
+    tensors = {
+        "step": torch.tensor([step], dtype=torch.int64),
+        "average_updates": torch.tensor([average.updates], dtype=torch.int64),
+    }
+    tensors |= {_TRAINED_PREFIX + name: value for name, value in model.state_dict().items()}
     for index, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"optimizer.{index}.{key}"] = torch.as_tensor(value)
@@ -362,8 +358,10 @@ def train(
         Steps between validation PSNRs of the averaged weights on a fixed, held-back
         batch (0: never).
     checkpoint : str or Path, optional
-        Safetensors file written every ``checkpoint_every`` steps and at the end (with
-        optimizer state). If it exists when training starts, training resumes from it.
+        Safetensors file written every ``checkpoint_every`` steps and at the end. Its
+        model is the averaged weights (restore with it like any weights file); the
+        trained weights and optimizer state ride along. If it exists when training
+        starts, training resumes from it.
     **options
         Further :class:`TrainingConfig` fields (e.g. ``difference_weight``, or
         ``average_decay``: the decay of the weight average, 0 to hand back the last
@@ -418,13 +416,18 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
         model = new_model(seed=config.seed)
     start = 0
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    average = None
     if checkpoint is not None and Path(checkpoint).exists():
         model, _, extra = load_weights(checkpoint)
+        trained = {name[len(_TRAINED_PREFIX) :]: t for name, t in extra.items() if name.startswith(_TRAINED_PREFIX)}
+        if trained:  # the file's model is the average; resume training from the trained weights
+            average = WeightAverage(model, config.average_decay)  # a copy of the file's weights
+            average.updates = int(extra["average_updates"][0])
+            model.load_state_dict(trained)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         start = _restore_optimizer(optimizer, extra)
-    average = WeightAverage(model, config.average_decay)
-    if start:
-        average.load_tensors(extra)
+    if average is None:
+        average = WeightAverage(model, config.average_decay)
     # Channels-last convolutions train about twice as fast on the CPU.
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     model.to(device, memory_format=memory_format)
@@ -438,8 +441,8 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
 
     def save(step):
         training = asdict(config) | {"steps_done": step}
-        extra_tensors = _checkpoint_tensors(optimizer, step) | average.tensors()
-        save_model(model, checkpoint, training=training, extra_tensors=extra_tensors)
+        extra_tensors = _checkpoint_tensors(optimizer, step, model, average)
+        save_model(average.model, checkpoint, training=training, extra_tensors=extra_tensors)
 
     psnr = None
     try:

@@ -69,7 +69,7 @@ def test_float_outside_unit_range_warns_and_maps_back(tiny_model, rng):
         restored = restore(image, 1.0, model=tiny_model)
     assert restored.max() > 1.5  # back in the input's units
     # The warning points at the caller's line, not into the library.
-    assert {record.filename for record in caught} == {__file__}
+    assert {record.filename for record in caught if "outside" in str(record.message)} == {__file__}
 
 
 def test_float_range_warning_points_at_the_caller_of_lazy_restore(tiny_model, rng):
@@ -77,7 +77,7 @@ def test_float_range_warning_points_at_the_caller_of_lazy_restore(tiny_model, rn
     image = da.from_array((rng.random((24, 24)) * 4000).astype(np.float32), chunks=12)
     with pytest.warns(UserWarning, match="outside") as caught:
         restore(image, 1.0, model=tiny_model)
-    assert {record.filename for record in caught} == {__file__}
+    assert {record.filename for record in caught if "outside" in str(record.message)} == {__file__}
 
 
 def test_auto_alpha(tiny_model, smooth_image):

@@ -4,7 +4,7 @@ import torch
 
 from napari_lowlight import new_model, train
 from napari_lowlight.training import WeightAverage
-from napari_lowlight.weights import load_weights
+from napari_lowlight.weights import load_weights, save_model
 
 
 def _run(generator):
@@ -31,8 +31,20 @@ def test_a_few_steps_lower_the_loss(smooth_image):
     assert events[0].images_per_second > 0 and events[0].learning_rate == 3e-3
 
 
-def test_stopping_between_steps_keeps_the_model(smooth_image):
-    run = train([smooth_image], steps=1000, **_tiny())
+def _trained_weights(extra):
+    """The trained (not averaged) weights a checkpoint carries for resuming."""
+    return {name.removeprefix("trained."): t for name, t in extra.items() if name.startswith("trained.")}
+
+
+def _assert_same_weights(first: dict, second: dict):
+    assert first.keys() == second.keys()
+    for name in first:
+        torch.testing.assert_close(first[name], second[name], rtol=0, atol=0)
+
+
+def test_stopping_between_steps_keeps_the_averaged_model(smooth_image, tmp_path):
+    checkpoint = tmp_path / "run.safetensors"
+    run = train([smooth_image], steps=1000, checkpoint=checkpoint, checkpoint_every=3, **_tiny())
     for event in run:
         if event.step == 3:
             break
@@ -40,6 +52,9 @@ def test_stopping_between_steps_keeps_the_model(smooth_image):
     assert event.step == 3
     assert isinstance(event.model, torch.nn.Module)
     assert not event.model.training  # handed back in eval mode
+    averaged, _, extra = load_weights(checkpoint)
+    _assert_same_weights(event.model.state_dict(), averaged.state_dict())
+    assert any(not torch.equal(t, event.model.state_dict()[n]) for n, t in _trained_weights(extra).items())
 
 
 def test_same_seed_same_weights(smooth_image):
@@ -62,32 +77,60 @@ def test_resuming_from_a_checkpoint_continues_exactly(smooth_image, tmp_path):
     _, _, extra = load_weights(checkpoint)
     assert int(extra["step"][0]) == 3
     resumed = _run(train([smooth_image], steps=6, seed=2, checkpoint=checkpoint, **_tiny(model=None)))[1]
-    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
-        torch.testing.assert_close(a, b)
+    _assert_same_weights(straight.state_dict(), resumed.state_dict())
     # The finished checkpoint restores like the weights the run handed back (the average).
-    for a, b in zip(load_weights(checkpoint)[0].state_dict().values(), resumed.state_dict().values()):
-        torch.testing.assert_close(a, b)
+    _assert_same_weights(load_weights(checkpoint)[0].state_dict(), resumed.state_dict())
+
+
+def test_resuming_a_checkpoint_without_an_average_warns_and_continues(smooth_image, tmp_path):
+    checkpoint = tmp_path / "run.safetensors"
+    _run(train([smooth_image], steps=3, seed=2, checkpoint=checkpoint, **_tiny()))
+    averaged, metadata, extra = load_weights(checkpoint)
+    # The layout of earlier versions: the trained weights as the model, no average.
+    averaged.load_state_dict(_trained_weights(extra))
+    older = {name: t for name, t in extra.items() if name.startswith("optimizer.") or name == "step"}
+    save_model(averaged, checkpoint, training=metadata["training"], extra_tensors=older)
+    with pytest.warns(UserWarning, match="no weight average") as caught:
+        events, _ = _run(train([smooth_image], steps=5, seed=2, checkpoint=checkpoint, **_tiny(model=None)))
+    assert [e.step for e in events] == [4, 5]
+    assert {r.filename for r in caught if "no weight average" in str(r.message)} == {__file__}
 
 
 def test_weight_average_ramps_up_and_tracks_batchnorm():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     start = {name: value.clone() for name, value in model.state_dict().items()}
     average = WeightAverage(model, decay=0.99)
-    with torch.no_grad():
-        for value in model.state_dict().values():
-            value.add_(1)
-    average.update(model)  # first update: decay min(0.99, 1/10)
+    capped = WeightAverage(model, decay=0.05)
+
+    def shift_model(by):
+        with torch.no_grad():
+            for value in model.state_dict().values():
+                value.add_(by)
+
+    shift_model(1)
+    average.update(model)  # decay min(0.99, 1/10): 0.1 of the old average
+    capped.update(model)  # decay min(0.05, 1/10)
+    shift_model(1)
+    average.update(model)  # decay min(0.99, 2/11)
     for name, value in average.model.state_dict().items():
-        expected = start[name] + 1 if not value.is_floating_point() else 0.1 * start[name] + 0.9 * (start[name] + 1)
-        torch.testing.assert_close(value, expected)
+        if value.is_floating_point():
+            first = 0.1 * start[name] + 0.9 * (start[name] + 1)
+            torch.testing.assert_close(value, 2 / 11 * first + 9 / 11 * (start[name] + 2))
+            torch.testing.assert_close(capped.model.state_dict()[name], 0.05 * start[name] + 0.95 * (start[name] + 1))
+        else:  # BatchNorm's step counter follows the model
+            assert torch.equal(value, start[name] + 2)
     assert not any(p.requires_grad for p in average.model.parameters())
 
 
-def test_trained_weights_are_the_average_unless_turned_off(smooth_image):
-    averaged = _run(train([smooth_image], steps=12, seed=1, **_tiny()))[1]
-    last = _run(train([smooth_image], steps=12, seed=1, average_decay=0.0, **_tiny()))[1]
-    differences = [(a - b).abs().max() for a, b in zip(averaged.parameters(), last.parameters())]
-    assert max(differences) > 0
+def test_handed_back_weights_are_the_average_unless_turned_off(smooth_image, tmp_path):
+    for decay in (0.999, 0.0):
+        checkpoint = tmp_path / f"decay-{decay}.safetensors"
+        model = _run(train([smooth_image], steps=12, seed=1, average_decay=decay, checkpoint=checkpoint, **_tiny()))[1]
+        trained = _trained_weights(load_weights(checkpoint)[2])
+        if decay == 0:
+            _assert_same_weights(model.state_dict(), trained)
+        else:
+            assert any(not torch.equal(t, model.state_dict()[name]) for name, t in trained.items())
 
 
 def test_paired_mode(smooth_image):

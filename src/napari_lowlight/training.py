@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .devices import resolve_device
+from ._warnings import warn_user
 from .intensity import to_unit_float
 from .network import LowLightNet, image_context
 from .planes import split_planes
@@ -333,7 +334,8 @@ def train(
         alpha = 1 (Estimate-Net is then supervised only through the output).
     model : LowLightNet, optional
         Weights to fine-tune (trained in place, and left holding the averaged weights
-        when training ends or is stopped); a new default-size model when None.
+        when training ends or is stopped); a new default-size model when None. Unused
+        when training resumes from ``checkpoint``: the weights then come from the file.
     steps : int
         Number of optimisation steps.
     batch_size, patch_size : int
@@ -426,6 +428,11 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
             model.load_state_dict(trained)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         start = _restore_optimizer(optimizer, extra)
+        if not trained and start:
+            warn_user(
+                f"checkpoint {str(checkpoint)!r} holds no weight average (an older version wrote it); "
+                f"the average restarts from its weights at step {start}"
+            )
     if average is None:
         average = WeightAverage(model, config.average_decay)
     # Channels-last convolutions train about twice as fast on the CPU.

@@ -60,7 +60,8 @@ def test_poisson_gaussian_and_no_noise_names(qtbot, viewer, helpers):
     widget = SynthesizeWidget(viewer)
     widget.noise, widget.photons, widget.noise_sigma = "poisson-gaussian", 50.0, 0.0
     _run(qtbot, widget)
-    widget.noise = "none"
+    widget.noise = None  # as in the core's noise=None
+    assert widget.noise == "none"
     _run(qtbot, widget)
     names = [layer.name for layer in viewer.layers]
     assert names[1] == "img low (alpha=1, gamma=1, poisson-gaussian photons=50 sigma=0, seed=0)"

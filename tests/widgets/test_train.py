@@ -194,3 +194,10 @@ def test_fine_tuning_starts_with_a_smaller_learning_rate(widget):
     assert widget.learning_rate == pytest.approx(1e-4)
     widget.start_from = "scratch"
     assert widget.learning_rate == pytest.approx(1e-3)
+
+
+def test_noise_none_selects_no_noise_and_unknown_names_are_refused(widget):
+    widget.noise = None  # as in the core's noise=None
+    assert widget.noise == "none"
+    with pytest.raises(ValueError, match="noise model"):
+        widget.noise = "salt"

@@ -28,7 +28,10 @@ class LossCurve(QWidget):
         self.psnrs: list[tuple[int, float]] = []
         self.setMinimumHeight(130)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.MinimumExpanding)
-        self.setToolTip("Training loss (blue, log scale) and validation PSNR in dB (orange)")
+        self.setToolTip(
+            "Training loss (blue, log scale) and validation PSNR in dB (orange) of the averaged weights, "
+            "which trail the loss early in a run"
+        )
 
     def clear(self) -> None:
         self.losses.clear()

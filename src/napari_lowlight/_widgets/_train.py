@@ -4,7 +4,7 @@ Trains on clean image layers (low-light versions are synthesised on the fly with
 ranges set here) or on a real pair of layers (low, high), from scratch, from the
 shipped weights, from the last trained model or from a weights file. Progress shows in
 napari's activity dock and here (a live loss curve and validation PSNR); Stop ends the
-run after the step in progress and keeps the weights so far. The result joins the
+run after the step in progress and keeps the (averaged) weights trained so far. The result joins the
 model registry, so it is selectable in Restore at once; Save writes it as safetensors.
 
 Scripting::
@@ -356,7 +356,7 @@ class TrainWidget(QWidget):
         return self.run.start()
 
     def stop(self, *_) -> None:
-        """Stop the run after the step in progress, keeping the weights trained so far."""
+        """Stop the run after the step in progress, keeping the (averaged) weights trained so far."""
         if self.run is not None and self.run.running:
             self.run.stop()
 

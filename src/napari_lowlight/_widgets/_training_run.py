@@ -2,7 +2,7 @@
 
 A :class:`TrainingRun` is a plain object, not a widget: it lives until its worker has
 finished even if the widget that started it is deleted (its viewer closed), so the
-worker always ends cleanly and the weights trained so far still reach the registry.
+worker always ends cleanly and the (averaged) weights trained so far still reach the registry.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class TrainingRun:
         return self.worker
 
     def stop(self) -> None:
-        """Ask the run to stop after the step in progress; the weights so far are kept."""
+        """Ask the run to stop after the step in progress; the (averaged) weights so far are kept."""
         self.stop_event.set()
         if self.status.state == RunState.RUNNING:
             self.status.state = RunState.STOPPING

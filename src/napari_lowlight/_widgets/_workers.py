@@ -194,7 +194,8 @@ def train_job(
     """Iterate :func:`napari_lowlight.train`, yielding its progress events.
 
     ``stop`` is checked after every step: once set, the core generator is closed (so
-    no further step starts) and the model keeps the weights of the last finished step.
+    no further step starts) and the model holds the average of the weights trained so
+    far (see :class:`napari_lowlight.training.WeightAverage`).
     The model is left in eval mode whichever way the run ends. ``holder["generator"]``
     is the core generator, for the caller to close if the worker is aborted between
     two steps (then this function is never resumed).

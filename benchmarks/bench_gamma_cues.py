@@ -8,8 +8,13 @@ data, with the recipe's random alpha, gamma and noise, and is scored on held-out
 A held-out R^2 near 1 would mean the context pins gamma down; near 0, that gamma is a
 guess from the prior and restoration at the true alpha inherits that guess.
 
-It also prints the gamma the regressor reads from the P1 test images of the quality
-benchmark (true gamma 0.5), to show where their contexts point.
+A second regressor also sees how local contrast varies with brightness (neighbour
+differences per brightness bin, at three scales): the tone curve stretches or squeezes
+the contrast of each brightness level, so if natural images had a typical contrast per
+level, this would reveal gamma where the quantiles cannot.
+
+It also prints the gamma the first regressor reads from the P1 test images of the
+quality benchmark (true gamma 0.5), to show where their contexts point.
 
 Run from the repository root: ``python -m benchmarks.bench_gamma_cues``.
 """
@@ -54,9 +59,41 @@ def recipe_images(recipe=RECIPE, max_side=MAX_SIDE):
     return images
 
 
+#: Brightness bins and scales (block-averaging factors) of the contrast statistics.
+CONTRAST_BINS = 8
+CONTRAST_SCALES = (1, 2, 4)
+
+
+def contrast_statistics(low):
+    """Log median and 90th percentile of |neighbour difference| per brightness bin and scale.
+
+    ``low`` is a 2-D or (H, W, 3) image in [0, 1]; colour is averaged to grey. Returns a
+    tensor of ``2 * CONTRAST_BINS * len(CONTRAST_SCALES)`` values.
+    """
+    grey = low.mean(-1) if low.ndim == 3 else low
+    values = []
+    for scale in CONTRAST_SCALES:
+        height, width = grey.shape[0] // scale * scale, grey.shape[1] // scale * scale
+        coarse = grey[:height, :width].reshape(height // scale, scale, width // scale, scale).mean((1, 3))
+        pairs = ((coarse[:, :-1], coarse[:, 1:]), (coarse[:-1, :], coarse[1:, :]))
+        level = np.concatenate([((a + b) / 2).ravel() for a, b in pairs])
+        difference = np.concatenate([np.abs(a - b).ravel() for a, b in pairs])
+        edges = np.quantile(level, np.linspace(0, 1, CONTRAST_BINS + 1)[1:-1])
+        bins = np.searchsorted(edges, level, side="right")
+        for index in range(CONTRAST_BINS):
+            selected = difference[bins == index]
+            if selected.size == 0:  # a flat image: every level in one bin
+                selected = np.zeros(1)
+            values += [np.log(np.median(selected) + 1e-4), np.log(np.quantile(selected, 0.9) + 1e-4)]
+    return torch.tensor(values, dtype=torch.float32)
+
+
 def draw_examples(images, count, rng):
-    """(features, log gamma) of ``count`` random degradations of random images."""
-    features, targets = [], []
+    """Features and log gamma of ``count`` random degradations of random images.
+
+    Returns (context features, contrast statistics, log gamma).
+    """
+    features, contrasts, targets = [], [], []
     for _ in range(count):
         image = images[rng.integers(len(images))]
         alpha = rng.uniform(0.5, 2.0)
@@ -67,8 +104,9 @@ def draw_examples(images, count, rng):
         )
         pixels = low.reshape(-1)[rng.integers(0, low.size, CONTEXT_PIXELS)]
         features.append(_features(pixels, alpha))
+        contrasts.append(contrast_statistics(low))
         targets.append(math.log(gamma))
-    return torch.stack(features), torch.tensor(targets)
+    return torch.stack(features), torch.stack(contrasts), torch.tensor(targets)
 
 
 def _features(pixels, alpha):
@@ -101,11 +139,13 @@ def run(*, fit_draws=12000, test_draws=1500, seed=0):
     order = rng.permutation(len(images))
     held_out = int(len(images) * HELD_OUT_FRACTION)
     test_images, fit_images = [images[i] for i in order[:held_out]], [images[i] for i in order[held_out:]]
-    fit_x, fit_y = draw_examples(fit_images, fit_draws, rng)
-    test_x, test_y = draw_examples(test_images, test_draws, rng)
+    fit_x, fit_contrast, fit_y = draw_examples(fit_images, fit_draws, rng)
+    test_x, test_contrast, test_y = draw_examples(test_images, test_draws, rng)
     predict = fit_regressor(fit_x, fit_y, seed=seed)
+    predict_with_contrast = fit_regressor(torch.cat([fit_x, fit_contrast], 1), fit_y, seed=seed)
     with torch.no_grad():
         error = predict(test_x) - test_y
+        error_with_contrast = predict_with_contrast(torch.cat([test_x, test_contrast], 1)) - test_y
         p1 = {}
         for image in load_test_set():
             low = napari_lowlight.synthesize_low_light(
@@ -121,6 +161,8 @@ def run(*, fit_draws=12000, test_draws=1500, seed=0):
         test_draws=test_draws,
         r2=1 - float((error**2).mean() / test_y.var()),
         median_factor=math.exp(float(error.abs().median())),
+        r2_with_contrast=1 - float((error_with_contrast**2).mean() / test_y.var()),
+        median_factor_with_contrast=math.exp(float(error_with_contrast.abs().median())),
         p1_gamma=p1,
     )
 
@@ -135,13 +177,19 @@ def format_report(result, *, machine, command):
         " downscaled to 160 px), alpha uniform in [0.5, 2], gamma log-uniform in [0.5, 2], Gaussian sigma uniform in"
         f" [0, 0.03]; an MLP predicts log(gamma) from the 16 context quantiles and alpha, fitted on {result['fit_draws']}"
         f" draws from {result['fit_images']} images and scored on {result['test_draws']} draws from the"
-        f" {result['test_images']} others.",
+        f" {result['test_images']} others. A second MLP also sees local contrast per brightness level"
+        f" (log median and 90th percentile of neighbour differences in {CONTRAST_BINS} brightness bins, at"
+        f" {len(CONTRAST_SCALES)} scales).",
         "",
         _report.markdown_table(
-            ["quantity", "value"],
+            ["quantity", "context (quantiles, alpha)", "context + contrast per brightness"],
             [
-                ["held-out R² of log(gamma)", f"{result['r2']:.2f}"],
-                ["median factor between predicted and true gamma", f"{result['median_factor']:.2f}"],
+                ["held-out R² of log(gamma)", f"{result['r2']:.2f}", f"{result['r2_with_contrast']:.2f}"],
+                [
+                    "median factor between predicted and true gamma",
+                    f"{result['median_factor']:.2f}",
+                    f"{result['median_factor_with_contrast']:.2f}",
+                ],
             ],
         ),
         "",

@@ -184,6 +184,7 @@ def image_scale(image, data_range=None) -> IntensityScale:
         return intensity_scale(image)
     if np.issubdtype(image.dtype, np.integer):
         return IntensityScale(image.dtype, 0.0, float(np.iinfo(image.dtype).max))
+
     def value_range():
         import dask
 

@@ -261,7 +261,7 @@ class WeightAverage:
         current = model.state_dict()
         for name, average in self.model.state_dict().items():
             if average.is_floating_point():
-                average.lerp_(current[name].to(average.dtype), 1 - decay)
+                average.lerp_(current[name], 1 - decay)
             else:  # BatchNorm's step counter
                 average.copy_(current[name])
         self.updates += 1
@@ -416,25 +416,23 @@ def train(
 def _train_loop(config, make_batch, model, device, validate_every, checkpoint, checkpoint_every):
     if model is None:
         model = new_model(seed=config.seed)
-    start = 0
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    average = None
-    if checkpoint is not None and Path(checkpoint).exists():
+    resuming = checkpoint is not None and Path(checkpoint).exists()
+    extra, trained = {}, {}
+    if resuming:
         model, _, extra = load_weights(checkpoint)
         trained = {name[len(_TRAINED_PREFIX) :]: t for name, t in extra.items() if name.startswith(_TRAINED_PREFIX)}
-        if trained:  # the file's model is the average; resume training from the trained weights
-            average = WeightAverage(model, config.average_decay)  # a copy of the file's weights
-            average.updates = int(extra["average_updates"][0])
-            model.load_state_dict(trained)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        start = _restore_optimizer(optimizer, extra)
-        if not trained and start:
-            warn_user(
-                f"checkpoint {str(checkpoint)!r} holds no weight average (an older version wrote it); "
-                f"the average restarts from its weights at step {start}"
-            )
-    if average is None:
-        average = WeightAverage(model, config.average_decay)
+    # A checkpoint's model is the average (an older version's: its trained weights).
+    average = WeightAverage(model, config.average_decay)
+    if trained:
+        average.updates = int(extra["average_updates"][0])
+        model.load_state_dict(trained)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start = _restore_optimizer(optimizer, extra) if resuming else 0
+    if start and not trained:
+        warn_user(
+            f"checkpoint {str(checkpoint)!r} holds no weight average (an older version wrote it); "
+            f"the average restarts from its weights at step {start}"
+        )
     # Channels-last convolutions train about twice as fast on the CPU.
     memory_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
     model.to(device, memory_format=memory_format)

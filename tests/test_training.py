@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -133,6 +135,25 @@ def test_handed_back_weights_are_the_average_unless_turned_off(smooth_image, tmp
             assert any(not torch.equal(t, model.state_dict()[name]) for name, t in trained.items())
 
 
+def _batchnorm_statistics(model):
+    return {name: value.clone() for name, value in model.state_dict().items() if "running_" in name}
+
+
+def test_fine_tuning_keeps_learned_batchnorm_statistics_unless_told_otherwise(smooth_image):
+    trained = _run(train([smooth_image], steps=3, **_tiny()))[1]
+    learned = _batchnorm_statistics(trained)
+    # A new model learns its statistics: they moved away from BatchNorm's (0, 1) start.
+    assert any(not torch.equal(value, _batchnorm_statistics(new_model(width=4, seed=0))[name]) for name, value in learned.items())
+
+    fine_tuned = _run(train([smooth_image**2], steps=3, seed=7, **_tiny(model=copy.deepcopy(trained))))[1]
+    _assert_same_weights(_batchnorm_statistics(fine_tuned), learned)
+    weights = {name: value for name, value in fine_tuned.state_dict().items() if name.endswith("weight")}
+    assert any(not torch.equal(value, trained.state_dict()[name]) for name, value in weights.items())
+
+    adapted = _run(train([smooth_image**2], steps=3, seed=7, freeze_batchnorm=False, **_tiny(model=copy.deepcopy(trained))))[1]
+    assert any(not torch.equal(value, learned[name]) for name, value in _batchnorm_statistics(adapted).items())
+
+
 def test_paired_mode(smooth_image):
     low = (smooth_image**2).astype(np.float32)
     events, model = _run(train(pairs=[(low, smooth_image)], steps=30, lr=3e-3, **_tiny()))
@@ -155,6 +176,7 @@ def test_colour_and_stacks_are_accepted(rng):
         ({"noise": "pink"}, "noise"),
         ({"seed": -1}, "seed"),
         ({"average_decay": 1.0}, "average_decay"),
+        ({"freeze_batchnorm": "yes"}, "freeze_batchnorm"),
     ],
 )
 def test_bad_settings_are_named(smooth_image, kwargs, word):

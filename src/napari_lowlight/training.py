@@ -64,6 +64,7 @@ class TrainingConfig:
     difference_weight: float = 0.5
     alpha_weight: float = 0.01
     average_decay: float = 0.999
+    freeze_batchnorm: bool = False
     seed: int = 0
     paired: bool = False
 
@@ -84,6 +85,8 @@ class TrainingConfig:
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)!r}")
         if not (isinstance(self.average_decay, (int, float)) and 0 <= self.average_decay < 1):
             raise ValueError(f"average_decay must be in [0, 1), got {self.average_decay!r}")
+        if not isinstance(self.freeze_batchnorm, bool):
+            raise ValueError(f"freeze_batchnorm must be True or False, got {self.freeze_batchnorm!r}")
         if self.noise not in NOISE_CHOICES:
             raise ValueError(f"noise must be one of {NOISE_CHOICES}, got {self.noise!r}")
 
@@ -320,6 +323,7 @@ def train(
     validate_every=50,
     checkpoint=None,
     checkpoint_every=500,
+    freeze_batchnorm=None,
     **options,
 ):
     """Train or fine-tune the network; a generator of :class:`TrainingProgress` events.
@@ -364,6 +368,12 @@ def train(
         model is the averaged weights (restore with it like any weights file); the
         trained weights and optimizer state ride along. If it exists when training
         starts, training resumes from it.
+    freeze_batchnorm : bool, optional
+        Normalise with the BatchNorm running statistics of the starting weights and
+        leave them unchanged, instead of normalising by each batch and learning new
+        statistics. None (default): freeze when ``model`` comes with learned statistics
+        (trained weights being fine-tuned: theirs come from far more varied data than a
+        few frames of one kind), not for a new model.
     **options
         Further :class:`TrainingConfig` fields (e.g. ``difference_weight``, or
         ``average_decay``: the decay of the weight average, 0 to hand back the last
@@ -391,6 +401,7 @@ def train(
         noise_sigma_range=tuple(noise_sigma_range),
         seed=seed,
         paired=pairs is not None,
+        freeze_batchnorm=_has_learned_statistics(model) if freeze_batchnorm is None else freeze_batchnorm,
         **options,
     )
     if pairs is not None:
@@ -411,6 +422,13 @@ def train(
             return _synthetic_batch(source, config, step, count)
 
     return _train_loop(config, batch, model, resolve_device(device), validate_every, checkpoint, checkpoint_every)
+
+
+def _has_learned_statistics(model) -> bool:
+    """Whether the BatchNorm layers of ``model`` hold statistics of training data (a new model's do not)."""
+    return model is not None and any(
+        int(module.num_batches_tracked) > 0 for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)
+    )
 
 
 def _train_loop(config, make_batch, model, device, validate_every, checkpoint, checkpoint_every):
@@ -459,6 +477,10 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
             low, clean, difference, alpha, context = batch
             low = low.contiguous(memory_format=memory_format)
             model.train()
+            if config.freeze_batchnorm:
+                for module in model.modules():
+                    if isinstance(module, torch.nn.BatchNorm2d):
+                        module.eval()
             with autocast:
                 restored, estimated = model(low, alpha, context)
                 loss = F.mse_loss(restored.float(), clean)

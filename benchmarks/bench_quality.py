@@ -25,7 +25,7 @@ from . import _report
 from .baselines import BASELINES
 from .test_images import load_test_set
 
-__all__ = ["make_cases", "score", "evaluate_case", "run", "main"]
+__all__ = ["make_cases", "degrade", "score", "evaluate_case", "run", "main"]
 
 #: Alphas reachable with the viewer's slider (BENCHMARK.md: "best of alpha in ...").
 SLIDER_ALPHAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
@@ -41,14 +41,14 @@ PROTOCOLS = {
 }
 OURS = ("ours, true α", 'ours, α="auto"', "ours, best slider α (oracle)")
 #: Test-set size and P2 draws of a full run and of a --quick smoke run.
-FULL = dict(max_side=320, p2_draws=2)
+FULL = dict(max_side=320, p2_draws=6)
 QUICK = dict(max_side=64, p2_draws=1)
 GROUPS = {"grey16": "Grey, stored as 16-bit", "rgb8": "RGB, stored as 8-bit"}
 #: The paper's Table 1 (its own synthetic test images, not these).
 PAPER_TABLE_1 = (("LIME", 17.23, 0.78), ("LLNet", 16.35, 0.73), ("paper (deep residual network)", 18.12, 0.85))
 
 
-def make_cases(images, *, seed=0, p2_draws=2):
+def make_cases(images, *, seed=0, p2_draws=6):
     """The degradations to apply: one case per (image, protocol[, draw]).
 
     Parameters
@@ -103,6 +103,32 @@ def _to_unit(stored):
     return stored / float(np.iinfo(stored.dtype).max)
 
 
+def degrade(case):
+    """The low image of a case, in its image's storage dtype (as a user's file holds it).
+
+    Parameters
+    ----------
+    case : dict
+        From :func:`make_cases`.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``case["image"].stored``.
+    """
+    image = case["image"]
+    # synthesize_low_light quantises integer input to its dtype.
+    return napari_lowlight.synthesize_low_light(
+        image.stored,
+        case["alpha"],
+        case["gamma"],
+        noise="gaussian",
+        noise_sigma=case["sigma"],
+        seed=case["noise_seed"],
+        channel_axis=image.channel_axis,
+    )
+
+
 def evaluate_case(case, model, *, device="auto"):
     """Degrade one clean image, run every method on it and score the outputs.
 
@@ -124,16 +150,7 @@ def evaluate_case(case, model, *, device="auto"):
     image = case["image"]
     clean = image.clean
     axis = image.channel_axis
-    # The low image in the storage dtype: synthesize_low_light quantises integer input.
-    low_stored = napari_lowlight.synthesize_low_light(
-        image.stored,
-        case["alpha"],
-        case["gamma"],
-        noise="gaussian",
-        noise_sigma=case["sigma"],
-        seed=case["noise_seed"],
-        channel_axis=axis,
-    )
+    low_stored = degrade(case)
     low = _to_unit(low_stored)
     scores, seconds = {}, {}
 
@@ -234,7 +251,7 @@ def format_report(results, images, *, model_text, machine, command, seed, p2_dra
     return "\n".join(lines)
 
 
-def run(*, model_path=None, quick=False, seed=0, p2_draws=2, max_side=320, device="auto", log=sys.stderr):
+def run(*, model_path=None, quick=False, seed=0, p2_draws=6, max_side=320, device="auto", log=sys.stderr):
     """Run the benchmark.
 
     Returns
@@ -267,7 +284,7 @@ def main(argv=None):
     parser.add_argument("--model", type=Path, default=None, help="a .safetensors file (default: the shipped model)")
     parser.add_argument("--quick", action="store_true", help="4 tiny images, 1 P2 draw: a smoke run")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--p2-draws", type=int, default=None, help="random degradations per image (default 2)")
+    parser.add_argument("--p2-draws", type=int, default=None, help="random degradations per image (default 6)")
     parser.add_argument("--max-side", type=int, default=None, help="longer side of the test images (default 320)")
     parser.add_argument("--device", default="auto")
     _report.add_output_options(parser)

@@ -24,7 +24,7 @@ from scipy import ndimage
 from skimage.color import rgb2gray
 from skimage.transform import resize
 
-__all__ = ["BenchImage", "load_test_set", "fit_to_side", "fluorescence_cells", "point_sources", "SKIMAGE_DATA"]
+__all__ = ["BenchImage", "load_test_set", "fit_to_side", "quantise", "read_bundled", "fluorescence_cells", "point_sources", "SKIMAGE_DATA"]
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 
@@ -77,8 +77,8 @@ class BenchImage:
         return self.stored / float(np.iinfo(self.stored.dtype).max)
 
 
-def _quantise(image, dtype):
-    # Round, as a camera or an image writer would, after guarding the range.
+def quantise(image, dtype):
+    """A float image in [0, 1] stored in an integer ``dtype``, rounded as a camera or an image writer would."""
     top = np.iinfo(dtype).max
     return np.round(np.clip(image, 0.0, 1.0) * top).astype(dtype)
 
@@ -92,7 +92,8 @@ def fit_to_side(image, max_side):
     return resize(image, shape, order=3, anti_aliasing=True, mode="reflect")
 
 
-def _read_bundled(filename):
+def read_bundled(filename):
+    """An image file shipped inside ``skimage/data``, as floats in [0, 1] (RGB without alpha)."""
     path = SKIMAGE_DATA / filename
     if not path.is_file():
         raise FileNotFoundError(f"{path} is not bundled with this scikit-image; the test set needs no download")
@@ -196,17 +197,17 @@ def load_test_set(*, max_side=320, quick=False):
     for name, filename in _GREY_FILES:
         if quick and name not in _QUICK:
             continue
-        image = _read_bundled(filename)
+        image = read_bundled(filename)
         if image.ndim == 3:
             image = rgb2gray(image)
-        images.append(BenchImage(name, _quantise(fit_to_side(image, max_side), np.uint16), "grey16"))
+        images.append(BenchImage(name, quantise(fit_to_side(image, max_side), np.uint16), "grey16"))
     generated = [("fluo_cells", fluorescence_cells), ("point_sources", point_sources)]
     for name, make in generated:
         if quick and name not in _QUICK:
             continue
-        images.append(BenchImage(name, _quantise(make((max_side, max_side)), np.uint16), "grey16"))
+        images.append(BenchImage(name, quantise(make((max_side, max_side)), np.uint16), "grey16"))
     for name, filename in _RGB_FILES:
         if quick and name not in _QUICK:
             continue
-        images.append(BenchImage(name, _quantise(fit_to_side(_read_bundled(filename), max_side), np.uint8), "rgb8"))
+        images.append(BenchImage(name, quantise(fit_to_side(read_bundled(filename), max_side), np.uint8), "rgb8"))
     return images

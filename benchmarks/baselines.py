@@ -10,7 +10,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from .lime import lime
 
-__all__ = ["low_input", "clahe", "best_gamma", "lime", "BASELINES"]
+__all__ = ["low_input", "clahe", "best_gamma", "lime", "BASELINES", "ORACLE_GAMMA"]
 
 
 def low_input(low):
@@ -86,10 +86,12 @@ def best_gamma(low, clean, *, bounds=(0.05, 2.0), coarse_step=0.02, fine_step=0.
     return low**g, g
 
 
+#: The name of the best-gamma oracle in :data:`BASELINES`.
+ORACLE_GAMMA = "best global gamma (oracle)"
 #: Name -> function of the low image (and, for the oracle, the clean image).
 BASELINES = {
     "low input": lambda low, clean: low_input(low),
     "CLAHE": lambda low, clean: clahe(low),
-    "best global gamma (oracle)": lambda low, clean: best_gamma(low, clean)[0],
+    ORACLE_GAMMA: lambda low, clean: best_gamma(low, clean)[0],
     "LIME": lambda low, clean: lime(low),
 }

@@ -139,19 +139,53 @@ def _batchnorm_statistics(model):
     return {name: value.clone() for name, value in model.state_dict().items() if "running_" in name}
 
 
+def _record_batchnorm_modes(model):
+    """A list that fills with ``training`` of every BatchNorm call of ``model``."""
+    modes = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.register_forward_pre_hook(lambda norm, _: modes.append(norm.training))
+    return modes
+
+
 def test_fine_tuning_keeps_learned_batchnorm_statistics_unless_told_otherwise(smooth_image):
     trained = _run(train([smooth_image], steps=3, **_tiny()))[1]
+    assert trained.training_config["freeze_batchnorm"] is False  # a new model learns its statistics
     learned = _batchnorm_statistics(trained)
-    # A new model learns its statistics: they moved away from BatchNorm's (0, 1) start.
-    assert any(not torch.equal(value, _batchnorm_statistics(new_model(width=4, seed=0))[name]) for name, value in learned.items())
+    fresh = _batchnorm_statistics(new_model(width=4, seed=0))
+    assert any(not torch.equal(value, fresh[name]) for name, value in learned.items())
 
-    fine_tuned = _run(train([smooth_image**2], steps=3, seed=7, **_tiny(model=copy.deepcopy(trained))))[1]
+    model = copy.deepcopy(trained)
+    modes = _record_batchnorm_modes(model)
+    fine_tuned = _run(train([smooth_image**2], steps=3, seed=7, **_tiny(model=model)))[1]
+    assert fine_tuned.training_config["freeze_batchnorm"] is True
+    assert modes and not any(modes)  # normalised by the stored statistics, not by each batch
     _assert_same_weights(_batchnorm_statistics(fine_tuned), learned)
     weights = {name: value for name, value in fine_tuned.state_dict().items() if name.endswith("weight")}
     assert any(not torch.equal(value, trained.state_dict()[name]) for name, value in weights.items())
 
-    adapted = _run(train([smooth_image**2], steps=3, seed=7, freeze_batchnorm=False, **_tiny(model=copy.deepcopy(trained))))[1]
+    model = copy.deepcopy(trained)
+    modes = _record_batchnorm_modes(model)
+    adapted = _run(train([smooth_image**2], steps=3, seed=7, freeze_batchnorm=False, **_tiny(model=model)))[1]
+    assert adapted.training_config["freeze_batchnorm"] is False
+    assert any(modes)
     assert any(not torch.equal(value, learned[name]) for name, value in _batchnorm_statistics(adapted).items())
+
+
+def test_a_resumed_fine_tuning_keeps_its_batchnorm_choice(smooth_image, tmp_path):
+    trained = _run(train([smooth_image], steps=3, **_tiny()))[1]
+    options = dict(steps=6, seed=4, batch_size=8, patch_size=16, device="cpu", validate_every=0)
+    straight = _run(train([smooth_image], model=copy.deepcopy(trained), **options))[1]
+    checkpoint = tmp_path / "fine-tune.safetensors"
+    run = train([smooth_image], model=copy.deepcopy(trained), checkpoint=checkpoint, checkpoint_every=3, **options)
+    for event in run:
+        if event.step == 3:
+            break
+    run.close()
+    # Resumed without the starting model (as `napari-lowlight train` without --from would).
+    resumed = _run(train([smooth_image], checkpoint=checkpoint, **options))[1]
+    assert resumed.training_config["freeze_batchnorm"] is True
+    _assert_same_weights(resumed.state_dict(), straight.state_dict())
 
 
 def test_paired_mode(smooth_image):

@@ -32,7 +32,7 @@ from ._warnings import warn_user
 from .intensity import to_unit_float
 from .network import LowLightNet, image_context
 from .planes import split_planes
-from .weights import load_weights, new_model, save_model
+from .weights import load_weights, new_model, read_metadata, save_model
 
 __all__ = ["TrainingConfig", "TrainingProgress", "WeightAverage", "train", "FINE_TUNE_LR"]
 
@@ -368,12 +368,13 @@ def train(
         model is the averaged weights (restore with it like any weights file); the
         trained weights and optimizer state ride along. If it exists when training
         starts, training resumes from it.
-    freeze_batchnorm : bool, optional
+    freeze_batchnorm : bool or None, optional
         Normalise with the BatchNorm running statistics of the starting weights and
         leave them unchanged, instead of normalising by each batch and learning new
-        statistics. None (default): freeze when ``model`` comes with learned statistics
-        (trained weights being fine-tuned: theirs come from far more varied data than a
-        few frames of one kind), not for a new model.
+        statistics. None (default): as the run being resumed from ``checkpoint`` did;
+        otherwise freeze when ``model`` comes with learned statistics (trained weights
+        being fine-tuned: theirs come from far more varied data than a few frames of one
+        kind), not for a new model.
     **options
         Further :class:`TrainingConfig` fields (e.g. ``difference_weight``, or
         ``average_decay``: the decay of the weight average, 0 to hand back the last
@@ -401,7 +402,7 @@ def train(
         noise_sigma_range=tuple(noise_sigma_range),
         seed=seed,
         paired=pairs is not None,
-        freeze_batchnorm=_has_learned_statistics(model) if freeze_batchnorm is None else freeze_batchnorm,
+        freeze_batchnorm=_default_freeze(model, checkpoint) if freeze_batchnorm is None else freeze_batchnorm,
         **options,
     )
     if pairs is not None:
@@ -424,11 +425,15 @@ def train(
     return _train_loop(config, batch, model, resolve_device(device), validate_every, checkpoint, checkpoint_every)
 
 
-def _has_learned_statistics(model) -> bool:
-    """Whether the BatchNorm layers of ``model`` hold statistics of training data (a new model's do not)."""
-    return model is not None and any(
-        int(module.num_batches_tracked) > 0 for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)
-    )
+def _default_freeze(model, checkpoint) -> bool:
+    """``freeze_batchnorm`` when not given: the resumed run's choice, else whether ``model``
+    holds BatchNorm statistics learned from data (a new model's are untouched)."""
+    if checkpoint is not None and Path(checkpoint).exists():
+        # Runs written before the option existed learned their statistics.
+        return bool(read_metadata(checkpoint)["training"].get("freeze_batchnorm", False))
+    if model is None:
+        return False
+    return any(int(norm.num_batches_tracked) > 0 for norm in model.modules() if isinstance(norm, torch.nn.BatchNorm2d))
 
 
 def _train_loop(config, make_batch, model, device, validate_every, checkpoint, checkpoint_every):

@@ -25,7 +25,7 @@ from . import _report
 from .baselines import BASELINES, ORACLE_GAMMA
 from .test_images import load_test_set
 
-__all__ = ["make_cases", "degrade", "score", "evaluate_case", "run", "main"]
+__all__ = ["make_cases", "degrade", "to_unit", "score", "evaluate_case", "run", "main"]
 
 #: Alphas reachable with the viewer's slider (BENCHMARK.md: "best of alpha in ...").
 SLIDER_ALPHAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
@@ -33,6 +33,8 @@ SLIDER_ALPHAS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 P2_ALPHAS = (0.5, 1.0, 1.5, 2.0)
 P2_GAMMA = (0.5, 2.0)
 P2_SIGMA = (0.0, 0.03)
+#: P2 draws are split at this Gaussian sigma to show where the oracle gamma wins.
+P2_QUIET_SIGMA = 0.01
 #: Column key -> heading.
 PROTOCOLS = {
     "P1-0.02": "P1 (α=1, γ=0.5, σ=0.02)",
@@ -99,7 +101,8 @@ def score(clean, restored):
     return float(psnr), float(ssim)
 
 
-def _to_unit(stored):
+def to_unit(stored):
+    """An integer image as floats in [0, 1] (divided by its dtype's maximum)."""
     return stored / float(np.iinfo(stored.dtype).max)
 
 
@@ -151,7 +154,7 @@ def evaluate_case(case, model, *, device="auto"):
     clean = image.clean
     axis = image.channel_axis
     low_stored = degrade(case)
-    low = _to_unit(low_stored)
+    low = to_unit(low_stored)
     scores, seconds = {}, {}
 
     def timed(name, function):
@@ -166,9 +169,9 @@ def evaluate_case(case, model, *, device="auto"):
     # The network sees the stored integers, as a user's file would give them.
     common = dict(model=model, channel_axis=axis, device=device)
     restored = timed(OURS[0], lambda: napari_lowlight.restore(low_stored, case["alpha"], **common))
-    scores[OURS[0]] = score(clean, _to_unit(restored))
+    scores[OURS[0]] = score(clean, to_unit(restored))
     restored = timed(OURS[1], lambda: napari_lowlight.restore(low_stored, "auto", **common))
-    scores[OURS[1]] = score(clean, _to_unit(restored))
+    scores[OURS[1]] = score(clean, to_unit(restored))
     alpha_auto = napari_lowlight.estimate_alpha(low_stored, model=model, channel_axis=axis)
 
     # The slider path: Estimate-Net once, Enhance-Net per alpha; keep the best PSNR.
@@ -176,7 +179,7 @@ def evaluate_case(case, model, *, device="auto"):
         difference = napari_lowlight.estimate_difference(low_stored, **common)
         candidates = {}
         for a in SLIDER_ALPHAS:
-            candidates[a] = score(clean, _to_unit(napari_lowlight.enhance(low_stored, difference, a, **common)))
+            candidates[a] = score(clean, to_unit(napari_lowlight.enhance(low_stored, difference, a, **common)))
         best = max(candidates, key=lambda a: candidates[a][0])
         return best, candidates[best]
 
@@ -206,17 +209,12 @@ def _cell(pair):
     return "—" if pair is None else f"{pair[0]:.2f} / {pair[1]:.3f}"
 
 
-#: P2 draws are split at this Gaussian sigma to show where the oracle gamma wins.
-P2_QUIET_SIGMA = 0.01
-
-
 def _p2_by_noise(results, group):
     """One line: ours (true alpha) minus the best global gamma on P2, for quiet and noisy draws."""
     parts = []
     for label, quiet in ((f"sigma < {P2_QUIET_SIGMA}", True), (f"sigma >= {P2_QUIET_SIGMA}", False)):
-        cases = [
-            r for r in results if r["group"] == group and r["protocol"] == "P2" and (r["sigma"] < P2_QUIET_SIGMA) == quiet
-        ]
+        p2 = [r for r in results if r["group"] == group and r["protocol"] == "P2"]
+        cases = [r for r in p2 if (r["sigma"] < P2_QUIET_SIGMA) == quiet]
         if cases:
             gain = np.mean([r["scores"][OURS[0]][0] - r["scores"][ORACLE_GAMMA][0] for r in cases])
             parts.append(f"{label} {gain:+.2f} dB ({len(cases)} draws)")

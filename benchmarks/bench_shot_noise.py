@@ -22,7 +22,7 @@ import napari_lowlight
 from napari_lowlight.synthesis import add_noise
 
 from . import _report
-from .bench_quality import SLIDER_ALPHAS
+from .bench_quality import SLIDER_ALPHAS, to_unit
 from .test_images import fluorescence_cells, point_sources, quantise
 
 #: Photon counts at full intensity, and the read noise (intensity units) added to all.
@@ -58,16 +58,16 @@ def frames(count, side):
 
 def evaluate(reference, noisy_stored, model):
     """Affine-fit PSNR of every method on one noisy frame (uint16)."""
-    noisy = noisy_stored / 65535.0
+    noisy = to_unit(noisy_stored)
     scores = {
         METHODS[0]: affine_psnr(reference, noisy),
         METHODS[1]: affine_psnr(reference, ndimage.gaussian_filter(noisy, 1.0)),
     }
     for method, alpha in ((METHODS[2], "auto"), (METHODS[3], 0.5)):
-        scores[method] = affine_psnr(reference, napari_lowlight.restore(noisy_stored, alpha, model=model) / 65535.0)
+        scores[method] = affine_psnr(reference, to_unit(napari_lowlight.restore(noisy_stored, alpha, model=model)))
     difference = napari_lowlight.estimate_difference(noisy_stored, model=model)
     scores[METHODS[4]] = max(
-        affine_psnr(reference, napari_lowlight.enhance(noisy_stored, difference, alpha, model=model) / 65535.0)
+        affine_psnr(reference, to_unit(napari_lowlight.enhance(noisy_stored, difference, alpha, model=model)))
         for alpha in SLIDER_ALPHAS
     )
     return scores
@@ -97,6 +97,7 @@ def run(*, frame_count, side, seed=0, device="auto", log=sys.stderr):
 
 
 def format_report(result, *, model_text, machine, command, quick):
+    """The markdown of the shot-noise section (set-up, table, the command to rerun it)."""
     lines = _report.section_header(
         "Shot-noise removal (the microscopy metric on simulated frames)",
         command=command,

@@ -24,7 +24,16 @@ from scipy import ndimage
 from skimage.color import rgb2gray
 from skimage.transform import resize
 
-__all__ = ["BenchImage", "load_test_set", "fit_to_side", "quantise", "read_bundled", "fluorescence_cells", "point_sources", "SKIMAGE_DATA"]
+__all__ = [
+    "BenchImage",
+    "load_test_set",
+    "fit_to_side",
+    "quantise",
+    "read_bundled",
+    "fluorescence_cells",
+    "point_sources",
+    "SKIMAGE_DATA",
+]
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 

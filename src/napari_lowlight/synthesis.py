@@ -9,7 +9,7 @@ import numpy as np
 from .intensity import as_image, from_unit_float, image_scale, is_dask, to_unit_float
 from .planes import normalise_channel_axis, split_planes
 
-__all__ = ["synthesize_low_light", "difference_map", "NOISE_MODELS"]
+__all__ = ["synthesize_low_light", "difference_map", "add_noise", "NOISE_MODELS"]
 
 NOISE_MODELS = ("gaussian", "poisson-gaussian", None)
 
@@ -66,7 +66,24 @@ def check_noise(noise, noise_sigma, photons) -> tuple:
 
 
 def add_noise(low, rng, noise, noise_sigma, photons):
-    """Add sensor noise (settings checked by :func:`check_noise`) to a [0, 1] image, not clipped."""
+    """Sensor noise added to an image in [0, 1] (the noise of :func:`synthesize_low_light`).
+
+    Parameters
+    ----------
+    low : ndarray of float
+        Intensities in [0, 1], any shape.
+    rng : numpy.random.Generator
+    noise : {"gaussian", "poisson-gaussian", None}
+    noise_sigma : float
+        Standard deviation of the Gaussian (read) noise.
+    photons : float or None
+        Photon count at intensity 1, for ``"poisson-gaussian"``.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``low``; not clipped (values may leave [0, 1]).
+    """
     if noise is None:
         return low
     if noise == "poisson-gaussian":

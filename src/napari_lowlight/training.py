@@ -433,7 +433,8 @@ def _default_freeze(model, checkpoint) -> bool:
         return bool(read_metadata(checkpoint)["training"].get("freeze_batchnorm", False))
     if model is None:
         return False
-    return any(int(norm.num_batches_tracked) > 0 for norm in model.modules() if isinstance(norm, torch.nn.BatchNorm2d))
+    norms = [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    return any(int(norm.num_batches_tracked) > 0 for norm in norms)
 
 
 def _train_loop(config, make_batch, model, device, validate_every, checkpoint, checkpoint_every):

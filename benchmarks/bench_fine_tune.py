@@ -1,16 +1,17 @@
 """Fine-tuning the shipped weights on a few frames of one kind of image: what it gains.
 
-A user with a kind of image the default model never saw (a microscope, a telescope)
+A user with images unlike the default model's training data (a microscope, a telescope)
 fine-tunes the shipped weights on a few clean frames of it (the Train widget's "shipped
 default weights", or ``napari-lowlight train --from default``) and restores other frames
-of the same kind. This script does exactly that for three kinds, each split into
-training frames and held-out test frames, and scores the P2 protocol of BENCHMARK.md on
-the test frames at the true alpha.
+of the same kind. This script does exactly that for three kinds of image that are not in
+its training data, each split into training frames and held-out test frames, and scores
+the P2 protocol of BENCHMARK.md on the test frames at the true alpha.
 
-Fine-tuning uses the library's defaults for it: Adam at ``FINE_TUNE_LR``, batch 32 of
-48x48 patches, the weight average. It is run twice per length: with BatchNorm frozen at
-the shipped statistics (``freeze_batchnorm=True``, the default when fine-tuning) and
-with BatchNorm normalising by each batch and learning the statistics of the new frames.
+Fine-tuning uses the library's settings for it: Adam at ``FINE_TUNE_LR``, the paper's
+batch of 32 patches of 48x48 pixels, the weight average. It is run twice per length:
+with BatchNorm frozen at the shipped statistics (``freeze_batchnorm=True``, the default
+when fine-tuning) and with BatchNorm normalising by each batch and learning the
+statistics of the new frames.
 
 Run from the repository root: ``python -m benchmarks.bench_fine_tune``.
 """
@@ -25,13 +26,14 @@ import napari_lowlight
 from napari_lowlight.training import FINE_TUNE_LR
 
 from . import _report
-from .bench_quality import P2_ALPHAS, P2_GAMMA, P2_SIGMA, degrade, make_cases, score
+from .bench_quality import P2_ALPHAS, P2_GAMMA, P2_SIGMA, degrade, make_cases, score, to_unit
 from .test_images import BenchImage, fit_to_side, fluorescence_cells, quantise, read_bundled
 
 #: Fine-tuning lengths (steps) of a full run and of a --quick smoke run.
 FULL = dict(steps=(50, 300), p2_draws=4, side=256)
 QUICK = dict(steps=(2,), p2_draws=1, side=64)
 BATCHNORM_MODES = {True: "BatchNorm frozen (default)", False: "BatchNorm from each batch"}
+BATCH_SIZE, PATCH_SIZE = 32, 48
 
 
 def _halves(image, side):
@@ -56,7 +58,7 @@ def domains(side=256):
     return {
         "fluorescence (generated cells, 16-bit)": (
             fluorescence_train,
-            [BenchImage(f"cells{k}", quantise(image, np.uint16), "grey16") for k, image in enumerate(fluorescence_test)],
+            [BenchImage(f"cells{k}", quantise(im, np.uint16), "grey16") for k, im in enumerate(fluorescence_test)],
         ),
         "astronomy (hubble_deep_field, grey 16-bit)": (
             hubble_train,
@@ -75,7 +77,7 @@ def evaluate(model, cases):
     for case in cases:
         image = case["image"]
         restored = napari_lowlight.restore(degrade(case), case["alpha"], model=model, channel_axis=image.channel_axis)
-        scores.append(score(image.clean, restored / float(np.iinfo(restored.dtype).max)))
+        scores.append(score(image.clean, to_unit(restored)))
     return tuple(np.mean(scores, axis=0))
 
 
@@ -87,6 +89,8 @@ def fine_tune(frames, *, steps, freeze_batchnorm, seed=0, device="auto"):
         frames,
         model=model,
         steps=steps,
+        batch_size=BATCH_SIZE,
+        patch_size=PATCH_SIZE,
         lr=FINE_TUNE_LR,
         seed=seed,
         device=device,
@@ -123,6 +127,7 @@ def run(*, steps, p2_draws, side, seed=0, device="auto", log=sys.stderr):
 
 
 def format_report(result, *, machine, command, quick):
+    """The markdown of the fine-tuning section (set-up, table, the command to rerun it)."""
     lines = _report.section_header(
         "Fine-tuning on a few frames of a new kind of image",
         command=command,
@@ -133,21 +138,24 @@ def format_report(result, *, machine, command, quick):
     )
     kinds = list(result["frames"])
     lines += [
-        "Each kind is split into clean training frames and held-out test frames (longer side"
-        f" {result['side']} px): generated fluorescence cells (other seeds than the quality benchmark's),"
-        " and the left half of a bundled scikit-image picture for training, its right half (top and bottom)"
-        " for testing. "
+        "Each kind is split into clean training frames and held-out test frames: generated fluorescence"
+        f" cells ({result['side']}x{result['side']}, other seeds than the quality benchmark's), and a bundled"
+        f" scikit-image picture downscaled to a longer side of {2 * result['side']} px, its left half for training"
+        " and its right half, cut into top and bottom, for testing. "
         + "; ".join(f"{kind}: {train} training, {test} test frames" for kind, (train, test) in result["frames"].items())
         + ".",
         "",
-        f"Fine-tuning: Adam at {FINE_TUNE_LR:g}, batch 32 of 48x48 patches, synthesised low light as in"
-        f" training, seed {result['seed']}. Test: P2 ({result['p2_draws']} draws per test frame, alpha from"
-        f" {P2_ALPHAS}, gamma log-uniform in {P2_GAMMA}, sigma uniform in {P2_SIGMA}), the true alpha given;"
-        " cells are mean PSNR (dB) / mean SSIM.",
+        f"Fine-tuning: Adam at {FINE_TUNE_LR:g}, batch {BATCH_SIZE} of {PATCH_SIZE}x{PATCH_SIZE} patches,"
+        f" synthesised low light as in training, seed {result['seed']}. Test: P2 ({result['p2_draws']} draws per"
+        f" test frame, alpha from {P2_ALPHAS}, gamma log-uniform in {P2_GAMMA}, sigma uniform in {P2_SIGMA}),"
+        " the true alpha given; cells are mean PSNR (dB) / mean SSIM.",
         "",
         _report.markdown_table(
             ["model"] + kinds,
-            [[label] + [f"{row[kind][0]:.2f} / {row[kind][1]:.3f}" for kind in kinds] for label, row in result["rows"].items()],
+            [
+                [label] + [f"{row[kind][0]:.2f} / {row[kind][1]:.3f}" for kind in kinds]
+                for label, row in result["rows"].items()
+            ],
         ),
     ]
     return "\n".join(lines)
@@ -163,7 +171,8 @@ def main(argv=None):
     size = QUICK if args.quick else FULL
     machine = _report.machine_description()
     result = run(steps=size["steps"], p2_draws=size["p2_draws"], side=size["side"], seed=args.seed, device=args.device)
-    report = format_report(result, machine=machine, command=_report.command_line("benchmarks.bench_fine_tune"), quick=args.quick)
+    command = _report.command_line("benchmarks.bench_fine_tune")
+    report = format_report(result, machine=machine, command=command, quick=args.quick)
     _report.publish(args, "fine-tune", report, result)
 
 

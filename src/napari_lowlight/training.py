@@ -431,10 +431,11 @@ def _default_freeze(model, checkpoint) -> bool:
     if checkpoint is not None and Path(checkpoint).exists():
         # Runs written before the option existed learned their statistics.
         return bool(read_metadata(checkpoint)["training"].get("freeze_batchnorm", False))
-    if model is None:
-        return False
-    norms = [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
-    return any(int(norm.num_batches_tracked) > 0 for norm in norms)
+    return model is not None and any(int(norm.num_batches_tracked) > 0 for norm in _batchnorms(model))
+
+
+def _batchnorms(model) -> list:
+    return [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
 
 
 def _train_loop(config, make_batch, model, device, validate_every, checkpoint, checkpoint_every):
@@ -473,6 +474,8 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
         extra_tensors = _checkpoint_tensors(optimizer, step, model, average)
         save_model(average.model, checkpoint, training=training, extra_tensors=extra_tensors)
 
+    # model.train() below puts them back in training mode at every step.
+    frozen_norms = _batchnorms(model) if config.freeze_batchnorm else []
     psnr = None
     try:
         for step in range(start, config.steps):
@@ -483,10 +486,8 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
             low, clean, difference, alpha, context = batch
             low = low.contiguous(memory_format=memory_format)
             model.train()
-            if config.freeze_batchnorm:
-                for module in model.modules():
-                    if isinstance(module, torch.nn.BatchNorm2d):
-                        module.eval()
+            for norm in frozen_norms:
+                norm.eval()
             with autocast:
                 restored, estimated = model(low, alpha, context)
                 loss = F.mse_loss(restored.float(), clean)

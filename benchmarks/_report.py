@@ -57,6 +57,31 @@ def write_section(name, body, path=DOCS_PATH):
     return path
 
 
+def quality_parser(module, doc, *, quick_help):
+    """The command line of a quality benchmark: ``--quick``, ``--seed``, ``--device`` and the outputs.
+
+    Parameters
+    ----------
+    module : str
+        The script's module, e.g. ``"benchmarks.bench_quality"`` (run with ``python -m``).
+    doc : str
+        The script's docstring; its first line describes the command.
+    quick_help : str
+        What ``--quick`` runs instead.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Script-specific options can still be added.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    add_output_options(parser)
+    return parser
+
+
 def add_output_options(parser):
     """The ``--json`` and ``--write`` options every benchmark script takes."""
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")

@@ -16,7 +16,6 @@ statistics of the new frames.
 Run from the repository root: ``python -m benchmarks.bench_fine_tune``.
 """
 
-import argparse
 import sys
 
 import numpy as np
@@ -162,11 +161,7 @@ def format_report(result, *, machine, command, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_fine_tune", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny frames, 2 steps, 1 draw: a smoke run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    _report.add_output_options(parser)
+    parser = _report.quality_parser("benchmarks.bench_fine_tune", __doc__, quick_help="tiny frames, 2 steps, 1 draw: a smoke run")
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     machine = _report.machine_description()

@@ -11,7 +11,6 @@ RGB: 8-bit) and, where stated, the true alpha; never gamma, never the clean imag
 with ``data_range=1`` (SSIM with ``channel_axis=-1`` for RGB), averaged over images.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -297,14 +296,10 @@ def run(*, model_path=None, quick=False, seed=0, p2_draws=6, max_side=320, devic
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_quality", description=__doc__.split("\n")[0])
+    parser = _report.quality_parser("benchmarks.bench_quality", __doc__, quick_help="4 tiny images, 1 P2 draw: a smoke run")
     parser.add_argument("--model", type=Path, default=None, help="a .safetensors file (default: the shipped model)")
-    parser.add_argument("--quick", action="store_true", help="4 tiny images, 1 P2 draw: a smoke run")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--p2-draws", type=int, default=None, help="random degradations per image (default 6)")
     parser.add_argument("--max-side", type=int, default=None, help="longer side of the test images (default 320)")
-    parser.add_argument("--device", default="auto")
-    _report.add_output_options(parser)
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     max_side = args.max_side or size["max_side"]

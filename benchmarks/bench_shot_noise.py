@@ -12,7 +12,6 @@ is denoising (and its tone curve, which the affine fit does not forgive).
 Run from the repository root: ``python -m benchmarks.bench_shot_noise``.
 """
 
-import argparse
 import sys
 
 import numpy as np
@@ -123,11 +122,7 @@ def format_report(result, *, model_text, machine, command, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_shot_noise", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="two tiny frames: a smoke run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
-    _report.add_output_options(parser)
+    parser = _report.quality_parser("benchmarks.bench_shot_noise", __doc__, quick_help="two tiny frames: a smoke run")
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     machine = _report.machine_description()

@@ -98,7 +98,7 @@ def test_input_is_not_modified(tiny_model, smooth_image):
         (np.zeros(10), {}, ValueError, "dimensions"),
         (np.full((8, 8), np.nan), {}, ValueError, "NaN"),
         (np.zeros((8, 8), bool), {}, TypeError, "boolean"),
-        (np.zeros((8, 8)), {"alpha": 0}, ValueError, "alpha"),
+        (np.zeros((8, 8)), {"alpha": -0.5}, ValueError, "alpha"),
         (np.zeros((8, 8)), {"alpha": "bright"}, TypeError, "alpha"),
         (np.zeros((8, 8)), {"tile_size": 3}, ValueError, "tile_size"),
         (np.zeros((8, 8, 5)), {"channel_axis": -1}, ValueError, "channel"),

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_lowlight import new_model, train
-from napari_lowlight.training import WeightAverage
+from napari_lowlight import estimate_alpha, load_model, new_model, train
+from napari_lowlight.training import TrainingConfig, WeightAverage, _PatchSource, _synthetic_batch
 from napari_lowlight.weights import load_weights, save_model
 
 
@@ -211,6 +211,7 @@ def test_colour_and_stacks_are_accepted(rng):
         ({"seed": -1}, "seed"),
         ({"average_decay": 1.0}, "average_decay"),
         ({"freeze_batchnorm": "yes"}, "freeze_batchnorm"),
+        ({"denoise_fraction": 1.0}, "denoise_fraction"),
     ],
 )
 def test_bad_settings_are_named(smooth_image, kwargs, word):
@@ -222,3 +223,56 @@ def test_bad_settings_are_named(smooth_image, kwargs, word):
 def test_mismatched_pairs_are_refused(smooth_image):
     with pytest.raises(ValueError, match="pairs"):
         train(pairs=[(smooth_image, smooth_image[:10])], steps=2)
+    with pytest.raises(ValueError, match="denoise_fraction"):
+        train(pairs=[(smooth_image, smooth_image)], steps=2, denoise_fraction=0.2)
+
+
+def test_undarkened_samples_are_the_clean_patches_with_only_their_noise(smooth_image):
+    source = _PatchSource([smooth_image], 16, None, "images")
+    config = TrainingConfig(steps=1, denoise_fraction=0.5, noise=None, quantize_fraction=0.0)
+    low, clean, _, alpha, _ = _synthetic_batch(source, config, step=0, count=64)
+    undarkened = alpha == 0
+    assert 10 < int(undarkened.sum()) < 54
+    torch.testing.assert_close(low[undarkened], clean[undarkened], rtol=0, atol=0)
+    assert (low[~undarkened].mean(dim=(1, 2, 3)) < clean[~undarkened].mean(dim=(1, 2, 3))).all()
+
+
+def test_undarkened_samples_do_not_train_estimate_net(smooth_image):
+    # At alpha 0 the output does not depend on D and no D is supervised: Estimate-Net,
+    # which never sees alpha, must not learn that images hold no darkening.
+    model = new_model(width=4, seed=0)
+    before = copy.deepcopy(model.state_dict())
+    run = train([smooth_image], steps=3, denoise_fraction=0.9999, weight_decay=0.0, average_decay=0.0, **_tiny(model=model))
+    _run(run)
+    after = model.state_dict()
+    learned = [name for name in before if "running" not in name and "num_batches" not in name]
+    for name in learned:
+        if name.startswith("estimate."):
+            torch.testing.assert_close(after[name], before[name], rtol=0, atol=0)
+    assert any(not torch.equal(after[name], before[name]) for name in learned if name.startswith("enhance."))
+
+
+def test_a_new_model_trained_with_undarkened_samples_can_estimate_alpha_zero(smooth_image):
+    small = dict(steps=1, batch_size=4, patch_size=16, device="cpu", validate_every=0)
+    _, paper = _run(train([smooth_image], **small))
+    _, denoiser = _run(train([smooth_image], denoise_fraction=0.2, **small))
+    assert paper.config.alpha_min == 0.5 and denoiser.config.alpha_min == 0.0
+    with torch.no_grad():
+        for model in (paper, denoiser):
+            model.alpha_estimator.mlp[-1].bias.fill_(-50.0)  # the estimator's lowest answer
+    assert estimate_alpha(smooth_image, model=paper) == pytest.approx(0.5)
+    assert estimate_alpha(smooth_image, model=denoiser) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fine_tuning_keeps_the_undarkened_share_of_the_run_that_trained_the_model(smooth_image, tmp_path):
+    small = dict(steps=1, batch_size=4, patch_size=16, device="cpu", validate_every=0)
+    _, denoiser = _run(train([smooth_image], denoise_fraction=0.3, **small))
+    loaded = load_model(save_model(denoiser, tmp_path / "d.safetensors", training=denoiser.training_config))
+    _, tuned = _run(train([smooth_image], model=loaded, **small))  # trained in place: records 0.3 again
+    assert tuned.training_config["denoise_fraction"] == 0.3
+    _, paired = _run(train(pairs=[(smooth_image**2, smooth_image)], model=copy.deepcopy(loaded), **small))
+    assert paired.training_config["denoise_fraction"] == 0.0  # real pairs: nothing to leave undarkened
+    _, told = _run(train([smooth_image], model=loaded, denoise_fraction=0.0, **small))
+    assert told.training_config["denoise_fraction"] == 0.0
+    _, fresh = _run(train([smooth_image], model=new_model(width=4), **small))
+    assert fresh.training_config["denoise_fraction"] == 0.0

@@ -88,3 +88,34 @@ def test_wrong_architecture_is_refused(tmp_path, tiny_model):
     save_file(state, str(wrong_shapes), metadata=metadata)
     with pytest.raises(ValueError, match="shape"):
         load_model(wrong_shapes)
+
+
+def test_the_alpha_estimator_range_round_trips_and_a_bad_one_is_refused(tmp_path, tiny_model):
+    denoiser = weights.new_model(width=4, alpha_min=0.0)
+    loaded = load_model(save_model(denoiser, tmp_path / "denoiser.safetensors"))
+    assert loaded.config.alpha_min == 0.0 and loaded.alpha_estimator.low == 0.0
+    # Files written before the option existed estimate alpha in the paper's [0.5, 2].
+    older = tmp_path / "older.safetensors"
+    config = tiny_model.config.to_dict()
+    del config["alpha_min"]
+    metadata = {"architecture": weights.ARCHITECTURE, "format_version": weights.FORMAT_VERSION, "config": json.dumps(config)}
+    save_file(tiny_model.state_dict(), str(older), metadata=metadata)
+    assert load_model(older).alpha_estimator.low == 0.5
+    for bad in (-1.0, 0.9, "0"):
+        metadata["config"] = json.dumps(config | {"alpha_min": bad})
+        save_file(tiny_model.state_dict(), str(older), metadata=metadata)
+        with pytest.raises(ValueError, match="alpha_min"):
+            load_model(older)
+
+
+def test_training_metadata_that_is_not_an_object_is_refused(tmp_path, tiny_model):
+    path = tmp_path / "odd.safetensors"
+    metadata = {
+        "architecture": weights.ARCHITECTURE,
+        "format_version": weights.FORMAT_VERSION,
+        "config": json.dumps(tiny_model.config.to_dict()),
+        "training": json.dumps([1, 2]),
+    }
+    save_file(tiny_model.state_dict(), str(path), metadata=metadata)
+    with pytest.raises(ValueError, match="training metadata"):
+        load_model(path)

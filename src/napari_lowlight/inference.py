@@ -46,10 +46,10 @@ def _check_alpha(alpha, *, allow_auto: bool):
     if allow_auto and isinstance(alpha, str) and alpha == "auto":
         return alpha
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        choices = 'a positive number or "auto"' if allow_auto else "a positive number"
+        choices = 'a number >= 0 or "auto"' if allow_auto else "a number >= 0"
         raise TypeError(f"alpha must be {choices}, got {alpha!r}")
-    if not np.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
+    if not np.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
     return float(alpha)
 
 
@@ -291,8 +291,9 @@ def estimate_alpha(image, *, model=None, channel_axis=None, data_range=None) -> 
 
     The model's alpha estimator reads quantiles of the whole image's intensities (the
     same image context Estimate-Net gets) and was trained on synthetic low-light images
-    with alpha in [0.5, 2], so the estimate lies in that range. Parameters are those of
-    :func:`restore`.
+    with alpha in [0.5, 2], so the estimate lies in that range; a model also trained on
+    undarkened frames (``ModelConfig.alpha_min`` 0, as the shipped one) can answer down
+    to 0, "denoise only". Parameters are those of :func:`restore`.
     """
     image = as_image(image)
     channel_axis = _check_image_shape(image, channel_axis)
@@ -375,8 +376,10 @@ def restore(
         into it with a warning and back afterwards). A dask array gives a lazy dask
         array back, computed block by block on any scheduler.
     alpha : float or "auto"
-        Restoration strength: the low-light intensity to undo, > 0 (trained on
-        [0.5, 2]). ``"auto"`` estimates it from the image (:func:`estimate_alpha`).
+        Restoration strength: the low-light intensity to undo, >= 0 (trained on
+        [0.5, 2]; 0 is "denoise only", no brightening, for a model trained with
+        undarkened frames, as the shipped one). ``"auto"`` estimates it from the image
+        (:func:`estimate_alpha`).
     model : LowLightNet, optional
         The shipped default model when None.
     channel_axis : int, optional
@@ -482,7 +485,7 @@ def enhance(
     difference : array_like of float
         Same shape as ``image``, from :func:`estimate_difference` on the same model.
     alpha : float
-        Restoration strength, > 0.
+        Restoration strength, >= 0 (as for :func:`restore`).
     context_image : array_like, optional
         The image whose statistics form the image context, when ``image`` is a slice of
         it (a plane of a stack, a crop): then the slice matches the whole image's result.

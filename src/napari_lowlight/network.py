@@ -41,7 +41,8 @@ __all__ = [
 #: Quantile levels of the low image that form the image-level context.
 CONTEXT_QUANTILES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999)
 
-#: Alpha range the network is trained on; the automatic estimate stays inside it.
+#: Alpha range of the paper's darkening; the automatic estimate stays inside it, or
+#: inside [0, 2] for a model also trained on undarkened frames (``ModelConfig.alpha_min``).
 ALPHA_RANGE = (0.5, 2.0)
 
 
@@ -53,6 +54,15 @@ class ModelConfig:
     estimate_blocks: int = 3
     enhance_blocks: int = 2
     context_hidden: int = 32
+    #: Smallest alpha of ``alpha="auto"``: 0 for a model also trained on undarkened,
+    #: noisy frames (alpha 0 is then "denoise only"), else the paper's 0.5.
+    alpha_min: float = ALPHA_RANGE[0]
+
+    def __post_init__(self):
+        if isinstance(self.alpha_min, bool) or not isinstance(self.alpha_min, (int, float)):
+            raise ValueError(f"alpha_min must be a number, got {self.alpha_min!r}")
+        if not 0 <= self.alpha_min <= ALPHA_RANGE[0]:
+            raise ValueError(f"alpha_min must be in [0, {ALPHA_RANGE[0]}], got {self.alpha_min!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,10 +171,10 @@ class AlphaEstimator(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(len(CONTEXT_QUANTILES), config.context_hidden), nn.ReLU(), nn.Linear(config.context_hidden, 1)
         )
+        self.low, self.high = config.alpha_min, ALPHA_RANGE[1]
 
     def forward(self, context):
-        low, high = ALPHA_RANGE
-        return low + (high - low) * torch.sigmoid(self.mlp(context)).squeeze(-1)
+        return self.low + (self.high - self.low) * torch.sigmoid(self.mlp(context)).squeeze(-1)
 
 
 class LowLightNet(nn.Module):

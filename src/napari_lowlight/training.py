@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from .devices import resolve_device
 from ._warnings import warn_user
 from .intensity import to_unit_float
-from .network import LowLightNet, image_context
+from .network import ALPHA_RANGE, LowLightNet, image_context
 from .planes import split_planes
 from .weights import load_weights, new_model, read_metadata, save_model
 
@@ -56,6 +56,7 @@ class TrainingConfig:
     lr_milestones: tuple[float, ...] = (0.6, 0.85)
     weight_decay: float = 1e-6
     alpha_range: tuple[float, float] = (0.5, 2.0)
+    denoise_fraction: float = 0.0
     gamma_range: tuple[float, float] = (0.5, 2.0)
     noise: str | None = "mixed"
     noise_sigma_range: tuple[float, float] = (0.0, 0.03)
@@ -83,6 +84,8 @@ class TrainingConfig:
             low, high = getattr(self, name)
             if not (0 <= low <= high) or (name in ("alpha_range", "gamma_range", "photons_range") and low <= 0):
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)!r}")
+        if not (isinstance(self.denoise_fraction, (int, float)) and 0 <= self.denoise_fraction < 1):
+            raise ValueError(f"denoise_fraction must be in [0, 1), got {self.denoise_fraction!r}")
         if not (isinstance(self.average_decay, (int, float)) and 0 <= self.average_decay < 1):
             raise ValueError(f"average_decay must be in [0, 1), got {self.average_decay!r}")
         if not isinstance(self.freeze_batchnorm, bool):
@@ -192,6 +195,8 @@ def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, co
         return values.exp() if log else values
 
     alpha, gamma = uniform(config.alpha_range), uniform(config.gamma_range, log=True)
+    if config.denoise_fraction:  # drawn only then, so runs without it keep their random stream
+        alpha[torch.from_numpy(rng.random(count) < config.denoise_fraction)] = 0.0
     sigma, photons = uniform(config.noise_sigma_range), uniform(config.photons_range, log=True)
     if config.noise == "mixed":
         shot = torch.from_numpy(rng.random(count) < 0.5)
@@ -324,6 +329,7 @@ def train(
     checkpoint=None,
     checkpoint_every=500,
     freeze_batchnorm=None,
+    denoise_fraction=None,
     **options,
 ):
     """Train or fine-tune the network; a generator of :class:`TrainingProgress` events.
@@ -375,6 +381,13 @@ def train(
         otherwise freeze when ``model`` comes with learned statistics (trained weights
         being fine-tuned: theirs come from far more varied data than a few frames of one
         kind), not for a new model.
+    denoise_fraction : float in [0, 1) or None, optional
+        Share of the samples left undarkened, with only their noise, at alpha 0: alpha 0
+        then means "denoise only", and ``alpha="auto"`` can answer 0 for a frame that
+        does not look darkened. A new model's alpha estimator then ranges over [0, 2]
+        (a ``model`` passed in keeps its own range). None (default): the share of the
+        run being resumed from ``checkpoint``, else of the run that trained ``model``
+        (the shipped weights: 0.2), else 0 (the paper's recipe).
     **options
         Further :class:`TrainingConfig` fields (e.g. ``difference_weight``, or
         ``average_decay``: the decay of the weight average, 0 to hand back the last
@@ -403,9 +416,12 @@ def train(
         seed=seed,
         paired=pairs is not None,
         freeze_batchnorm=_default_freeze(model, checkpoint) if freeze_batchnorm is None else freeze_batchnorm,
+        denoise_fraction=_default_denoise_fraction(model, checkpoint, pairs) if denoise_fraction is None else denoise_fraction,
         **options,
     )
     if pairs is not None:
+        if config.denoise_fraction:
+            raise ValueError("denoise_fraction leaves synthesised samples undarkened; real pairs have none")
         pairs = list(pairs)
         for position, (low, high) in enumerate(pairs):
             if np.shape(low) != np.shape(high):
@@ -425,13 +441,33 @@ def train(
     return _train_loop(config, batch, model, resolve_device(device), validate_every, checkpoint, checkpoint_every)
 
 
+def _resumed_training(checkpoint) -> dict | None:
+    """The training configuration recorded by the run ``checkpoint`` resumes, if it exists."""
+    if checkpoint is not None and Path(checkpoint).exists():
+        return read_metadata(checkpoint)["training"]
+    return None
+
+
 def _default_freeze(model, checkpoint) -> bool:
     """``freeze_batchnorm`` when not given: the resumed run's choice, else whether ``model``
     holds BatchNorm statistics learned from data (a new model's are untouched)."""
-    if checkpoint is not None and Path(checkpoint).exists():
+    resumed = _resumed_training(checkpoint)
+    if resumed is not None:
         # Runs written before the option existed learned their statistics.
-        return bool(read_metadata(checkpoint)["training"].get("freeze_batchnorm", False))
+        return bool(resumed.get("freeze_batchnorm", False))
     return model is not None and any(int(norm.num_batches_tracked) > 0 for norm in _batchnorms(model))
+
+
+def _default_denoise_fraction(model, checkpoint, pairs) -> float:
+    """``denoise_fraction`` when not given: 0 for real pairs (nothing is synthesised), the
+    resumed run's, else that of the run that trained ``model`` (fine-tuning keeps alpha 0
+    trained), else 0."""
+    if pairs is not None:
+        return 0.0
+    recorded = _resumed_training(checkpoint)
+    if recorded is None:
+        recorded = getattr(model, "training_config", None) or {}
+    return recorded.get("denoise_fraction", 0.0)  # TrainingConfig checks it
 
 
 def _batchnorms(model) -> list:
@@ -440,7 +476,8 @@ def _batchnorms(model) -> list:
 
 def _train_loop(config, make_batch, model, device, validate_every, checkpoint, checkpoint_every):
     if model is None:
-        model = new_model(seed=config.seed)
+        # The alpha estimator's range must hold the alpha 0 of undarkened samples.
+        model = new_model(seed=config.seed, alpha_min=0.0 if config.denoise_fraction else ALPHA_RANGE[0])
     resuming = checkpoint is not None and Path(checkpoint).exists()
     extra, trained = {}, {}
     if resuming:
@@ -492,7 +529,12 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
                 restored, estimated = model(low, alpha, context)
                 loss = F.mse_loss(restored.float(), clean)
                 if difference is not None:
-                    loss = loss + config.difference_weight * F.mse_loss(estimated.float(), difference)
+                    # An undarkened sample (alpha 0) holds no trace of D: Estimate-Net, which
+                    # never sees alpha, would learn to expect none in every image.
+                    darkened = alpha > 0
+                    if darkened.any():
+                        estimate_loss = F.mse_loss(estimated[darkened].float(), difference[darkened])
+                        loss = loss + config.difference_weight * estimate_loss
                     alpha_loss = F.mse_loss(model.alpha_estimator(context).float(), alpha)
                     loss = loss + config.alpha_weight * alpha_loss
             optimizer.zero_grad(set_to_none=True)

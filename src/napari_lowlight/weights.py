@@ -36,12 +36,18 @@ def default_weights_path() -> Path:
     return Path(str(resources.files("napari_lowlight") / "weights" / "default.safetensors"))
 
 
-def new_model(width: int = 16, *, estimate_blocks: int = 3, enhance_blocks: int = 2, seed: int | None = 0) -> LowLightNet:
-    """A freshly initialised model (seeded, so two calls with one seed are identical)."""
+def new_model(
+    width: int = 16, *, estimate_blocks: int = 3, enhance_blocks: int = 2, alpha_min: float = 0.5, seed: int | None = 0
+) -> LowLightNet:
+    """A freshly initialised model (seeded, so two calls with one seed are identical).
+
+    ``alpha_min`` is the smallest alpha its automatic estimate can return: 0 for a model
+    that will also learn undarkened frames (``train(..., denoise_fraction=...)``).
+    """
     for name, value in (("width", width), ("estimate_blocks", estimate_blocks), ("enhance_blocks", enhance_blocks)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    config = ModelConfig(width=width, estimate_blocks=estimate_blocks, enhance_blocks=enhance_blocks)
+    config = ModelConfig(width=width, estimate_blocks=estimate_blocks, enhance_blocks=enhance_blocks, alpha_min=alpha_min)
     if seed is None:
         return LowLightNet(config)
     with torch.random.fork_rng(devices=[]):
@@ -122,6 +128,8 @@ def read_metadata(path) -> dict:
     try:
         config = ModelConfig(**json.loads(metadata["config"]))
         training = json.loads(metadata.get("training", "{}"))
+        if not isinstance(training, dict):
+            raise ValueError(f"training metadata is a JSON {type(training).__name__}, not an object")
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"model file {str(path)!r} has invalid config metadata ({error})") from None
     return {"architecture": ARCHITECTURE, "config": config, "training": training}

@@ -69,9 +69,16 @@ def test_synthesize_any_input(example, alpha, gamma):
     _check(lambda im, ax: synthesize_low_light(im, alpha, gamma, channel_axis=ax, noise_sigma=0.01, seed=0), image, axis)
 
 
-@pytest.mark.parametrize("alpha", [0, -1, float("nan"), float("inf"), "1", None, True])
+@pytest.mark.parametrize("alpha", [-1, -1e-9, float("nan"), float("inf"), "1", None, True])
 def test_bad_alpha_is_named(alpha):
     with pytest.raises((ValueError, TypeError), match="alpha"):
         restore(np.zeros((8, 8)), alpha, model=MODEL)
     with pytest.raises((ValueError, TypeError), match="alpha"):
         synthesize_low_light(np.zeros((8, 8)), alpha, 1.0)
+
+
+def test_alpha_zero_restores_but_does_not_synthesize():
+    # Restoring at alpha 0 is "denoise only"; synthesising at alpha 0 would darken nothing.
+    assert restore(np.zeros((8, 8)), 0, model=MODEL).shape == (8, 8)
+    with pytest.raises(ValueError, match="alpha"):
+        synthesize_low_light(np.zeros((8, 8)), 0, 1.0)

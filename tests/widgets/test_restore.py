@@ -88,6 +88,9 @@ def test_alpha_slider_updates_in_place_without_estimate_net(qtbot, viewer, widge
     with qtbot.waitSignal(widget.alpha_applied, timeout=10_000):
         widget._slider.setValue(0.6)
     np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 0.6, model=tiny_model, device="cpu"))
+    widget.alpha = 0.0  # the slider's bottom: denoise only
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 0.0, model=tiny_model, device="cpu"))
+    assert restored.metadata["napari_lowlight"]["alpha"] == 0.0
     assert len(calls) == 1
     assert len(viewer.layers) == 3
 

@@ -72,7 +72,7 @@ SYNC_PIXELS = 1024 * 1024
 PREVIEW_PIXELS = 256 * 1024
 #: Slider movements closer together than this (ms) are coalesced into one update.
 DEBOUNCE_MS = 60
-ALPHA_MIN, ALPHA_MAX = 0.05, 3.0
+ALPHA_MIN, ALPHA_MAX = 0.0, 3.0  # 0: denoise only
 
 
 @dataclass

@@ -82,6 +82,11 @@ def quality_parser(module, doc, *, quick_help):
     return parser
 
 
+def add_model_option(parser):
+    """The ``--model`` option of a benchmark that scores one model."""
+    parser.add_argument("--model", type=Path, default=None, help="a .safetensors file (default: the shipped model)")
+
+
 def add_output_options(parser):
     """The ``--json`` and ``--write`` options every benchmark script takes."""
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")

@@ -13,7 +13,6 @@ with ``data_range=1`` (SSIM with ``channel_axis=-1`` for RGB), averaged over ima
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -297,7 +296,7 @@ def run(*, model_path=None, quick=False, seed=0, p2_draws=6, max_side=320, devic
 
 def main(argv=None):
     parser = _report.quality_parser("benchmarks.bench_quality", __doc__, quick_help="4 tiny images, 1 P2 draw: a smoke run")
-    parser.add_argument("--model", type=Path, default=None, help="a .safetensors file (default: the shipped model)")
+    _report.add_model_option(parser)
     parser.add_argument("--p2-draws", type=int, default=None, help="random degradations per image (default 6)")
     parser.add_argument("--max-side", type=int, default=None, help="longer side of the test images (default 320)")
     args = parser.parse_args(argv)

@@ -362,7 +362,9 @@ def _parser() -> argparse.ArgumentParser:
     rest = commands.add_parser("restore", help="restore low-light images")
     rest.add_argument("inputs", nargs="+", help="image files or folders")
     rest.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
-    rest.add_argument("--alpha", type=_alpha, default=1.0, help="restoration strength (>= 0; 0: denoise only) or 'auto'")
+    rest.add_argument(
+        "--alpha", type=_alpha, default=1.0, help="restoration strength (>= 0; 0: denoise only) or 'auto'"
+    )
     rest.add_argument("--model", help="weights file (.safetensors); the shipped default if omitted")
     rest.add_argument("--difference", help="also write the difference map (float TIFF) here")
     rest.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")

@@ -416,7 +416,9 @@ def train(
         seed=seed,
         paired=pairs is not None,
         freeze_batchnorm=_default_freeze(model, checkpoint) if freeze_batchnorm is None else freeze_batchnorm,
-        denoise_fraction=_default_denoise_fraction(model, checkpoint, pairs) if denoise_fraction is None else denoise_fraction,
+        denoise_fraction=(
+            _default_denoise_fraction(model, checkpoint, pairs) if denoise_fraction is None else denoise_fraction
+        ),
         **options,
     )
     if pairs is not None:

@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .devices import resolve_device
-from .network import LowLightNet, ModelConfig
+from .network import ALPHA_RANGE, LowLightNet, ModelConfig
 
 __all__ = ["default_model", "ARCHITECTURE", "FORMAT_VERSION", "new_model", "save_model", "load_model", "read_metadata", "default_weights_path"]
 
@@ -37,7 +37,12 @@ def default_weights_path() -> Path:
 
 
 def new_model(
-    width: int = 16, *, estimate_blocks: int = 3, enhance_blocks: int = 2, alpha_min: float = 0.5, seed: int | None = 0
+    width: int = 16,
+    *,
+    estimate_blocks: int = 3,
+    enhance_blocks: int = 2,
+    alpha_min: float = ALPHA_RANGE[0],
+    seed: int | None = 0,
 ) -> LowLightNet:
     """A freshly initialised model (seeded, so two calls with one seed are identical).
 
@@ -47,7 +52,9 @@ def new_model(
     for name, value in (("width", width), ("estimate_blocks", estimate_blocks), ("enhance_blocks", enhance_blocks)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    config = ModelConfig(width=width, estimate_blocks=estimate_blocks, enhance_blocks=enhance_blocks, alpha_min=alpha_min)
+    config = ModelConfig(
+        width=width, estimate_blocks=estimate_blocks, enhance_blocks=enhance_blocks, alpha_min=alpha_min
+    )
     if seed is None:
         return LowLightNet(config)
     with torch.random.fork_rng(devices=[]):

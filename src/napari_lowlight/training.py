@@ -404,6 +404,7 @@ def train(
     LowLightNet
         The trained model (``StopIteration.value``) with the averaged weights, in eval mode.
     """
+    resumed = _resumed_training(checkpoint)
     config = TrainingConfig(
         steps=steps,
         batch_size=batch_size,
@@ -415,9 +416,9 @@ def train(
         noise_sigma_range=tuple(noise_sigma_range),
         seed=seed,
         paired=pairs is not None,
-        freeze_batchnorm=_default_freeze(model, checkpoint) if freeze_batchnorm is None else freeze_batchnorm,
+        freeze_batchnorm=_default_freeze(model, resumed) if freeze_batchnorm is None else freeze_batchnorm,
         denoise_fraction=(
-            _default_denoise_fraction(model, checkpoint, pairs) if denoise_fraction is None else denoise_fraction
+            _default_denoise_fraction(model, resumed, pairs) if denoise_fraction is None else denoise_fraction
         ),
         **options,
     )
@@ -450,25 +451,23 @@ def _resumed_training(checkpoint) -> dict | None:
     return None
 
 
-def _default_freeze(model, checkpoint) -> bool:
-    """``freeze_batchnorm`` when not given: the resumed run's choice, else whether ``model``
-    holds BatchNorm statistics learned from data (a new model's are untouched)."""
-    resumed = _resumed_training(checkpoint)
+def _default_freeze(model, resumed: dict | None) -> bool:
+    """``freeze_batchnorm`` when not given: the resumed run's choice (``resumed``, from
+    :func:`_resumed_training`), else whether ``model`` holds BatchNorm statistics learned
+    from data (a new model's are untouched)."""
     if resumed is not None:
         # Runs written before the option existed learned their statistics.
         return bool(resumed.get("freeze_batchnorm", False))
     return model is not None and any(int(norm.num_batches_tracked) > 0 for norm in _batchnorms(model))
 
 
-def _default_denoise_fraction(model, checkpoint, pairs) -> float:
+def _default_denoise_fraction(model, resumed: dict | None, pairs) -> float:
     """``denoise_fraction`` when not given: 0 for real pairs (nothing is synthesised), the
-    resumed run's, else that of the run that trained ``model`` (fine-tuning keeps alpha 0
-    trained), else 0."""
+    resumed run's (``resumed``), else that of the run that trained ``model`` (fine-tuning
+    keeps alpha 0 trained), else 0."""
     if pairs is not None:
         return 0.0
-    recorded = _resumed_training(checkpoint)
-    if recorded is None:
-        recorded = getattr(model, "training_config", None) or {}
+    recorded = resumed if resumed is not None else getattr(model, "training_config", None) or {}
     return recorded.get("denoise_fraction", 0.0)  # TrainingConfig checks it
 
 

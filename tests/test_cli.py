@@ -80,6 +80,16 @@ def test_train_on_generated_scenes_alone(tmp_path):
     assert read_metadata(out)["training"]["data"] == {"paths": [], "files": 0, "scenes": 2, "pairs": 0}
 
 
+def test_a_recipe_sets_the_undarkened_share_of_the_scenes(tmp_path, png):
+    recipe, out = tmp_path / "recipe.toml", tmp_path / "m.safetensors"
+    recipe.write_text("[train]\nscenes = 2\nsteps = 2\nbatch_size = 4\npatch_size = 16\ndim_denoise_fraction = 0.7\n")
+    assert main(["train", str(png), "--config", str(recipe), "-o", str(out), "--device", "cpu"]) == 0
+    from napari_lowlight.weights import read_metadata
+
+    training = read_metadata(out)["training"]
+    assert training["dim_denoise_fraction"] == 0.7 and training["data"]["scenes"] == 2
+
+
 def test_headless_demo(tmp_path, capsys):
     assert main(["demo", "--headless", "--sample", "fluorescence", "-o", str(tmp_path)]) == 0
     assert "PSNR" in capsys.readouterr().out

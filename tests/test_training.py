@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from napari_lowlight import estimate_alpha, load_model, new_model, train
-from napari_lowlight.training import TrainingConfig, WeightAverage, _PatchSource, _synthetic_batch
+from napari_lowlight.network import CONTEXT_QUANTILES
+from napari_lowlight.training import TrainingConfig, WeightAverage, _context_batch, _PatchSource, _synthetic_batch
 from napari_lowlight.weights import load_weights, save_model
 
 
@@ -212,6 +213,8 @@ def test_colour_and_stacks_are_accepted(rng):
         ({"average_decay": 1.0}, "average_decay"),
         ({"freeze_batchnorm": "yes"}, "freeze_batchnorm"),
         ({"denoise_fraction": 1.0}, "denoise_fraction"),
+        ({"dim_denoise_fraction": -0.1}, "dim_denoise_fraction"),
+        ({"alpha_batch_size": -1}, "alpha_batch_size"),
     ],
 )
 def test_bad_settings_are_named(smooth_image, kwargs, word):
@@ -225,6 +228,8 @@ def test_mismatched_pairs_are_refused(smooth_image):
         train(pairs=[(smooth_image, smooth_image[:10])], steps=2)
     with pytest.raises(ValueError, match="denoise_fraction"):
         train(pairs=[(smooth_image, smooth_image)], steps=2, denoise_fraction=0.2)
+    with pytest.raises(ValueError, match="dim_images"):
+        train(pairs=[(smooth_image, smooth_image)], dim_images=[smooth_image], steps=2)
 
 
 def test_undarkened_samples_are_the_clean_patches_with_only_their_noise(smooth_image):
@@ -235,6 +240,53 @@ def test_undarkened_samples_are_the_clean_patches_with_only_their_noise(smooth_i
     assert 10 < int(undarkened.sum()) < 54
     torch.testing.assert_close(low[undarkened], clean[undarkened], rtol=0, atol=0)
     assert (low[~undarkened].mean(dim=(1, 2, 3)) < clean[~undarkened].mean(dim=(1, 2, 3))).all()
+
+
+def test_dim_images_stay_undarkened_in_their_own_share(smooth_image):
+    # Two images of different brightness tell the samples' sources apart.
+    bright, dim = smooth_image, smooth_image * 0.25
+    source = _PatchSource([bright, dim], 16, None, "images", dim=[False, True])
+    config = TrainingConfig(steps=1, denoise_fraction=0.0, dim_denoise_fraction=0.9, noise=None, quantize_fraction=0.0)
+    _, clean, _, alpha, _ = _synthetic_batch(source, config, step=0, count=256)
+    from_dim = clean.amax(dim=(1, 2, 3)) <= 0.25
+    assert 50 < int(from_dim.sum()) < 206
+    assert (alpha[~from_dim] > 0).all()
+    assert 0.75 < float((alpha[from_dim] == 0).float().mean()) < 1.0
+
+
+def test_dim_images_are_trained_beside_the_images(smooth_image):
+    # A folder of photographs plus scenes: both feed the run, each scene with its own plane.
+    stack = np.stack([smooth_image, smooth_image[::-1]])
+    source = _PatchSource([smooth_image, stack], 16, None, "images", dim=[False, True])
+    assert source.dim.tolist() == [False, True, True]
+    run = train([smooth_image], dim_images=[stack], steps=2, dim_denoise_fraction=0.5, **_tiny())
+    _, model = _run(run)
+    assert model.training_config["dim_denoise_fraction"] == 0.5
+
+
+def test_more_contexts_train_only_the_alpha_estimator(smooth_image):
+    # The further contexts have their own random stream and feed only the estimator's loss:
+    # both nets end bit for bit as without them.
+    trained = {}
+    for more in (0, 16):
+        model = new_model(width=4, seed=0)
+        _run(train([smooth_image], steps=3, alpha_batch_size=more, average_decay=0.0, **_tiny(model=model)))
+        trained[more] = model.state_dict()
+    nets = [name for name in trained[0] if not name.startswith("alpha_estimator.")]
+    assert nets and all(torch.equal(trained[0][name], trained[16][name]) for name in nets)
+    estimator = [name for name in trained[0] if name.startswith("alpha_estimator.")]
+    assert any(not torch.equal(trained[0][name], trained[16][name]) for name in estimator)
+
+
+def test_further_contexts_follow_the_images_undarkened_shares(smooth_image):
+    source = _PatchSource([smooth_image, smooth_image * 0.25], 16, None, "images", dim=[False, True])
+    config = TrainingConfig(steps=1, denoise_fraction=0.0, dim_denoise_fraction=0.9, noise=None, quantize_fraction=0.0)
+    alpha, context = _context_batch(source, config, step=0, count=200)
+    assert alpha.shape == (200,) and context.shape == (200, len(CONTEXT_QUANTILES))
+    undarkened = alpha == 0
+    assert 40 < int(undarkened.sum()) < 120  # about 0.9 of the dim image's half
+    # Undarkened contexts come from the dim image: their top quantile is at most its 0.25.
+    assert (context[undarkened, -1] <= 0.25**0.5 + 1e-6).all()
 
 
 def test_undarkened_samples_do_not_train_estimate_net(smooth_image):

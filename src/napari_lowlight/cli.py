@@ -294,7 +294,9 @@ def _train(args) -> None:
     # Grey and colour files can be mixed: each image gets its own channel axis.
     channel_axes = [_resolve_channel_axis(args.channel_axis, image) for image in images or [low for low, _ in pairs or []]]
     channel_axes += [None] * len(scenes)
-    run = train(images + scenes, pairs=pairs, model=model, device=args.device, channel_axis=channel_axes, **options)
+    run = train(
+        images, dim_images=scenes, pairs=pairs, model=model, device=args.device, channel_axis=channel_axes, **options
+    )
     bar = tqdm(total=options["steps"], desc="training", unit="step", file=sys.stderr)
     try:
         while True:
@@ -397,7 +399,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--scenes",
         type=_non_negative_int,
-        help="also train on this many generated microscopy and astronomy scenes (see napari_lowlight.scenes)",
+        help="also train on this many generated microscopy and astronomy scenes (see napari_lowlight.scenes),"
+        " dim by nature: a recipe's dim_denoise_fraction sets how many of their samples stay undarkened",
     )
     tr.add_argument("--checkpoint", help="resumable checkpoint file, written as training goes")
     tr.add_argument("--device", default="auto")

@@ -57,6 +57,8 @@ class TrainingConfig:
     weight_decay: float = 1e-6
     alpha_range: tuple[float, float] = (0.5, 2.0)
     denoise_fraction: float = 0.0
+    #: Undarkened share of the ``dim_images`` samples (None: ``denoise_fraction``).
+    dim_denoise_fraction: float | None = None
     gamma_range: tuple[float, float] = (0.5, 2.0)
     noise: str | None = "mixed"
     noise_sigma_range: tuple[float, float] = (0.0, 0.03)
@@ -64,6 +66,9 @@ class TrainingConfig:
     quantize_fraction: float = 0.5
     difference_weight: float = 0.5
     alpha_weight: float = 0.01
+    #: Further whole-image draws per step on which the alpha estimator trains (their
+    #: contexts only: no patches, no network pass), beside the batch's own.
+    alpha_batch_size: int = 0
     average_decay: float = 0.999
     freeze_batchnorm: bool = False
     seed: int = 0
@@ -74,6 +79,9 @@ class TrainingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        value = self.alpha_batch_size
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"alpha_batch_size must be an integer >= 0, got {value!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.patch_size < 8:
@@ -84,8 +92,12 @@ class TrainingConfig:
             low, high = getattr(self, name)
             if not (0 <= low <= high) or (name in ("alpha_range", "gamma_range", "photons_range") and low <= 0):
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)!r}")
-        if not (isinstance(self.denoise_fraction, (int, float)) and 0 <= self.denoise_fraction < 1):
-            raise ValueError(f"denoise_fraction must be in [0, 1), got {self.denoise_fraction!r}")
+        for name in ("denoise_fraction", "dim_denoise_fraction"):
+            value = getattr(self, name)
+            if value is None and name == "dim_denoise_fraction":
+                continue
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
         if not (isinstance(self.average_decay, (int, float)) and 0 <= self.average_decay < 1):
             raise ValueError(f"average_decay must be in [0, 1), got {self.average_decay!r}")
         if not isinstance(self.freeze_batchnorm, bool):
@@ -112,23 +124,28 @@ class _PatchSource:
 
     Each source image is kept as an array (C, H, W) of its planes: the channels of a
     colour image stay together, because the image context is computed over all of them.
+    ``dim`` flags the input images that are dim by nature (``self.dim``: one flag per
+    stored image).
     """
 
-    def __init__(self, images, patch_size: int, channel_axis, name: str):
-        self.images = []
+    def __init__(self, images, patch_size: int, channel_axis, name: str, dim=None):
+        self.images, dim_flags = [], []
         axes = list(channel_axis) if isinstance(channel_axis, (list, tuple)) else [channel_axis] * len(images)
         if len(axes) != len(images):
             raise ValueError(f"channel_axis has {len(axes)} entries for {len(images)} images")
-        for position, (image, axis) in enumerate(zip(images, axes)):
+        dim = [False] * len(images) if dim is None else list(dim)
+        for position, (image, axis, is_dim) in enumerate(zip(images, axes, dim)):
             unit, _ = to_unit_float(image, name=f"{name}[{position}]")
             planes, _, layout = split_planes(unit, axis)
             # Colour channels of one image stay together; every other plane stands alone.
             per_image = 1 if layout.channel_axis is None else layout.colour_shape[-1] - int(layout.has_opacity)
             for group in planes.reshape(-1, per_image, *planes.shape[-2:]):
                 self.images.append(_pad_to(group.astype(np.float32), patch_size))
+                dim_flags.append(is_dim)
         if not self.images:
             raise ValueError(f"{name} is empty; give at least one image")
         self.patch_size = patch_size
+        self.dim = np.array(dim_flags)
 
     def crop(self, rng: np.random.Generator, index: int):
         """A random (P, P) patch of image ``index`` and where it lies: (channel, y, x)."""
@@ -180,6 +197,59 @@ def _noise(low, config: TrainingConfig, generator: torch.Generator, sigma, photo
     return torch.where(bits > 0, quantised, low)
 
 
+@dataclass
+class _Degradation:
+    """Per-sample parameters of the synthesised low light, tensors of shape (B,)."""
+
+    alpha: torch.Tensor
+    gamma: torch.Tensor
+    sigma: torch.Tensor
+    photons: torch.Tensor
+    shot: torch.Tensor
+    bits: torch.Tensor
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, config: TrainingConfig, dim: np.ndarray) -> _Degradation:
+        """Random parameters for samples from images flagged ``dim`` (bool, shape (B,))."""
+        count = len(dim)
+
+        def uniform(bounds, log=False):
+            low, high = (math.log(bounds[0]), math.log(bounds[1])) if log else bounds
+            values = torch.from_numpy(rng.uniform(low, high, count).astype(np.float32))
+            return values.exp() if log else values
+
+        alpha, gamma = uniform(config.alpha_range), uniform(config.gamma_range, log=True)
+        dim_share = config.denoise_fraction if config.dim_denoise_fraction is None else config.dim_denoise_fraction
+        share = np.where(dim, dim_share, config.denoise_fraction)
+        if share.any():  # drawn only then, so runs without it keep their random stream
+            alpha[torch.from_numpy(rng.random(count) < share)] = 0.0
+        sigma, photons = uniform(config.noise_sigma_range), uniform(config.photons_range, log=True)
+        if config.noise == "mixed":
+            shot = torch.from_numpy(rng.random(count) < 0.5)
+        else:
+            shot = torch.full((count,), config.noise == "poisson-gaussian")
+        quantise = rng.random(count) < config.quantize_fraction
+        bits = torch.from_numpy(np.where(quantise, rng.choice([8, 16], count), 0).astype(np.float32))
+        return cls(alpha, gamma, sigma, photons, shot, bits)
+
+    def apply(self, clean: torch.Tensor, config: TrainingConfig, generator: torch.Generator) -> torch.Tensor:
+        """The low-light version of ``clean``: patches (B, 1, P, P) or pixel rows (B, S)."""
+
+        def per_sample(values):
+            return values.view(-1, *([1] * (clean.ndim - 1)))
+
+        low = _darken(clean, per_sample(self.alpha), per_sample(self.gamma))
+        return _noise(
+            low,
+            config,
+            generator,
+            per_sample(self.sigma),
+            per_sample(self.photons),
+            per_sample(self.shot),
+            per_sample(self.bits),
+        )
+
+
 def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, count: int):
     """A batch of (low, clean, difference, alpha, context) tensors for ``step``."""
     rng = np.random.default_rng([config.seed, step])
@@ -188,43 +258,26 @@ def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, co
     clean = np.stack([_augment(source.crop(rng, i)[0][None], rng) for i in indices])
     pixels = np.stack([source.pixels(rng, i, CONTEXT_SAMPLES) for i in indices])
     clean_t, pixels_t = torch.from_numpy(np.ascontiguousarray(clean)), torch.from_numpy(pixels)
+    degradation = _Degradation.draw(rng, config, source.dim[indices])
+    low = degradation.apply(clean_t, config, generator)
+    low_pixels = degradation.apply(pixels_t, config, generator)
+    difference = (1 - clean_t ** degradation.gamma.view(-1, 1, 1, 1)) * clean_t
+    return low, clean_t, difference, degradation.alpha, image_context(low_pixels)
 
-    def uniform(bounds, log=False):
-        low, high = (math.log(bounds[0]), math.log(bounds[1])) if log else bounds
-        values = torch.from_numpy(rng.uniform(low, high, count).astype(np.float32))
-        return values.exp() if log else values
 
-    alpha, gamma = uniform(config.alpha_range), uniform(config.gamma_range, log=True)
-    if config.denoise_fraction:  # drawn only then, so runs without it keep their random stream
-        alpha[torch.from_numpy(rng.random(count) < config.denoise_fraction)] = 0.0
-    sigma, photons = uniform(config.noise_sigma_range), uniform(config.photons_range, log=True)
-    if config.noise == "mixed":
-        shot = torch.from_numpy(rng.random(count) < 0.5)
-    else:
-        shot = torch.full((count,), config.noise == "poisson-gaussian")
-    quantise = rng.random(count) < config.quantize_fraction
-    bits = torch.from_numpy(np.where(quantise, rng.choice([8, 16], count), 0).astype(np.float32))
+def _context_batch(source: _PatchSource, config: TrainingConfig, step: int, count: int):
+    """``(alpha, context)`` of ``count`` further whole-image draws for the alpha estimator.
 
-    def per_sample(values, image_shaped):
-        return values.view(-1, 1, 1, 1) if image_shaped else values.view(-1, 1)
-
-    low_parts = []
-    for tensor, image_shaped in ((clean_t, True), (pixels_t, False)):
-        low = _darken(tensor, per_sample(alpha, image_shaped), per_sample(gamma, image_shaped))
-        low_parts.append(
-            _noise(
-                low,
-                config,
-                generator,
-                per_sample(sigma, image_shaped),
-                per_sample(photons, image_shaped),
-                per_sample(shot, image_shaped),
-                per_sample(bits, image_shaped),
-            )
-        )
-    low, low_pixels = low_parts
-    difference = (1 - clean_t ** gamma.view(-1, 1, 1, 1)) * clean_t
-    return low, clean_t, difference, alpha, image_context(low_pixels)
+    Contexts cost a few thousand pixels each and no network pass, so the estimator can
+    see many more per step than the patches' own (its own random stream, so the patches
+    stay those of a run without them).
+    """
+    rng = np.random.default_rng([config.seed, step, 1])
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    indices = rng.integers(len(source.images), size=count)
+    pixels = torch.from_numpy(np.stack([source.pixels(rng, i, CONTEXT_SAMPLES) for i in indices]))
+    degradation = _Degradation.draw(rng, config, source.dim[indices])
+    return degradation.alpha, image_context(degradation.apply(pixels, config, generator))
 
 
 def _paired_batch(low_source: _PatchSource, high_source: _PatchSource, config: TrainingConfig, step: int, count: int):
@@ -312,6 +365,7 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, extra: dict) -> int:
 def train(
     images=(),
     *,
+    dim_images=(),
     pairs=None,
     model=None,
     steps,
@@ -339,6 +393,12 @@ def train(
     images : sequence of array_like
         Clean images (2-D grey, colour with ``channel_axis``, or N-D stacks whose
         planes are used). Low-light versions are synthesised on the fly.
+    dim_images : sequence of array_like, optional
+        Clean images that are dim by nature (micrographs, sky frames, such as
+        :func:`napari_lowlight.scenes.generated_scenes`), trained beside ``images``
+        but left undarkened in their own share of samples, ``dim_denoise_fraction``
+        (a further option; default: ``denoise_fraction``). A frame that looks like
+        them then reads as undarkened to ``alpha="auto"`` more often.
     pairs : sequence of (low, high) array_like, optional
         Real aligned pairs instead of ``images``: the network learns low -> high at
         alpha = 1 (Estimate-Net is then supervised only through the output).
@@ -365,7 +425,8 @@ def train(
     device : str
         ``"auto"`` picks CUDA (with bfloat16 autocast), then MPS, then the CPU.
     channel_axis : int, None or a sequence of them
-        Axis of RGB(A) channels, for all images or one per image.
+        Axis of RGB(A) channels, for all images or one per image (of ``images``
+        followed by ``dim_images``).
     validate_every : int
         Steps between validation PSNRs of the averaged weights on a fixed, held-back
         batch (0: never).
@@ -389,9 +450,10 @@ def train(
         run being resumed from ``checkpoint``, else of the run that trained ``model``
         (the shipped weights: 0.2), else 0 (the paper's recipe).
     **options
-        Further :class:`TrainingConfig` fields (e.g. ``difference_weight``, or
+        Further :class:`TrainingConfig` fields (e.g. ``difference_weight``;
         ``average_decay``: the decay of the weight average, 0 to hand back the last
-        step's weights).
+        step's weights; ``alpha_batch_size``: further whole-image draws per step for
+        the alpha estimator alone, cheap beside the patches).
 
     Yields
     ------
@@ -425,6 +487,8 @@ def train(
     if pairs is not None:
         if config.denoise_fraction:
             raise ValueError("denoise_fraction leaves synthesised samples undarkened; real pairs have none")
+        if len(dim_images):
+            raise ValueError("dim_images are clean images to synthesise from; they cannot be combined with pairs")
         pairs = list(pairs)
         for position, (low, high) in enumerate(pairs):
             if np.shape(low) != np.shape(high):
@@ -435,13 +499,20 @@ def train(
         def batch(step, count):
             return _paired_batch(low_source, high_source, config, step, count)
 
+        contexts = None  # a pair's alpha is always 1: nothing more to estimate from
     else:
-        source = _PatchSource(list(images), patch_size, channel_axis, "images")
+        images, dim_images = list(images), list(dim_images)
+        dim = [False] * len(images) + [True] * len(dim_images)
+        source = _PatchSource(images + dim_images, patch_size, channel_axis, "images", dim=dim)
 
         def batch(step, count):
             return _synthetic_batch(source, config, step, count)
 
-    return _train_loop(config, batch, model, resolve_device(device), validate_every, checkpoint, checkpoint_every)
+        def contexts(step, count):
+            return _context_batch(source, config, step, count)
+
+    device = resolve_device(device)
+    return _train_loop(config, batch, contexts, model, device, validate_every, checkpoint, checkpoint_every)
 
 
 def _resumed_training(checkpoint) -> dict | None:
@@ -475,7 +546,7 @@ def _batchnorms(model) -> list:
     return [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
 
 
-def _train_loop(config, make_batch, model, device, validate_every, checkpoint, checkpoint_every):
+def _train_loop(config, make_batch, make_contexts, model, device, validate_every, checkpoint, checkpoint_every):
     if model is None:
         # The alpha estimator's range must hold the alpha 0 of undarkened samples.
         model = new_model(seed=config.seed, alpha_min=0.0 if config.denoise_fraction else ALPHA_RANGE[0])
@@ -523,6 +594,11 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
             batch = (t if t is None else t.to(device) for t in make_batch(step, config.batch_size))
             low, clean, difference, alpha, context = batch
             low = low.contiguous(memory_format=memory_format)
+            estimator_alpha, estimator_context = alpha, context
+            if make_contexts is not None and config.alpha_batch_size:
+                more_alpha, more_context = make_contexts(step, config.alpha_batch_size)
+                estimator_alpha = torch.cat([alpha, more_alpha.to(device)])
+                estimator_context = torch.cat([context, more_context.to(device)])
             model.train()
             for norm in frozen_norms:
                 norm.eval()
@@ -536,7 +612,7 @@ def _train_loop(config, make_batch, model, device, validate_every, checkpoint, c
                     if darkened.any():
                         estimate_loss = F.mse_loss(estimated[darkened].float(), difference[darkened])
                         loss = loss + config.difference_weight * estimate_loss
-                    alpha_loss = F.mse_loss(model.alpha_estimator(context).float(), alpha)
+                    alpha_loss = F.mse_loss(model.alpha_estimator(estimator_context).float(), estimator_alpha)
                     loss = loss + config.alpha_weight * alpha_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -201,3 +201,19 @@ def test_noise_none_selects_no_noise_and_unknown_names_are_refused(widget):
     assert widget.noise == "none"
     with pytest.raises(ValueError, match="noise model"):
         widget.noise = "salt"
+
+
+def test_the_undarkened_share_is_the_starting_weights_unless_set(qtbot, viewer, widget, helpers):
+    viewer.add_image(helpers.grey((40, 40)), name="clean")
+    widget.train_layers = ["clean"]
+    widget.steps = 1
+    assert widget.denoise_fraction is None  # "as the starting weights"
+    widget.start_from, widget.weights_path = "file", core.weights.default_weights_path()
+    train(qtbot, widget)
+    shipped = core.weights.read_metadata(widget.weights_path)["training"]["denoise_fraction"]
+    assert shipped > 0 and widget.model.training_config["denoise_fraction"] == shipped
+    widget.denoise_fraction = 0.5
+    train(qtbot, widget)
+    assert widget.model.training_config["denoise_fraction"] == 0.5
+    widget.denoise_fraction = 0.0  # a share of its own, not the special value
+    assert widget.denoise_fraction == 0.0

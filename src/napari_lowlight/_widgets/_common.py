@@ -166,13 +166,15 @@ def forwarded_property(attribute: str, name: str, doc: str | None = None) -> pro
 
 
 def optional_spin_property(attribute: str, doc: str) -> property:
-    """A widget property over the spin box ``self.<attribute>`` whose 0 (its special value) is None."""
+    """A widget property over the spin box ``self.<attribute>`` whose minimum (its special value) is None."""
 
     def get(self):
-        return getattr(self, attribute).value() or None
+        spin = getattr(self, attribute)
+        return None if spin.value() == spin.minimum() else spin.value()
 
     def set(self, value) -> None:
-        getattr(self, attribute).setValue(value or 0)
+        spin = getattr(self, attribute)
+        spin.setValue(spin.minimum() if value is None else value)
 
     return property(get, set, doc=doc)
 
@@ -231,7 +233,13 @@ class _LayerTracker:
             layer.events.name.connect(self._refresh_later)
 
     def _untrack(self) -> None:
-        events = self._viewer.layers.events
+        try:
+            layers = self._viewer.layers
+        except ValueError:
+            # A viewer proxy whose viewer is gone (a widget destroyed at interpreter exit):
+            # nothing is left to disconnect, and a slot raising here would abort Qt.
+            return
+        events = layers.events
         for emitter, callback in (
             (events.inserted, self._on_inserted),
             (events.removed, self._on_removed),
@@ -239,7 +247,7 @@ class _LayerTracker:
         ):
             with contextlib.suppress(Exception):
                 emitter.disconnect(callback)
-        for layer in self._viewer.layers:
+        for layer in layers:
             with contextlib.suppress(Exception):
                 layer.events.name.disconnect(self._refresh_later)
 

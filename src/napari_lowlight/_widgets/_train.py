@@ -57,6 +57,7 @@ from ._common import (
     forwarded_property,
     int_spin,
     is_alive,
+    optional_spin_property,
     spin_property,
 )
 from ._loss_curve import LossCurve
@@ -72,6 +73,8 @@ START_FROM = {
     "last trained": "last trained model",
     "file": "weights file",
 }
+#: Value of the "undarkened share" field that stands for the starting weights' share.
+UNDARKENED_INHERIT = -0.05
 #: Noise choices for synthesis during training -> the core's ``noise`` argument.
 TRAIN_NOISE = {"mixed": "mixed", "gaussian": "gaussian", "poisson-gaussian": "poisson-gaussian", "none": None}
 
@@ -162,12 +165,24 @@ class TrainWidget(QWidget):
         self._noise.addItems(list(TRAIN_NOISE))
         self._noise.setToolTip("mixed: half Gaussian, half Poisson-Gaussian")
         self._sigma_range = _RangeEdit(0.0, 0.03, 0.0, 1.0, step=0.005, decimals=4)
+        # Its minimum, below any share, stands for "inherit": fine-tuning keeps alpha 0 trained.
+        self._undarkened = double_spin(
+            UNDARKENED_INHERIT,
+            UNDARKENED_INHERIT,
+            0.95,
+            step=0.05,
+            decimals=2,
+            tooltip="Share of samples left undarkened, with only their noise (alpha 0: denoise only). "
+            "Raise it for frames that are dim by nature, such as fluorescence",
+        )
+        self._undarkened.setSpecialValueText("as the starting weights")
         self._synthesis_box = QGroupBox("Synthesis ranges (clean images)")
         synthesis_form = QFormLayout(self._synthesis_box)
         synthesis_form.addRow("alpha", self._alpha_range)
         synthesis_form.addRow("gamma", self._gamma_range)
         synthesis_form.addRow("noise", self._noise)
         synthesis_form.addRow("noise sigma", self._sigma_range)
+        synthesis_form.addRow("undarkened share", self._undarkened)
 
         # --- model
         self._start_from = QComboBox()
@@ -271,6 +286,11 @@ class TrainWidget(QWidget):
         none_text="none",
     )
     noise_sigma_range = forwarded_property("_sigma_range", "value")
+    denoise_fraction = optional_spin_property(
+        "_undarkened",
+        "Share of samples left undarkened (alpha 0: denoise only), in [0, 0.95]; None: that of the "
+        "run that trained the starting weights (the shipped ones: 0.2), 0 for a new model.",
+    )
 
     @property
     def start_from(self) -> str:
@@ -340,6 +360,7 @@ class TrainWidget(QWidget):
                 gamma_range=self.gamma_range,
                 noise=TRAIN_NOISE[self.noise],
                 noise_sigma_range=self.noise_sigma_range,
+                denoise_fraction=self.denoise_fraction,
             )
         self.loss_curve.clear()
         self.run = TrainingRun(

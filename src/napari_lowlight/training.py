@@ -134,7 +134,7 @@ class _PatchSource:
         if len(axes) != len(images):
             raise ValueError(f"channel_axis has {len(axes)} entries for {len(images)} images")
         dim = [False] * len(images) if dim is None else list(dim)
-        for position, (image, axis, is_dim) in enumerate(zip(images, axes, dim)):
+        for position, (image, axis, is_dim) in enumerate(zip(images, axes, dim, strict=True)):
             unit, _ = to_unit_float(image, name=f"{name}[{position}]")
             planes, _, layout = split_planes(unit, axis)
             # Colour channels of one image stay together; every other plane stands alone.

@@ -7,6 +7,7 @@ import platform
 import re
 import shlex
 import sys
+import tomllib
 from datetime import date
 from pathlib import Path
 
@@ -14,6 +15,8 @@ __all__ = ["DOCS_PATH", "write_section", "markdown_table", "machine_description"
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_PATH = ROOT / "docs" / "benchmarks.md"
+#: The shipped weights' training recipe.
+RECIPE = ROOT / "benchmarks" / "default_model.toml"
 
 _NEW_PAGE = """# Benchmarks
 
@@ -80,6 +83,12 @@ def quality_parser(module, doc, *, quick_help):
     parser.add_argument("--device", default="auto")
     add_output_options(parser)
     return parser
+
+
+def recipe_options(recipe=RECIPE) -> dict:
+    """The ``[train]`` table of a training recipe (paths in it are relative to its folder)."""
+    with open(recipe, "rb") as file:
+        return tomllib.load(file)["train"]
 
 
 def add_model_option(parser):

@@ -22,7 +22,6 @@ Run from the repository root: ``python -m benchmarks.bench_gamma_cues``.
 import argparse
 import math
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,6 @@ from napari_lowlight.scenes import generated_scenes
 from . import _report
 from .test_images import fit_to_side, load_test_set
 
-RECIPE = Path(__file__).resolve().parent / "default_model.toml"
 #: Pixels drawn per low image for its context (as in training).
 CONTEXT_PIXELS = 4096
 #: Images are downscaled to this longer side: the context needs no more pixels.
@@ -45,10 +43,9 @@ MAX_SIDE = 160
 HELD_OUT_FRACTION = 0.2
 
 
-def recipe_images(recipe=RECIPE, max_side=MAX_SIDE):
+def recipe_images(recipe=_report.RECIPE, max_side=MAX_SIDE):
     """The recipe's clean training images (folders and generated scenes), as float arrays."""
-    with open(recipe, "rb") as file:
-        options = tomllib.load(file)["train"]
+    options = _report.recipe_options(recipe)
     images = []
     for folder in options.get("data", []):
         for path in sorted((recipe.parent / folder).iterdir()):

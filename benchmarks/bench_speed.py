@@ -19,7 +19,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +49,7 @@ __all__ = [
 FULL = dict(grey=2048, rgb=1024, latency=1024, memory=4096, flops=256, train_steps=8)
 QUICK = dict(grey=256, rgb=128, latency=256, memory=512, flops=64, train_steps=3)
 #: The shipped recipe's further alpha-estimator contexts per step (they cost CPU time per step).
-RECIPE_ALPHA_BATCH = tomllib.loads((Path(__file__).parent / "default_model.toml").read_text())["train"][
-    "alpha_batch_size"
-]
+RECIPE_ALPHA_BATCH = _report.recipe_options()["alpha_batch_size"]
 
 
 def _synchronize(device):

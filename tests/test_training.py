@@ -230,6 +230,8 @@ def test_mismatched_pairs_are_refused(smooth_image):
         train(pairs=[(smooth_image, smooth_image)], steps=2, denoise_fraction=0.2)
     with pytest.raises(ValueError, match="dim_images"):
         train(pairs=[(smooth_image, smooth_image)], dim_images=[smooth_image], steps=2)
+    with pytest.raises(ValueError, match="alpha_batch_size"):
+        train(pairs=[(smooth_image, smooth_image)], steps=2, alpha_batch_size=8)
 
 
 def test_undarkened_samples_are_the_clean_patches_with_only_their_noise(smooth_image):

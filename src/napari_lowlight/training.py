@@ -488,6 +488,8 @@ def train(
             raise ValueError("denoise_fraction leaves synthesised samples undarkened; real pairs have none")
         if len(dim_images):
             raise ValueError("dim_images are clean images to synthesise from; they cannot be combined with pairs")
+        if config.alpha_batch_size:
+            raise ValueError("alpha_batch_size draws synthesised contexts for the alpha estimator; real pairs have none")
         pairs = list(pairs)
         for position, (low, high) in enumerate(pairs):
             if np.shape(low) != np.shape(high):
@@ -498,7 +500,7 @@ def train(
         def batch(step, count):
             return _paired_batch(low_source, high_source, config, step, count)
 
-        contexts = None  # a pair's alpha is always 1: nothing more to estimate from
+        contexts = None
     else:
         images, dim_images = list(images), list(dim_images)
         dim = [False] * len(images) + [True] * len(dim_images)
@@ -594,7 +596,7 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
             low, clean, difference, alpha, context = batch
             low = low.contiguous(memory_format=memory_format)
             estimator_alpha, estimator_context = alpha, context
-            if make_contexts is not None and config.alpha_batch_size:
+            if config.alpha_batch_size:
                 more_alpha, more_context = make_contexts(step, config.alpha_batch_size)
                 estimator_alpha = torch.cat([alpha, more_alpha.to(device)])
                 estimator_context = torch.cat([context, more_context.to(device)])

@@ -32,12 +32,11 @@ from napari_lowlight.intensity import to_unit_float
 from napari_lowlight.io import read_image
 from napari_lowlight.network import image_context
 from napari_lowlight.scenes import generated_scenes
+from napari_lowlight.training import CONTEXT_SAMPLES  # pixels per context, as in training
 
 from . import _report
 from .test_images import fit_to_side, load_test_set
 
-#: Pixels drawn per low image for its context (as in training).
-CONTEXT_PIXELS = 4096
 #: Images are downscaled to this longer side: the context needs no more pixels.
 MAX_SIDE = 160
 HELD_OUT_FRACTION = 0.2
@@ -99,7 +98,7 @@ def draw_examples(images, count, rng):
             image, alpha, gamma, noise="gaussian", noise_sigma=rng.uniform(0, 0.03), seed=int(rng.integers(2**31)),
             channel_axis=-1 if image.ndim == 3 else None,
         )
-        pixels = low.reshape(-1)[rng.integers(0, low.size, CONTEXT_PIXELS)]
+        pixels = low.reshape(-1)[rng.integers(0, low.size, CONTEXT_SAMPLES)]
         features.append(_features(pixels, alpha))
         contrasts.append(contrast_statistics(low))
         targets.append(math.log(gamma))
@@ -148,7 +147,7 @@ def run(*, fit_draws=12000, test_draws=1500, seed=0):
             low = napari_lowlight.synthesize_low_light(
                 image.clean, 1.0, 0.5, noise="gaussian", noise_sigma=0.02, seed=seed, channel_axis=image.channel_axis
             )
-            pixels = low.reshape(-1)[rng.integers(0, low.size, CONTEXT_PIXELS)]
+            pixels = low.reshape(-1)[rng.integers(0, low.size, CONTEXT_SAMPLES)]
             p1[image.name] = math.exp(predict(_features(pixels, 1.0)[None]).item())
     return dict(
         images=len(images),

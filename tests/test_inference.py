@@ -183,12 +183,19 @@ def test_compiled_inference_matches_eager(tiny_model, smooth_image):
     np.testing.assert_allclose(compiled, eager, atol=1e-3)
 
 
-def _compile_raising(monkeypatch, error):
-    """Make ``torch.compile`` give modules that raise ``error``, with no compiled model cached."""
+def _replace_compile(monkeypatch, compile):
+    """Make ``compile`` stand for ``torch.compile``, with no compiled model cached."""
     import torch
 
     from napari_lowlight import inference
     from napari_lowlight._cache import ComputedCache
+
+    monkeypatch.setattr(torch, "compile", compile)
+    monkeypatch.setattr(inference, "_RUNNERS", ComputedCache(4))
+
+
+def _compile_raising(monkeypatch, error):
+    """Make ``torch.compile`` give modules that raise ``error``."""
 
     def compile(module):
         def call(*args):
@@ -196,8 +203,7 @@ def _compile_raising(monkeypatch, error):
 
         return call
 
-    monkeypatch.setattr(torch, "compile", compile)
-    monkeypatch.setattr(inference, "_RUNNERS", ComputedCache(4))
+    _replace_compile(monkeypatch, compile)
 
 
 def test_a_failing_compiler_falls_back_to_eager_with_a_warning(tiny_model, smooth_image, monkeypatch):
@@ -205,6 +211,16 @@ def test_a_failing_compiler_falls_back_to_eager_with_a_warning(tiny_model, smoot
 
     _compile_raising(monkeypatch, TorchDynamoException("no C++ compiler found"))
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        restored = restore(smooth_image, 1.3, model=tiny_model, compile=True)
+    np.testing.assert_array_equal(restored, restore(smooth_image, 1.3, model=tiny_model))
+
+
+def test_a_compiler_refusing_this_python_falls_back_to_eager(tiny_model, smooth_image, monkeypatch):
+    def compile(module):
+        raise RuntimeError("torch.compile is not supported on Python 3.14+")
+
+    _replace_compile(monkeypatch, compile)
+    with pytest.warns(RuntimeWarning, match="not supported on Python"):
         restored = restore(smooth_image, 1.3, model=tiny_model, compile=True)
     np.testing.assert_array_equal(restored, restore(smooth_image, 1.3, model=tiny_model))
 

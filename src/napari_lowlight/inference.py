@@ -76,7 +76,14 @@ def _windows(length: int, tile: int, halo: int):
         yield start, min(start + tile, length), min(max(start - halo, 0), length - window)
 
 
-def _tiled_apply(planes: np.ndarray, network: Callable, out_channels: int, halo: int, tile: int, device) -> np.ndarray:
+def _batch_pixels(device) -> int:
+    """Pixels per network call on ``device``: GPUs take batches of tiles, the CPU one tile."""
+    return BATCH_PIXELS if torch.device(device).type == "cuda" else 0
+
+
+def _tiled_apply(
+    planes: np.ndarray, network: Callable, out_channels: int, halo: int, tile: int, batch_pixels: int, device
+) -> np.ndarray:
     """Run ``network`` over one image's planes tile by tile.
 
     Parameters
@@ -86,6 +93,8 @@ def _tiled_apply(planes: np.ndarray, network: Callable, out_channels: int, halo:
     network : callable
         Maps a (B, C, h, w) tensor to a (B, out_channels, h, w) tensor.
 
+    batch_pixels : int
+        Pixels of the tiles batched into one network call (at least one tile per call).
     Returns
     -------
     ndarray, shape (out_channels, H, W), float32
@@ -98,7 +107,7 @@ def _tiled_apply(planes: np.ndarray, network: Callable, out_channels: int, halo:
     output = np.empty((out_channels, full_h, full_w), np.float32)
     tiles = [(ys, xs) for ys in _windows(full_h, tile, halo) for xs in _windows(full_w, tile, halo)]
     window_h, window_w = min(tile + 2 * halo, full_h), min(tile + 2 * halo, full_w)
-    batch = max(1, BATCH_PIXELS // (window_h * window_w)) if torch.device(device).type == "cuda" else 1
+    batch = max(1, batch_pixels // (window_h * window_w))
     for first in range(0, len(tiles), batch):
         group = tiles[first : first + batch]
         crops = np.stack([planes[:, wy : wy + window_h, wx : wx + window_w] for (_, _, wy), (_, _, wx) in group])
@@ -119,9 +128,13 @@ class _CompiledModule:
 
     def __init__(self, module: torch.nn.Module):
         self.eager = module
-        self.compiled = torch.compile(module)
         self._lock = threading.Lock()
 
+        self.compiled = None
+        try:
+            self.compiled = torch.compile(module)
+        except RuntimeError as error:  # e.g. a Python version this torch cannot compile for
+            self._warn(error)
     def __call__(self, *args):
         with self._lock:
             if self.compiled is not None:
@@ -142,9 +155,13 @@ class _CompiledModule:
             cause = cause.__cause__
         if not isinstance(error, TorchDynamoException):
             raise error
-        warn_user(f"torch.compile failed ({type(error).__name__}: {error}); running without it", RuntimeWarning)
+        self._warn(error)
         self.compiled = None
 
+
+    @staticmethod
+    def _warn(error: Exception) -> None:
+        warn_user(f"torch.compile failed ({type(error).__name__}: {error}); running without it", RuntimeWarning)
 
 class _Runner:
     """A model prepared for fast inference on one device.
@@ -218,6 +235,7 @@ def _run_planes(runner: _Runner, inputs: list[np.ndarray], network, out_channels
     """Apply a network to every plane, shrinking tiles when the device runs out of memory.
 
     ``inputs`` are arrays of shape (N, H, W) stacked as channels per plane.
+    batch_pixels = _batch_pixels(runner.device)
     """
     count = inputs[0].shape[0]
     output = np.empty((out_channels, *inputs[0].shape), np.float32)
@@ -226,14 +244,17 @@ def _run_planes(runner: _Runner, inputs: list[np.ndarray], network, out_channels
             planes = np.stack([np.asarray(array[index], dtype=np.float32) for array in inputs])
             while True:
                 try:
-                    output[:, index] = _tiled_apply(planes, network, out_channels, halo, tile, runner.device)
+                    output[:, index] = _tiled_apply(planes, network, out_channels, halo, tile, batch_pixels, runner.device)
                     break
                 except torch.OutOfMemoryError:
                     if tile // 2 < MIN_TILE_SIZE:
                         raise
-                    tile //= 2
-                    if runner.device.type == "cuda":
-                        torch.cuda.empty_cache()
+                # Halving the tile alone would only batch four times as many tiles. Out of
+                # the except block, the traceback no longer holds the failed batch's tensors.
+                tile //= 2
+                batch_pixels //= 4
+                if runner.device.type == "cuda":
+                    torch.cuda.empty_cache()
     return output
 
 

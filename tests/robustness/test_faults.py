@@ -59,15 +59,39 @@ def test_out_of_memory_retries_with_smaller_tiles(tiny_model, rng, monkeypatch):
     real = inference._tiled_apply
     tiles = []
 
-    def small_memory(planes, network, out_channels, halo, tile, device):
+    def small_memory(planes, network, out_channels, halo, tile, batch_pixels, device):
         tiles.append(tile)
         if tile > 64:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(planes, network, out_channels, halo, tile, device)
+        return real(planes, network, out_channels, halo, tile, batch_pixels, device)
 
     monkeypatch.setattr(inference, "_tiled_apply", small_memory)
     result = restore(image, 1.0, model=tiny_model, tile_size=256)
     assert tiles[:3] == [256, 128, 64]
+    np.testing.assert_allclose(result, expected, atol=1e-5)
+
+
+def test_out_of_memory_shrinks_the_batch_of_tiles_too(tiny_model, rng, monkeypatch):
+    # As on a GPU, tiles go through the network in batches of up to 200k pixels, and the
+    # device holds 40k: with smaller tiles alone, more of them would fill the same batch.
+    image = rng.random((300, 300)).astype(np.float32)
+    expected = restore(image, 1.0, model=tiny_model, tile_size=128)
+    monkeypatch.setattr(inference, "_batch_pixels", lambda device: 200_000)
+    real = inference._tiled_apply
+    batches = []
+
+    def limited_memory(planes, network, out_channels, halo, tile, batch_pixels, device):
+        def network_in_memory(tiles):
+            batches.append(tiles.shape[0] * tiles.shape[2] * tiles.shape[3])
+            if batches[-1] > 40_000:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return network(tiles)
+
+        return real(planes, network_in_memory, out_channels, halo, tile, batch_pixels, device)
+
+    monkeypatch.setattr(inference, "_tiled_apply", limited_memory)
+    result = restore(image, 1.0, model=tiny_model, tile_size=256)
+    assert max(batches) > 40_000 and batches[-1] <= 40_000
     np.testing.assert_allclose(result, expected, atol=1e-5)
 
 

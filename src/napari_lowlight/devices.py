@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
-__all__ = ["available_devices", "resolve_device"]
+__all__ = ["available_devices", "resolve_device", "mixed_precision"]
 
 
 def available_devices() -> list[str]:
@@ -41,4 +43,18 @@ def resolve_device(device="auto") -> torch.device:
         raise ValueError(f"device {device!r} is not a device name ({error})") from None
     if resolved.type not in available_devices():
         raise ValueError(f"device {device!r} is not available on this machine; available: {available_devices()}")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} is not available: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return resolved
+
+
+def mixed_precision(device: torch.device):
+    """The autocast context of network passes on ``device``.
+
+    bfloat16 on a GPU that computes in it natively (compute capability 8 and up: Ampere
+    and later); older GPUs only emulate it, slowly, so they and other devices run in
+    float32.
+    """
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

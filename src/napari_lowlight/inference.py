@@ -19,7 +19,7 @@ import torch
 
 from ._cache import ComputedCache
 from ._warnings import warn_user
-from .devices import resolve_device
+from .devices import mixed_precision, resolve_device
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
 from .planes import normalise_channel_axis, split_planes
@@ -167,7 +167,7 @@ class _Runner:
     """A model prepared for fast inference on one device.
 
     BatchNorm is folded into the convolutions, tensors are channels-last on the CPU
-    (faster convolutions), CUDA runs in bfloat16 autocast, and with ``compiled`` both
+    (faster convolutions), recent GPUs run in bfloat16 autocast, and with ``compiled`` both
     nets go through ``torch.compile``.
     """
 
@@ -183,12 +183,8 @@ class _Runner:
 
     @contextlib.contextmanager
     def mode(self):
-        with torch.inference_mode():
-            if self.device.type == "cuda":
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    yield
-            else:
-                yield
+        with torch.inference_mode(), mixed_precision(self.device):
+            yield
 
     def _layout(self, tensor):
         return tensor.contiguous(memory_format=torch.channels_last) if self.channels_last else tensor

@@ -16,7 +16,6 @@ loss, and the average of many is steadier and slightly better.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .devices import resolve_device
+from .devices import mixed_precision, resolve_device
 from ._warnings import warn_user
 from .intensity import to_unit_float
 from .network import ALPHA_RANGE, LowLightNet, image_context
@@ -422,7 +421,7 @@ def train(
     seed : int
         Seeds everything: the same seed gives the same weights on the CPU.
     device : str
-        ``"auto"`` picks CUDA (with bfloat16 autocast), then MPS, then the CPU.
+        ``"auto"`` picks CUDA (with bfloat16 autocast from compute capability 8 on), then MPS, then the CPU.
     channel_axis : int, None or a sequence of them
         Axis of RGB(A) channels, for all images or one per image (of ``images``
         followed by ``dim_images``).
@@ -576,7 +575,7 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
     milestones = [int(fraction * config.steps) for fraction in config.lr_milestones]
     # Validation patches come from a step index no training step uses.
     validation = [t if t is None else t.to(device) for t in make_batch(VALIDATION_STEP, min(64, 4 * config.batch_size))]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    autocast = mixed_precision(device)
     torch.manual_seed(config.seed)
 
     def save(step):

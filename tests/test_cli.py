@@ -196,12 +196,15 @@ def test_zarr_streams_through_dask(tmp_path, rng, model_file):
     assert da.from_zarr(str(tmp_path / "d.zarr")).dtype == np.float32
 
 
-def test_big_tiff_streams_plane_by_plane(tmp_path, rng, model_file, monkeypatch):
+@pytest.mark.parametrize("scheduler", [[], ["--scheduler", "processes"]], ids=["threads", "processes"])
+def test_big_tiff_streams_plane_by_plane(tmp_path, rng, model_file, monkeypatch, scheduler):
+    # Processes, as a cluster's workers, get the file through pickles of the task graph.
     import napari_lowlight.io as io
 
     monkeypatch.setattr(io, "LAZY_TIFF_BYTES", 1000)  # every TIFF counts as big
     stack = rng.random((2, 40, 50)).astype(np.float32)
     tifffile.imwrite(tmp_path / "stack.tif", stack)
-    assert main(["restore", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out.tif"), "--model", model_file]) == 0
+    argv = ["restore", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out.tif"), "--model", model_file]
+    assert main([*argv, *scheduler]) == 0
     written = tifffile.imread(tmp_path / "out.tif")
     assert written.shape == stack.shape and written.dtype == np.float32

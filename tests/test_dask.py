@@ -1,8 +1,11 @@
 """Lazy, chunked restoration and synthesis with dask, on any scheduler."""
 
+import copy
+
 import dask.array as da
 import numpy as np
 import pytest
+import torch
 
 from napari_lowlight import enhance, estimate_alpha, estimate_difference, restore, synthesize_low_light
 
@@ -86,3 +89,23 @@ def test_a_lazy_image_is_read_once_for_its_range_and_context(tiny_model, rng):
     with pytest.warns(UserWarning, match="outside"):
         assert estimate_alpha(lazy, model=tiny_model) == first
     assert not reads
+
+
+def test_a_cpu_model_goes_to_dask_workers_as_it_is(tiny_model):
+    from napari_lowlight.inference import _on_cpu
+
+    assert _on_cpu(tiny_model) is tiny_model
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_a_gpu_model_goes_to_dask_workers_as_a_cpu_copy(tiny_model, stack):
+    # Workers without a GPU could not unpickle a model that lives on one.
+    from napari_lowlight.inference import _on_cpu
+
+    gpu_model = copy.deepcopy(tiny_model).cuda()
+    shipped = _on_cpu(gpu_model)
+    assert all(t.device.type == "cpu" for t in shipped.state_dict().values())
+    assert all(t.device.type == "cuda" for t in gpu_model.state_dict().values())
+    lazy = restore(da.from_array(stack, chunks=(1, 75, 65)), 1.0, model=gpu_model)
+    expected = restore(stack, 1.0, model=tiny_model, device="cpu")
+    assert np.abs(lazy.compute().astype(int) - expected.astype(int)).max() <= 0.02 * 65535  # bfloat16 on the GPU

@@ -158,10 +158,12 @@ def _synthesize(args) -> None:
     write_image(output, low)
 
 
-def _load_model_argument(text, device):
+def _load_model_argument(text):
+    """The model a --model/--from argument names, on the CPU: restoring and training move a
+    copy to their device, and a model shipped to dask workers must unpickle on any of them."""
     from .weights import load_model
 
-    return load_model(None if text in (None, "default") else text, device=device)
+    return load_model(None if text in (None, "default") else text, device="cpu")
 
 
 def _restore(args) -> None:
@@ -180,7 +182,7 @@ def _restore(args) -> None:
     for target in targets + [d for d in differences if d is not None]:
         _check_not_input(target, inputs)
         _writable_folder(target)
-    model = _load_model_argument(args.model, args.device)
+    model = _load_model_argument(args.model)
     with _scheduler(args.scheduler):
         for source, target, difference_target in _progress(zip(inputs, targets, differences), len(inputs), "restoring"):
             _restore_file(source, target, difference_target, model, args)
@@ -282,7 +284,7 @@ def _train(args) -> None:
         raise CommandError("no training images: give CLEAN files or folders, --scenes N or --pairs LOW HIGH")
     _check_not_input(output, files + pair_files)
     origin = args.start or options.pop("from", None)
-    model = None if origin in (None, "scratch") else _load_model_argument(origin, "cpu")
+    model = None if origin in (None, "scratch") else _load_model_argument(origin)
     if model is not None:
         options.setdefault("lr", FINE_TUNE_LR)
     options.pop("from", None)

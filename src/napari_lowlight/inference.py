@@ -9,6 +9,7 @@ neighbourhood it would see in one untiled pass: tiled and untiled results are eq
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import numbers
 import threading
@@ -92,9 +93,9 @@ def _tiled_apply(
         The channels ``network`` takes for one 2-D plane.
     network : callable
         Maps a (B, C, h, w) tensor to a (B, out_channels, h, w) tensor.
-
     batch_pixels : int
         Pixels of the tiles batched into one network call (at least one tile per call).
+
     Returns
     -------
     ndarray, shape (out_channels, H, W), float32
@@ -129,12 +130,12 @@ class _CompiledModule:
     def __init__(self, module: torch.nn.Module):
         self.eager = module
         self._lock = threading.Lock()
-
         self.compiled = None
         try:
             self.compiled = torch.compile(module)
         except RuntimeError as error:  # e.g. a Python version this torch cannot compile for
             self._warn(error)
+
     def __call__(self, *args):
         with self._lock:
             if self.compiled is not None:
@@ -158,10 +159,10 @@ class _CompiledModule:
         self._warn(error)
         self.compiled = None
 
-
     @staticmethod
     def _warn(error: Exception) -> None:
         warn_user(f"torch.compile failed ({type(error).__name__}: {error}); running without it", RuntimeWarning)
+
 
 class _Runner:
     """A model prepared for fast inference on one device.
@@ -231,10 +232,10 @@ def _run_planes(runner: _Runner, inputs: list[np.ndarray], network, out_channels
     """Apply a network to every plane, shrinking tiles when the device runs out of memory.
 
     ``inputs`` are arrays of shape (N, H, W) stacked as channels per plane.
-    batch_pixels = _batch_pixels(runner.device)
     """
     count = inputs[0].shape[0]
     output = np.empty((out_channels, *inputs[0].shape), np.float32)
+    batch_pixels = _batch_pixels(runner.device)
     with runner.mode():
         for index in range(count):
             planes = np.stack([np.asarray(array[index], dtype=np.float32) for array in inputs])
@@ -348,6 +349,13 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     return (restored, _merge_difference(difference_planes, passthrough, layout)) if kind == "restore" else restored
 
 
+def _on_cpu(model: LowLightNet) -> LowLightNet:
+    """``model`` itself if it lives on the CPU, else a CPU copy (``model`` is left as it is)."""
+    if all(tensor.device.type == "cpu" for tensor in model.state_dict().values()):
+        return model
+    return copy.deepcopy(model).cpu()
+
+
 def _lazy(inputs, *, kind, halo, channel_axis, out_dtype, **settings):
     """``_apply`` over overlapping dask blocks: lazy, seam-free, any dask scheduler.
 
@@ -362,6 +370,9 @@ def _lazy(inputs, *, kind, halo, channel_axis, out_dtype, **settings):
     if channel_axis is not None:
         chunks[channel_axis] = -1
     arrays = [da.asarray(array).rechunk(chunks) for array in inputs]
+    # Each block's runner moves the model to its worker's device; a model pickled from a
+    # GPU would not even unpickle on a worker without one.
+    settings["model"] = _on_cpu(settings["model"])
 
     def block(*blocks):
         result = _apply(blocks, kind=kind, channel_axis=channel_axis, **settings)

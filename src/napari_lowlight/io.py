@@ -88,14 +88,39 @@ def is_lazy_source(path) -> bool:
     return suffix in TIFF_SUFFIXES and path.is_file() and path.stat().st_size > LAZY_TIFF_BYTES
 
 
+class _TiffView:
+    """tifffile's Zarr view of a TIFF file, which pickles as the file's path.
+
+    The view holds an open file (and its lock), which cannot travel to another process;
+    dask workers of a cluster reopen the file from the path instead.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._open()
+
+    def _open(self):
+        import zarr
+
+        self._array = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
+        self.shape, self.dtype, self.chunks = self._array.shape, self._array.dtype, self._array.chunks
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key):
+        return self._array[key]
+
+    def __reduce__(self):
+        return _TiffView, (self.path,)
+
+
 def open_lazy(path):
     """Open a Zarr store or a TIFF file as a dask array, reading nothing yet.
 
-    TIFF pages become chunks through tifffile's Zarr view, so a multi-gigabyte stack
-    streams plane by plane.
+    TIFF pages (or tiles) become chunks through tifffile's Zarr view, so a multi-gigabyte
+    stack streams plane by plane, on any dask scheduler, a cluster's processes included.
     """
     import dask.array as da
-    import zarr
+    from dask.base import tokenize
 
     path = Path(path)
     if not path.exists():
@@ -103,7 +128,10 @@ def open_lazy(path):
     try:
         if path.suffix.lower() == ZARR_SUFFIX:
             return da.from_zarr(str(path))
-        return da.from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
+        view = _TiffView(str(path))
+        status = path.stat()
+        name = "tiff-" + tokenize(str(path.resolve()), status.st_size, status.st_mtime_ns)
+        return da.from_array(view, chunks=view.chunks, name=name, asarray=True)
     except Exception as error:  # zarr and tifffile raise many types for a broken store
         raise ValueError(f"input {str(path)!r} is not a readable Zarr array or TIFF file ({error})") from None
 

@@ -57,9 +57,11 @@ def test_dtype_is_kept(tiny_model, rng, dtype):
     assert restored.dtype == dtype
 
 
-def test_rgba_opacity_is_passed_through(tiny_model, rng):
-    image = rng.integers(0, 256, (20, 24, 4)).astype(np.uint8)
-    restored = restore(image, 1.0, model=tiny_model, channel_axis=-1)
+@pytest.mark.parametrize(("dtype", "data_range"), [(np.uint8, None), (np.uint16, 4095)])
+def test_rgba_opacity_is_passed_through(tiny_model, rng, dtype, data_range):
+    # Opacity is not an intensity: a 12-bit data range must not clip it.
+    image = rng.integers(0, np.iinfo(dtype).max, (20, 24, 4)).astype(dtype)
+    restored = restore(image, 1.0, model=tiny_model, channel_axis=-1, data_range=data_range)
     np.testing.assert_array_equal(restored[..., 3], image[..., 3])
 
 
@@ -102,6 +104,7 @@ def test_input_is_not_modified(tiny_model, smooth_image):
         (np.zeros((8, 8)), {"alpha": "bright"}, TypeError, "alpha"),
         (np.zeros((8, 8)), {"tile_size": 3}, ValueError, "tile_size"),
         (np.zeros((8, 8, 5)), {"channel_axis": -1}, ValueError, "channel"),
+        (np.zeros((8, 8)), {"channel_axis": 0}, ValueError, "two spatial axes"),
         (np.zeros((8, 8)), {"device": "tpu"}, ValueError, "device"),
         (np.zeros((8, 8)), {"data_range": 0}, ValueError, "data_range"),
         (np.zeros((8, 8)), {"data_range": "12 bit"}, TypeError, "data_range"),
@@ -110,6 +113,12 @@ def test_input_is_not_modified(tiny_model, smooth_image):
 def test_bad_input_is_named(tiny_model, image, kwargs, error, word):
     with pytest.raises(error, match=word):
         restore(image, model=tiny_model, **kwargs)
+
+
+@pytest.mark.parametrize("function", [estimate_alpha, estimate_difference])
+def test_a_channel_axis_on_a_grey_image_is_named(tiny_model, function):
+    with pytest.raises(ValueError, match="channel_axis=1 on a 2-D image"):
+        function(np.zeros((8, 8)), model=tiny_model, channel_axis=1)
 
 
 def test_enhance_rejects_a_difference_of_another_shape(tiny_model, smooth_image):

@@ -60,9 +60,10 @@ def test_seed_reproduces_noise(rng):
     assert not np.array_equal(first, synthesize_low_light(image, 1.0, 1.0, noise_sigma=0.02, seed=8))
 
 
-def test_rgba_opacity_passes_through(rng):
-    image = rng.integers(0, 256, (10, 12, 4)).astype(np.uint8)
-    low = synthesize_low_light(image, 1.0, 1.0, channel_axis=-1)
+@pytest.mark.parametrize(("dtype", "data_range"), [(np.uint8, None), (np.uint16, 4095)])
+def test_rgba_opacity_passes_through(rng, dtype, data_range):
+    image = rng.integers(0, np.iinfo(dtype).max, (10, 12, 4)).astype(dtype)
+    low = synthesize_low_light(image, 1.0, 1.0, channel_axis=-1, data_range=data_range)
     np.testing.assert_array_equal(low[..., 3], image[..., 3])
     assert (low[..., :3] <= image[..., :3]).all()
 

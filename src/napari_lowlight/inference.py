@@ -23,7 +23,7 @@ from ._warnings import warn_user
 from .devices import mixed_precision, resolve_device
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
-from .planes import normalise_channel_axis, split_planes
+from .planes import normalise_channel_axis, opacity_channel, split_planes
 from .weights import default_model
 
 __all__ = ["restore", "estimate_difference", "enhance", "enhance_preview", "estimate_alpha", "DEFAULT_TILE_SIZE"]
@@ -345,7 +345,7 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
         if kind == "estimate":
             return _merge_difference(difference_planes, passthrough, layout)
     output = _run_planes(runner, [planes, difference_planes], runner.enhance(alpha, context), 1, enhance_radius, tile)
-    restored = from_unit_float(layout.merge(output[0], passthrough), scale)
+    restored = layout.merge(from_unit_float(output[0], scale), opacity_channel(np.asarray(inputs[0]), channel_axis))
     return (restored, _merge_difference(difference_planes, passthrough, layout)) if kind == "restore" else restored
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PlaneLayout", "split_planes"]
+__all__ = ["PlaneLayout", "split_planes", "opacity_channel"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,11 @@ def normalise_channel_axis(channel_axis, ndim: int) -> int | None:
         raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
     if not -ndim <= channel_axis < ndim:
         raise ValueError(f"channel_axis={channel_axis} is out of range for an image with {ndim} dimensions")
+    if ndim < 3:
+        raise ValueError(
+            f"channel_axis={channel_axis} on a {ndim}-D image; "
+            "a colour image needs two spatial axes besides the channel axis"
+        )
     return int(channel_axis) % ndim
 
 
@@ -81,11 +86,6 @@ def split_planes(image: np.ndarray, channel_axis=None):
             raise ValueError(f"image has shape {image.shape}; expected at least 2 dimensions (Y, X)")
         layout = PlaneLayout(image.shape, None, False)
         return image.reshape(-1, *image.shape[-2:]), None, layout
-    if image.ndim < 3:
-        raise ValueError(
-            f"image has shape {image.shape} with channel_axis={channel_axis}; "
-            "a colour image needs two spatial axes besides the channel axis"
-        )
     channels = image.shape[axis]
     if channels not in (1, 3, 4):
         raise ValueError(
@@ -98,3 +98,15 @@ def split_planes(image: np.ndarray, channel_axis=None):
     colour = colour_last[..., :3] if has_opacity else colour_last
     planes = np.moveaxis(colour, -1, -3).reshape(-1, *colour.shape[-3:-1])
     return planes, passthrough, PlaneLayout(image.shape, axis, has_opacity)
+
+
+def opacity_channel(image: np.ndarray, channel_axis) -> np.ndarray | None:
+    """The RGBA opacity channel of ``image`` as stored (channel last, a view), or None.
+
+    Outputs take it from the input as it is: it is not an intensity, so neither
+    ``data_range`` nor the mapping to [0, 1] may touch it.
+    """
+    axis = normalise_channel_axis(channel_axis, image.ndim)
+    if axis is None or image.shape[axis] != 4:
+        return None
+    return np.moveaxis(image, axis, -1)[..., 3:]

@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from .intensity import as_image, from_unit_float, image_scale, is_dask, to_unit_float
-from .planes import normalise_channel_axis, split_planes
+from .planes import normalise_channel_axis, opacity_channel, split_planes
 
 __all__ = ["synthesize_low_light", "difference_map", "add_noise", "NOISE_MODELS"]
 
@@ -171,9 +171,9 @@ def synthesize_low_light(
 def _synthesize(image, alpha, gamma, *, noise, noise_sigma, photons, seed, channel_axis, scale):
     """Eq. 5 plus noise on an in-memory array, with a given intensity scale."""
     unit, _ = to_unit_float(image, scale=scale)
-    planes, passthrough, layout = split_planes(unit, channel_axis)
+    planes, _, layout = split_planes(unit, channel_axis)
     # Light cannot be negative: the sensor sees the clipped signal, then adds its noise.
     low = np.clip(planes - alpha * (1.0 - planes**gamma) * planes, 0.0, 1.0)
     low = add_noise(low, np.random.default_rng(seed), noise, noise_sigma, photons)
     np.clip(low, 0.0, 1.0, out=low)
-    return from_unit_float(layout.merge(low, passthrough), scale)
+    return layout.merge(from_unit_float(low, scale), opacity_channel(np.asarray(image), channel_axis))

@@ -111,8 +111,25 @@ def _bad_inputs(tmp_path, png, model_file):
     pickled.write_bytes(pickle.dumps({"a": 1}))
     recipe = tmp_path / "recipe.toml"
     recipe.write_text('[train]\nscenes = "10"\n')
+    colour16 = tmp_path / "colour16.png"
+    colour16.write_bytes(_png_16_bit_rgb(np.zeros((4, 5, 3), np.uint16)))
+    grey = tmp_path / "grey.png"
+    iio.imwrite(grey, np.zeros((20, 20), np.uint8))
+    twins = [tmp_path / "a" / "frame.tif", tmp_path / "b" / "frame.tif"]
+    for twin in twins:
+        twin.parent.mkdir()
+        tifffile.imwrite(twin, np.zeros((20, 20), np.uint8))
     out = str(tmp_path / "out.png")
     return {
+        "difference as png": (["restore", str(png), "-o", out, "--difference", str(tmp_path / "d.png"), "--model", model_file], "float32"),
+        "rgba as jpeg": (["synthesize", str(_rgba(tmp_path)), "-o", str(tmp_path / "o.jpg"), "--alpha", "1", "--gamma", "1"], "opacity"),
+        "16-bit colour png": (["restore", str(colour16), "-o", str(tmp_path / "o.tif"), "--model", model_file], "16-bit colour PNG"),
+        "channel axis on grey": (["restore", str(grey), "-o", out, "--channel-axis", "0", "--model", model_file], "two spatial axes"),
+        "same names": (["restore", *map(str, twins), "-o", str(tmp_path), "--model", model_file], "would both be written"),
+        "difference named as result": (
+            ["restore", str(twins[0]), "-o", str(tmp_path), "--difference", str(tmp_path), "--model", model_file],
+            "would both be written",
+        ),
         "missing": (["restore", str(tmp_path / "nope.png"), "-o", out, "--model", model_file], "does not exist"),
         "empty": (["restore", str(empty), "-o", out, "--model", model_file], "empty"),
         "corrupt": (["restore", str(corrupt), "-o", str(tmp_path / "o.tif"), "--model", model_file], "not a readable"),
@@ -159,14 +176,70 @@ def _exit_code(argv) -> int:
         "scenes with pairs",
         "negative seed",
         "scenes in recipe",
+        "difference as png",
+        "rgba as jpeg",
+        "16-bit colour png",
+        "channel axis on grey",
+        "same names",
+        "difference named as result",
     ],
 )
 def test_bad_input_exits_with_one_line(tmp_path, png, model_file, capsys, case):
     argv, words = _bad_inputs(tmp_path, png, model_file)[case]
-    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert _exit_code(argv) != 0
     assert words in _error_line(capsys)
-    assert {p: p.read_bytes() for p in before} == before
+    # Nothing was written, not even the outputs the failing call could have made first.
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def _rgba(folder):
+    path = folder / "rgba.png"
+    iio.imwrite(path, np.full((20, 20, 4), 200, np.uint8))
+    return path
+
+
+def _png_16_bit_rgb(image):
+    """The bytes of a 16-bit RGB PNG (Pillow writes none): the PNG spec's chunks, uncompressed filter 0."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width, _ = image.shape
+    rows = b"".join(b"\x00" + image[y].astype(">u2").tobytes() for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_one_input_goes_into_an_output_folder(tmp_path, png, model_file):
+    folder = tmp_path / "restored"
+    folder.mkdir()
+    assert main(["restore", str(png), "-o", str(folder), "--difference", str(folder), "--model", model_file]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["photo.png", "photo.tif"]
+
+
+def test_a_bad_file_in_a_batch_is_named_and_the_others_are_restored(tmp_path, rng, model_file, capsys):
+    names = ["a.tif", "b.tif", "c.tif"]
+    for name in names:
+        tifffile.imwrite(tmp_path / name, rng.random((20, 20)).astype(np.float32))
+    tifffile.imwrite(tmp_path / "b.tif", np.full((20, 20), np.nan, np.float32))
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert main(["restore", *(str(tmp_path / n) for n in names), "-o", str(folder), "--model", model_file]) == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "c.tif"]
+    err = capsys.readouterr().err
+    assert "b.tif" in err and "NaN" in err and "1 of 3 files could not be restored" in err
+
+
+def test_an_rgb_time_lapse_is_recognised_as_colour(tmp_path, rng, model_file):
+    source = tmp_path / "rgb_frames.tif"
+    tifffile.imwrite(source, rng.integers(0, 256, (2, 20, 24, 3)).astype(np.uint8))
+    outputs = [tmp_path / "auto.tif", tmp_path / "explicit.tif"]
+    assert main(["restore", str(source), "-o", str(outputs[0]), "--model", model_file]) == 0
+    assert main(["restore", str(source), "-o", str(outputs[1]), "--channel-axis", "-1", "--model", model_file]) == 0
+    np.testing.assert_array_equal(tifffile.imread(outputs[0]), tifffile.imread(outputs[1]))
 
 
 def test_console_script_reports_errors_in_one_line(tmp_path):

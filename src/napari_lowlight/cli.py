@@ -87,11 +87,12 @@ def _channel_axis(text: str):
 
 
 def _resolve_channel_axis(choice, image: np.ndarray):
-    """``auto``: a 3-D image whose last axis has 3 or 4 entries is RGB(A)."""
+    """``auto``: an image of 3 or more dimensions whose last axis has 3 or 4 entries is
+    RGB(A), as napari guesses (an RGB time-lapse (T, Y, X, 3) too)."""
     if choice == "none":
         return None
     if choice == "auto":
-        return -1 if image.ndim == 3 and image.shape[-1] in (3, 4) else None
+        return -1 if image.ndim >= 3 and image.shape[-1] in (3, 4) else None
     return choice
 
 
@@ -137,13 +138,14 @@ def _progress(iterable, total: int, description: str):
 
 
 def _synthesize(args) -> None:
-    from .io import read_image, write_image
+    from .io import check_writable, read_image, write_image
     from .synthesis import synthesize_low_light
 
     source, output = Path(args.input), Path(args.output)
     _check_not_input(output, [source])
     _writable_folder(output)
     image = read_image(source)
+    check_writable(output, image.dtype, image.shape)
     low = synthesize_low_light(
         image,
         args.alpha,
@@ -166,35 +168,66 @@ def _load_model_argument(text):
     return load_model(None if text in (None, "default") else text, device="cpu")
 
 
+def _output_paths(inputs: list[Path], output: Path, flag: str, name) -> list[Path]:
+    """One path per input: ``output / name(input)`` in an existing folder ``output``, else
+    ``output`` itself, which only a single input can have."""
+    if output.is_dir() and output.suffix.lower() != ".zarr":
+        return [output / name(path) for path in inputs]
+    if len(inputs) > 1:
+        raise CommandError(f"with {len(inputs)} inputs, {flag} must be an existing folder; {str(output)!r} is not")
+    return [output]
+
+
+def _check_distinct(writes: list[tuple[Path, str]]) -> None:
+    """Refuse two outputs at one path (same names from two folders, a difference map named
+    like a result): the second would silently replace the first."""
+    seen = {}
+    for path, what in writes:
+        key = os.path.normcase(os.path.abspath(path))
+        if key in seen:
+            raise CommandError(f"{seen[key]} and {what} would both be written to {str(path)!r}; choose other folders")
+        seen[key] = what
+
+
 def _restore(args) -> None:
     inputs = _image_files(args.inputs)
-    output = Path(args.output)
-    several = len(inputs) > 1
-    if several and not output.is_dir():
-        raise CommandError(f"with {len(inputs)} inputs, -o must be an existing folder; {str(output)!r} is not")
-    targets = [output / path.name if several else output for path in inputs]
+    targets = _output_paths(inputs, Path(args.output), "-o", lambda path: path.name)
     differences = [None] * len(inputs)
     if args.difference:
-        difference = Path(args.difference)
-        if several and not difference.is_dir():
-            raise CommandError(f"with {len(inputs)} inputs, --difference must be an existing folder")
-        differences = [difference / f"{path.stem}.tif" if several else difference for path in inputs]
-    for target in targets + [d for d in differences if d is not None]:
+        differences = _output_paths(inputs, Path(args.difference), "--difference", lambda path: f"{path.stem}.tif")
+    writes = [(target, f"the result of {str(path)!r}") for path, target in zip(inputs, targets)]
+    writes += [(d, f"the difference map of {str(path)!r}") for path, d in zip(inputs, differences) if d is not None]
+    _check_distinct(writes)
+    for target, _ in writes:
         _check_not_input(target, inputs)
         _writable_folder(target)
     model = _load_model_argument(args.model)
+    failed = []
     with _scheduler(args.scheduler):
         for source, target, difference_target in _progress(zip(inputs, targets, differences), len(inputs), "restoring"):
-            _restore_file(source, target, difference_target, model, args)
+            try:
+                _restore_file(source, target, difference_target, model, args)
+            except (ValueError, TypeError, OSError) as error:
+                if len(inputs) == 1:
+                    raise
+                # One bad file does not stop a batch: report it, go on, fail at the end.
+                print(f"napari-lowlight: {source}: {error}", file=sys.stderr)
+                failed.append(str(source))
+    if failed:
+        raise CommandError(f"{len(failed)} of {len(inputs)} files could not be restored: {', '.join(failed)}")
 
 
 def _restore_file(source, target, difference_target, model, args) -> None:
     """Restore one file; Zarr stores and big TIFFs stream through dask, block by block."""
     from .inference import restore
-    from .io import is_lazy_source, open_lazy, read_image, write_image, write_lazy
+    from .io import check_writable, is_lazy_source, open_lazy, read_image, write_image, write_lazy
 
     lazy = is_lazy_source(source)
     image = open_lazy(source) if lazy else read_image(source)
+    # Both outputs' formats are checked before the network runs: no work lost to them.
+    check_writable(target, image.dtype, image.shape, lazy=lazy)
+    if difference_target is not None:
+        check_writable(difference_target, np.float32, image.shape, lazy=lazy)
     write = write_lazy if lazy else write_image
     restored, difference = restore(
         image,
@@ -347,7 +380,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="napari-lowlight", description="Restore low-light images with a deep residual network.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    channel_help = "axis of RGB(A) channels: a number, 'none', or 'auto' (a 3-D image with 3 or 4 entries last)"
+    channel_help = "axis of RGB(A) channels: a number, 'none', or 'auto' (3 or 4 entries on the last of 3+ axes)"
     range_help = "value of full intensity, e.g. 4095 for 12-bit camera data in uint16 (default: the dtype's range)"
 
     synth = commands.add_parser("synthesize", help="make a low-light version of a clean image")

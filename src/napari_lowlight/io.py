@@ -10,7 +10,9 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 
-__all__ = ["read_image", "write_image", "open_lazy", "write_lazy", "is_lazy_source", "TIFF_SUFFIXES", "IMAGE_SUFFIXES"]
+from ._atomic import replaced_atomically
+
+__all__ = ["read_image", "write_image", "check_writable", "open_lazy", "write_lazy", "is_lazy_source", "TIFF_SUFFIXES", "IMAGE_SUFFIXES"]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *TIFF_SUFFIXES)
@@ -42,6 +44,11 @@ def read_image(path) -> np.ndarray:
     suffix = _suffix(path)
     if path.stat().st_size == 0:
         raise ValueError(f"input file {str(path)!r} is empty")
+    if suffix == ".png" and _is_16_bit_colour_png(path):
+        raise ValueError(
+            f"input file {str(path)!r} is a 16-bit colour PNG, which the PNG reader (Pillow) cuts to "
+            "8 bits; save it as TIFF to keep every bit"
+        )
     try:
         image = tifffile.imread(path) if suffix in TIFF_SUFFIXES else iio.imread(path)
     except Exception as error:  # the readers raise many types for a corrupt file
@@ -52,30 +59,61 @@ def read_image(path) -> np.ndarray:
     return image
 
 
+def _is_16_bit_colour_png(path: Path) -> bool:
+    """Whether the PNG header (IHDR: bit depth, then colour type) says 16-bit RGB, RGBA or grey + alpha."""
+    with open(path, "rb") as file:
+        header = file.read(26)
+    return header[12:16] == b"IHDR" and len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
+
+
+def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
+    """Raise ValueError if an image of ``dtype`` and ``shape`` cannot be written to ``path``.
+
+    PNG holds one grey, RGB or RGBA image of uint8, or uint16 grey (Pillow writes no
+    16-bit colour); JPEG one uint8 grey or RGB image; TIFF any dtype and dimensions. A
+    lazy (dask) result goes to a Zarr store or a TIFF file. Checking before computing
+    means no work is lost to a format that cannot hold the result.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    dtype = np.dtype(dtype)
+    if lazy:
+        if suffix not in (ZARR_SUFFIX, *TIFF_SUFFIXES):
+            raise ValueError(f"{str(path)!r}: a lazy result is written to .zarr or .tif, not {suffix}")
+        return
+    if suffix not in (".png", ".jpg", ".jpeg"):
+        return
+    kind = "PNG" if suffix == ".png" else "JPEG"
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4))):
+        raise ValueError(f"{str(path)!r}: {kind} holds one 2-D grey, RGB or RGBA image, not shape {tuple(shape)}; use .tif")
+    colour = len(shape) == 3
+    if suffix == ".png":
+        if dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"{str(path)!r}: PNG holds uint8 or uint16 images, not {dtype}; use .tif")
+        if dtype == np.uint16 and colour:
+            raise ValueError(f"{str(path)!r}: 16-bit colour cannot be written as PNG (16-bit PNG is grey only here); use .tif")
+        return
+    if dtype != np.uint8:
+        raise ValueError(f"{str(path)!r}: JPEG holds uint8 images, not {dtype}; use .png or .tif")
+    if colour and shape[-1] == 4:
+        raise ValueError(f"{str(path)!r}: JPEG holds no opacity channel; use .png or .tif")
+
+
 def write_image(path, image: np.ndarray) -> Path:
     """Write ``image`` to ``path`` (format from the suffix), atomically.
 
-    PNG holds uint8/uint16 (grey, RGB or RGBA), JPEG uint8; TIFF holds any dtype and
-    any number of dimensions. The file appears complete or not at all.
+    Formats and what they hold: :func:`check_writable`. The file appears complete or
+    not at all.
     """
     path = Path(path)
     suffix = _suffix(path)
     image = np.asarray(image)
-    if suffix == ".png" and image.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"{str(path)!r}: PNG holds uint8 or uint16 images, not {image.dtype}; use .tif")
-    if suffix in (".jpg", ".jpeg") and image.dtype != np.uint8:
-        raise ValueError(f"{str(path)!r}: JPEG holds uint8 images, not {image.dtype}; use .png or .tif")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
-    os.close(handle)
-    try:
+    check_writable(path, image.dtype, image.shape)
+    with replaced_atomically(path, suffix) as temporary:
         if suffix in TIFF_SUFFIXES:
             tifffile.imwrite(temporary, image)
         else:
             iio.imwrite(temporary, image, extension=suffix)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -146,8 +184,7 @@ def write_lazy(path, array) -> Path:
 
     path = Path(path)
     suffix = _suffix(path)
-    if suffix not in (ZARR_SUFFIX, *TIFF_SUFFIXES):
-        raise ValueError(f"{str(path)!r}: a lazy result is written to .zarr or .tif, not {suffix}")
+    check_writable(path, array.dtype, array.shape, lazy=True)
     temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / path.name
     try:
         if suffix == ZARR_SUFFIX:

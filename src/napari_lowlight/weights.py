@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ._atomic import replaced_atomically
 from .devices import resolve_device
 from .network import ALPHA_RANGE, LowLightNet, ModelConfig
 
@@ -89,16 +88,8 @@ def save_model(model: LowLightNet, path, *, training=None, extra_tensors=None) -
         "config": json.dumps(model.config.to_dict()),
         "training": json.dumps(training or {}),
     }
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with replaced_atomically(path, ".tmp") as temporary:
         save_file(tensors, temporary, metadata=metadata)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -1,5 +1,6 @@
 """Faults: a killed writer, a full disk, a device out of memory, a stop mid-training."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -51,6 +52,24 @@ def test_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         save_model(new_model(width=4, seed=9), path)
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_permissions_of_the_umask(tmp_path, umask):
+    # Written through a temporary file, yet readable by colleagues as a plain write would be.
+    from napari_lowlight.io import write_image
+
+    previous = os.umask(umask)
+    try:
+        written = [
+            save_model(new_model(width=4), tmp_path / "model.safetensors"),
+            write_image(tmp_path / "image.tif", np.zeros((8, 8), np.uint16)),
+            write_image(tmp_path / "image.png", np.zeros((8, 8), np.uint8)),
+        ]
+    finally:
+        os.umask(previous)
+    assert [path.stat().st_mode & 0o777 for path in written] == [0o666 & ~umask] * 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image.png", "image.tif", "model.safetensors"]
 
 
 def test_out_of_memory_retries_with_smaller_tiles(tiny_model, rng, monkeypatch):

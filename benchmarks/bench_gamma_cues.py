@@ -22,7 +22,6 @@ Run from the repository root: ``python -m benchmarks.bench_gamma_cues``.
 import argparse
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -281,3 +281,11 @@ def test_big_tiff_streams_plane_by_plane(tmp_path, rng, model_file, monkeypatch,
     assert main([*argv, *scheduler]) == 0
     written = tifffile.imread(tmp_path / "out.tif")
     assert written.shape == stack.shape and written.dtype == np.float32
+
+
+def test_warnings_are_one_line_naming_the_tool(tmp_path, rng, model_file, capsys):
+    source = tmp_path / "counts.tif"
+    tifffile.imwrite(source, (rng.random((20, 20)) * 4000).astype(np.float32))  # floats beyond [0, 1]
+    assert main(["restore", str(source), "-o", str(tmp_path / "out.tif"), "--model", model_file]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("napari-lowlight: warning:") and "outside" in err[0]

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -450,11 +451,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line that names the tool (the default names the console script's code line)."""
+    print(f"napari-lowlight: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     """Entry point of the ``napari-lowlight`` console script."""
     args = _parser().parse_args(argv)
     try:
-        args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.run(args)
     except KeyboardInterrupt:
         print("napari-lowlight: interrupted", file=sys.stderr)
         return 130

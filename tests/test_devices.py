@@ -1,8 +1,10 @@
-"""Device choice: what "auto" picks, what is refused, and when network passes use bfloat16."""
+"""Device choice: what "auto" picks, what is refused, when network passes use bfloat16, and
+(on a machine with a GPU) that the CUDA path restores and trains."""
 
 import contextlib
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,3 +51,26 @@ def test_bfloat16_only_on_gpus_that_compute_in_it(monkeypatch, capability, bfloa
 def test_the_cpu_computes_in_float32():
     with mixed_precision(torch.device("cpu")):
         assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
+
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+
+@needs_gpu
+def test_restoring_on_the_gpu_matches_the_cpu(tiny_model, smooth_image):
+    from napari_lowlight import restore
+
+    on_cpu = restore(smooth_image, 1.3, model=tiny_model, device="cpu", tile_size=32)
+    on_gpu = restore(smooth_image, 1.3, model=tiny_model, device="cuda", tile_size=32)
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=0.02)  # bfloat16 on recent GPUs
+
+
+@needs_gpu
+def test_training_on_the_gpu_hands_back_a_model_that_saves(smooth_image, tmp_path):
+    from napari_lowlight import load_model, new_model, save_model, train
+
+    run = train([smooth_image], model=new_model(width=4), steps=5, batch_size=4, patch_size=16, device="cuda")
+    events = list(run)
+    assert all(np.isfinite(event.loss) for event in events)
+    saved = save_model(events[-1].model, tmp_path / "gpu.safetensors")
+    assert load_model(saved, device="cpu").config.width == 4

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 import napari_lowlight.weights as weights
-from napari_lowlight import load_model, restore, save_model
+from napari_lowlight import load_model, new_model, restore, save_model
 
 
 def test_round_trip(tiny_model, tmp_path, smooth_image):
@@ -62,6 +62,28 @@ def test_pickles_are_refused_without_running_them(tmp_path, suffix):
     with pytest.raises(ValueError, match="pickle"):
         load_model(tmp_path / "zip.pt")
     assert not marker.exists()
+
+
+def test_a_header_length_that_looks_like_a_pickle_still_loads(tmp_path):
+    # A safetensors file opens with its header's length: its low byte may be anything,
+    # the 0x80 that opens a pickle included (one file in 256).
+    path = tmp_path / "model.safetensors"
+    model = new_model(width=1)
+    for padding in range(300):
+        save_model(model, path, training={"note": "x" * padding})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert load_model(path, device="cpu").config.width == 1
+
+
+def test_weights_that_are_not_finite_are_refused(tmp_path):
+    model = new_model(width=1)
+    with torch.no_grad():
+        model.enhance.tail.weight.fill_(float("nan"))
+    path = save_model(model, tmp_path / "diverged.safetensors")
+    with pytest.raises(ValueError, match="'enhance.tail.weight' holds NaN"):
+        load_model(path, device="cpu")
 
 
 def test_garbage_and_missing_files(tmp_path):

@@ -98,8 +98,11 @@ def _open_checked(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist")
     with open(path, "rb") as file:
-        head = file.read(2)
-    if head[:1] == b"\x80" or head == b"PK":
+        head = file.read(9)
+    # safetensors opens with its header's length (8 bytes, any values) and then the JSON
+    # header's "{"; a pickle opens with 0x80, a PyTorch zip checkpoint with "PK". Only
+    # named here: nothing is ever unpickled.
+    if head[8:9] != b"{" and (head[:1] == b"\x80" or head[:2] == b"PK"):
         raise ValueError(
             f"model file {str(path)!r} is a pickle/PyTorch checkpoint; only safetensors weights are loaded "
             "(unpickling can run arbitrary code)"
@@ -157,6 +160,9 @@ def load_weights(path) -> tuple[LowLightNet, dict, dict]:
                 f"model file {str(path)!r}: tensor {name!r} has shape {tuple(tensor.shape)}, "
                 f"the architecture expects {tuple(expected[name].shape)}"
             )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            # A diverged run's weights: they would restore every image to black.
+            raise ValueError(f"model file {str(path)!r}: tensor {name!r} holds NaN or infinite values")
     model.load_state_dict(state)
     return model, metadata, extra
 
@@ -177,7 +183,8 @@ def load_model(path=None, *, device="auto") -> LowLightNet:
         If the file does not exist.
     ValueError
         If it is not a safetensors file (a pickle is refused without being opened by
-        pickle), or its architecture, version or tensor shapes do not match.
+        pickle), its architecture, version or tensor shapes do not match, or a weight
+        is not finite.
     """
     model, metadata, _ = load_weights(default_weights_path() if path is None else path)
     model.training_config = metadata["training"]

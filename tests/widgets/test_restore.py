@@ -185,6 +185,64 @@ def test_rerun_replaces_only_its_own_layers(qtbot, viewer, widget, tiny_model, h
     np.testing.assert_array_equal(ours[0].data, expected(image, tiny_model, 0.7)[0])
 
 
+def test_rerun_follows_the_source_and_rescales_the_display(qtbot, viewer, widget, tiny_model, helpers):
+    image = (helpers.grey((32, 32), np.float32) * 16000).astype(np.uint16)
+    source = viewer.add_image(image, name="low")
+    widget.data_range = 4095  # a 12-bit camera's range: the output stays within it
+    run(qtbot, widget)
+    restored = viewer.layers["low restored"]
+    assert restored.contrast_limits[1] <= 4095
+    source.scale, source.name = (0.5, 0.25), "cells"
+    widget.data_range = None
+    run(qtbot, widget)
+    assert restored in viewer.layers and restored.name == "cells restored"
+    assert restored.contrast_limits[1] == restored.data.max() > 4095  # not stuck at the old range
+    assert tuple(restored.scale) == tuple(viewer.layers["cells difference map"].scale) == (0.5, 0.25)
+
+
+def test_a_renamed_result_is_kept_and_a_new_one_added(qtbot, viewer, widget, registry, helpers):
+    # Comparing two models: the user renames the first result to keep it.
+    viewer.add_image(helpers.grey(), name="low")
+    run(qtbot, widget)
+    kept = viewer.layers["low restored"]
+    kept.name = "low restored with tiny (keep)"
+    kept_data = kept.data.copy()
+    registry.add("other", core.new_model(width=4, seed=5), kind="trained")  # the widget selects it
+    run(qtbot, widget)
+    np.testing.assert_array_equal(kept.data, kept_data)
+    assert kept.metadata["napari_lowlight"]["model"] == "tiny"
+    assert viewer.layers["low restored"].metadata["napari_lowlight"]["model"] == "other"
+    widget.alpha = 1.7  # the live slider moves the new result, not the kept one
+    np.testing.assert_array_equal(kept.data, kept_data)
+
+
+def test_the_button_waits_and_the_panel_stays_busy_until_every_run_is_done(qtbot, viewer, widget, helpers, monkeypatch):
+    small, big = helpers.grey(seed=1), helpers.grey(seed=2)
+    viewer.add_image(small, name="small")
+    viewer.add_image(big, name="big")
+    gate = threading.Event()
+    original = core.estimate_difference
+
+    def big_waits(image, **kwargs):
+        if image.shape == big.shape and np.array_equal(image, big):
+            gate.wait(10)
+        return original(image, **kwargs)
+
+    monkeypatch.setattr(core, "estimate_difference", big_waits)
+    widget.layer = "big"
+    later = widget.run()
+    assert not widget._run.isEnabled()  # no second click while a run is on
+    widget.layer = "small"
+    with qtbot.waitSignal(widget.run_finished, timeout=30_000):
+        widget.run()  # a script may still start one
+    assert "small restored" in [layer.name for layer in viewer.layers]
+    assert widget.status.state == RunState.RUNNING and not widget._run.isEnabled()
+    with qtbot.waitSignal(widget.run_finished, timeout=30_000):
+        gate.set()
+    assert later.done.is_set()
+    assert widget.status.state == RunState.DONE and widget._run.isEnabled()
+
+
 def test_switching_layer_mid_run_writes_to_the_right_layer(qtbot, viewer, widget, tiny_model, helpers, monkeypatch):
     a, b = helpers.grey(seed=1), helpers.grey(seed=2)
     viewer.add_image(a.copy(), name="A")

@@ -129,6 +129,7 @@ class RestoreWidget(QWidget):
         self.live: LiveResult | None = None
         self._run_id = 0
         self._latest_run: dict[Any, int] = {}
+        self._in_flight: set[int] = set()  # restore runs started and not yet finished
         self._alpha_generation = 0
         self._pending = (0, 1)  # planes left / planes queued by the running alpha update
 
@@ -191,6 +192,7 @@ class RestoreWidget(QWidget):
         self._load.clicked.connect(self._on_load_clicked)
         self.status.events.message.connect(self._on_message)
         self.status.events.progress.connect(self._on_progress)
+        self.status.events.state.connect(self._on_state)
         self.registry.changed.connect(self._refresh_models)
         self.registry.added.connect(self._on_model_added)
         self._refresh_models()
@@ -286,6 +288,7 @@ class RestoreWidget(QWidget):
         self._run_id += 1
         run_id = self._run_id
         self._latest_run[source["unique_id"]] = run_id
+        self._in_flight.add(run_id)
         alpha = "auto" if self.auto_alpha else self.alpha
         self.status.state = RunState.RUNNING
         self.status.progress = -1.0
@@ -308,7 +311,7 @@ class RestoreWidget(QWidget):
             connect={
                 "returned": partial(self._on_restored, source, settings, alpha == "auto"),
                 "errored": partial(self._on_errored, run_id),
-                "finished": self._on_run_finished,
+                "finished": partial(self._on_run_finished, run_id),
             },
             progress={"total": stages, "desc": "napari-lowlight: restore"},
             error_prefix=f"Restore of {source['name']!r} failed",
@@ -396,45 +399,59 @@ class RestoreWidget(QWidget):
                 alpha=result.alpha,
                 lead_ndim=max(lead, 0),
             )
-        self.status.progress = 1.0
-        self.status.state = RunState.DONE
-        self.status.message = (
-            f"restored {source['name']!r} (alpha={result.alpha:.3g}); move the alpha slider to update it live"
-        )
+        if self._in_flight - {result.run_id}:
+            # A script started another run meanwhile: the panel stays busy until it is done.
+            self.status.message = f"restored {source['name']!r}; another restore is still running..."
+        else:
+            self.status.progress = 1.0
+            self.status.state = RunState.DONE
+            self.status.message = (
+                f"restored {source['name']!r} (alpha={result.alpha:.3g}); move the alpha slider to update it live"
+            )
         if abs(self.alpha - result.alpha) > 1e-6 and not auto:
             # The slider moved while the run was in flight: bring the result up to date.
             self._apply_alpha()
 
     def _put_layer(self, role: str, source: dict, data, *, name: str, display=None, extra=None):
-        """Replace this widget's ``role`` layer for ``source`` or add a new one."""
+        """Replace this widget's ``role`` layer for ``source`` or add a new one.
+
+        A layer the user renamed is theirs to keep (e.g. to compare models): it is left
+        alone and a new one is added. A replaced layer takes the source's current name,
+        transform and a fresh contrast range, as a new layer would.
+        """
         tag = {"role": role, "source_id": str(source["unique_id"]), "source_name": source["name"], **(extra or {})}
         display = display or {}
-        mine = output_layers(self.viewer, role, source["unique_id"])
+        mine = [
+            layer
+            for layer in output_layers(self.viewer, role, source["unique_id"])
+            if layer.name == layer.metadata[OWNER_KEY].get("name", layer.name)
+        ]
         if mine:
             layer = mine[0]
             layer.data = data
+            layer.scale, layer.translate = source["scale"], source["translate"]
+            layer.name = name
             if "contrast_limits" in display:
                 layer.contrast_limits = display["contrast_limits"]
-            layer.metadata = {**layer.metadata, OWNER_KEY: tag}
-            return layer
-        return self.viewer.add_image(
-            data,
-            name=name,
-            rgb=source["rgb"],
-            scale=source["scale"],
-            translate=source["translate"],
-            metadata={OWNER_KEY: tag},
-            **display,
-        )
+            else:
+                layer.reset_contrast_limits()
+        else:
+            layer = self.viewer.add_image(
+                data, name=name, rgb=source["rgb"], scale=source["scale"], translate=source["translate"], **display
+            )
+        # napari may have made the name unique ("... [1]"): remember the one it holds.
+        layer.metadata = {**layer.metadata, OWNER_KEY: {**tag, "name": layer.name}}
+        return layer
 
-    def _on_run_finished(self) -> None:
+    def _on_run_finished(self, run_id: int) -> None:
+        self._in_flight.discard(run_id)
         if is_alive(self):
             self.run_finished.emit()
 
     def _on_errored(self, run_id: int, error: Exception) -> None:
         if not is_alive(self):
             return
-        if run_id == self._run_id:
+        if not self._in_flight - {run_id}:
             self.status.state = RunState.ERROR
             self.status.progress = 0.0
             self.status.message = f"restore failed: {error}"
@@ -604,6 +621,10 @@ class RestoreWidget(QWidget):
     def _on_message(self, message: str) -> None:
         if is_alive(self):
             self._message.setText(message)
+
+    def _on_state(self, state: RunState) -> None:
+        if is_alive(self):
+            self._run.setEnabled(not RunState(state).active)
 
     def _on_progress(self, value: float) -> None:
         if not is_alive(self):

@@ -207,7 +207,8 @@ def test_colour_and_stacks_are_accepted(rng):
     [
         ({"steps": 0}, "steps"),
         ({"lr": -1.0}, "lr"),
-        ({"alpha_range": (0, 2)}, "alpha_range"),
+        ({"alpha_range": (0, 2)}, r"alpha_range must be \(low, high\) with 0 < low"),
+        ({"noise_sigma_range": (0.02, 0.01)}, r"noise_sigma_range must be \(low, high\) with 0 <= low"),
         ({"noise": "pink"}, "noise"),
         ({"seed": -1}, "seed"),
         ({"average_decay": 1.0}, "average_decay"),

@@ -88,8 +88,10 @@ class TrainingConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         for name in ("alpha_range", "gamma_range", "noise_sigma_range", "photons_range"):
             low, high = getattr(self, name)
-            if not (0 <= low <= high) or (name in ("alpha_range", "gamma_range", "photons_range") and low <= 0):
-                raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {(low, high)!r}")
+            zero_allowed = name == "noise_sigma_range"  # no read noise
+            if not (0 <= low <= high) or (not zero_allowed and low == 0):
+                bound = "0 <= low <= high" if zero_allowed else "0 < low <= high"
+                raise ValueError(f"{name} must be (low, high) with {bound}, got {(low, high)!r}")
         for name in ("denoise_fraction", "dim_denoise_fraction"):
             value = getattr(self, name)
             if value is None and name == "dim_denoise_fraction":

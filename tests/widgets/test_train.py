@@ -97,6 +97,9 @@ def test_save_weights_round_trip(qtbot, viewer, widget, helpers, tmp_path, notif
     assert widget.save_weights(tmp_path / "early") is None  # nothing trained yet
     widget.steps = 2
     train(qtbot, widget)
+    assert widget.save_weights(tmp_path) is None  # a folder is no file name
+    assert any("is a folder" in message for message in helpers.errors(notifications))
+    assert not list(tmp_path.glob("*.safetensors"))
     path = widget.save_weights(tmp_path / "mine")
     assert path == tmp_path / "mine.safetensors" and path.is_file()
     loaded = core.load_model(path, device="cpu")

@@ -398,6 +398,9 @@ class TrainWidget(QWidget):
             if not path:
                 return None
         path = Path(path)
+        if path.is_dir():
+            show_error(f"Train: {str(path)!r} is a folder; give the weights file a name")
+            return None
         if path.suffix != ".safetensors":
             path = path.with_name(path.name + ".safetensors")
         try:

@@ -197,6 +197,9 @@ def test_fine_tuning_starts_with_a_smaller_learning_rate(widget):
     assert widget.learning_rate == pytest.approx(1e-4)
     widget.start_from = "scratch"
     assert widget.learning_rate == pytest.approx(1e-3)
+    widget.learning_rate = 0.01  # typed by the user: switching keeps it
+    widget.start_from = "default"
+    assert widget.learning_rate == pytest.approx(0.01)
 
 
 def test_noise_none_selects_no_noise_and_unknown_names_are_refused(widget):

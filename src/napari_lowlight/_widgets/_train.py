@@ -45,7 +45,7 @@ from qtpy.QtWidgets import (
 )
 
 import napari_lowlight as core
-from napari_lowlight.training import FINE_TUNE_LR
+from napari_lowlight.training import FINE_TUNE_LR, SCRATCH_LR
 
 from ._common import (
     ImageLayerCombo,
@@ -205,7 +205,7 @@ class TrainWidget(QWidget):
         self._steps = int_spin(500, 1, 10_000_000, step=100)
         self._batch = int_spin(32, 1, 4096)
         self._patch = int_spin(48, 8, 1024, step=8)
-        self._lr = double_spin(1e-3, 1e-7, 1.0, step=1e-4, decimals=6)
+        self._lr = double_spin(SCRATCH_LR, 1e-7, 1.0, step=1e-4, decimals=6)
         self._seed = int_spin(0, 0, 2**31 - 1)
         self._device = QComboBox()
         self._device.addItems(core.available_devices())
@@ -484,8 +484,10 @@ class TrainWidget(QWidget):
 
     def _on_start_from(self, *_) -> None:
         key = self.start_from
-        # Fine-tuning wants a smaller step than training from scratch.
-        self._lr.setValue(1e-3 if key == "scratch" else FINE_TUNE_LR)
+        # Fine-tuning wants a smaller step than training from scratch; a rate the user
+        # typed (anything but the rates this switch sets) is theirs and stays.
+        if self._lr.value() in (SCRATCH_LR, FINE_TUNE_LR):
+            self._lr.setValue(SCRATCH_LR if key == "scratch" else FINE_TUNE_LR)
         self._width.setEnabled(key == "scratch")
         self._path.setEnabled(key == "file")
         self._browse.setEnabled(key == "file")

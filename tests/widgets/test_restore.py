@@ -193,10 +193,12 @@ def test_rerun_follows_the_source_and_rescales_the_display(qtbot, viewer, widget
     restored = viewer.layers["low restored"]
     assert restored.contrast_limits[1] <= 4095
     source.scale, source.name = (0.5, 0.25), "cells"
+    restored.visible = False  # napari's default contrast source, the visible slice, is empty then
     widget.data_range = None
     run(qtbot, widget)
     assert restored in viewer.layers and restored.name == "cells restored"
-    assert restored.contrast_limits[1] == restored.data.max() > 4095  # not stuck at the old range
+    data = restored.data
+    assert list(restored.contrast_limits) == [data.min(), data.max()] and data.max() > 4095  # the new range
     assert tuple(restored.scale) == tuple(viewer.layers["cells difference map"].scale) == (0.5, 0.25)
 
 
@@ -214,6 +216,17 @@ def test_a_renamed_result_is_kept_and_a_new_one_added(qtbot, viewer, widget, reg
     assert viewer.layers["low restored"].metadata["napari_lowlight"]["model"] == "other"
     widget.alpha = 1.7  # the live slider moves the new result, not the kept one
     np.testing.assert_array_equal(kept.data, kept_data)
+
+
+def test_the_slider_leaves_a_renamed_result_alone(qtbot, viewer, widget, helpers):
+    viewer.add_image(helpers.grey(), name="low")
+    run(qtbot, widget)
+    kept = viewer.layers["low restored"]
+    kept.name = "keep"
+    kept_data = kept.data.copy()
+    widget.alpha = 1.9
+    np.testing.assert_array_equal(kept.data, kept_data)
+    assert "renamed" in widget.status.message
 
 
 def test_the_button_waits_and_the_panel_stays_busy_until_every_run_is_done(qtbot, viewer, widget, helpers, monkeypatch):
@@ -291,6 +304,9 @@ def test_two_quick_runs_do_not_mix(qtbot, viewer, widget, tiny_model, helpers, m
     np.testing.assert_array_equal(restored[0].data, expected(image, tiny_model, 1.8)[0])
     assert restored[0].metadata["napari_lowlight"]["alpha"] == 1.8
     assert widget.live.alpha == 1.8
+    # The stale first run finished last: the panel still settles, on the second run's outcome.
+    qtbot.waitUntil(lambda: widget.status.state == RunState.DONE, timeout=5_000)
+    assert widget._run.isEnabled() and "alpha=1.8" in widget.status.message
 
 
 def test_bad_weights_file_notifies_and_adds_nothing(qtbot, viewer, widget, registry, notifications, helpers, tmp_path):

@@ -130,6 +130,8 @@ class RestoreWidget(QWidget):
         self._run_id = 0
         self._latest_run: dict[Any, int] = {}
         self._in_flight: set[int] = set()  # restore runs started and not yet finished
+        # How the latest run ended, (state, message): the panel shows it once no run is left.
+        self._outcome: tuple[RunState, str] | None = None
         self._alpha_generation = 0
         self._pending = (0, 1)  # planes left / planes queued by the running alpha update
 
@@ -289,6 +291,7 @@ class RestoreWidget(QWidget):
         run_id = self._run_id
         self._latest_run[source["unique_id"]] = run_id
         self._in_flight.add(run_id)
+        self._outcome = None
         alpha = "auto" if self.auto_alpha else self.alpha
         self.status.state = RunState.RUNNING
         self.status.progress = -1.0
@@ -399,15 +402,14 @@ class RestoreWidget(QWidget):
                 alpha=result.alpha,
                 lead_ndim=max(lead, 0),
             )
+        done = f"restored {source['name']!r} (alpha={result.alpha:.3g}); move the alpha slider to update it live"
+        if result.run_id == self._run_id:
+            self._outcome = (RunState.DONE, done)
         if self._in_flight - {result.run_id}:
             # A script started another run meanwhile: the panel stays busy until it is done.
             self.status.message = f"restored {source['name']!r}; another restore is still running..."
         else:
-            self.status.progress = 1.0
-            self.status.state = RunState.DONE
-            self.status.message = (
-                f"restored {source['name']!r} (alpha={result.alpha:.3g}); move the alpha slider to update it live"
-            )
+            self._settle()
         if abs(self.alpha - result.alpha) > 1e-6 and not auto:
             # The slider moved while the run was in flight: bring the result up to date.
             self._apply_alpha()
@@ -434,7 +436,9 @@ class RestoreWidget(QWidget):
             if "contrast_limits" in display:
                 layer.contrast_limits = display["contrast_limits"]
             else:
-                layer.reset_contrast_limits()
+                # From the whole data, as a new layer's: napari's default is the visible slice.
+                layer.reset_contrast_limits_range(mode="data")
+                layer.reset_contrast_limits(mode="data")
         else:
             layer = self.viewer.add_image(
                 data, name=name, rgb=source["rgb"], scale=source["scale"], translate=source["translate"], **display
@@ -444,17 +448,27 @@ class RestoreWidget(QWidget):
         return layer
 
     def _on_run_finished(self, run_id: int) -> None:
+        # Every run ends here, one that a newer run made stale included: the panel settles
+        # on the latest run's outcome once none is left.
         self._in_flight.discard(run_id)
-        if is_alive(self):
-            self.run_finished.emit()
-
-    def _on_errored(self, run_id: int, error: Exception) -> None:
         if not is_alive(self):
             return
-        if not self._in_flight - {run_id}:
-            self.status.state = RunState.ERROR
-            self.status.progress = 0.0
-            self.status.message = f"restore failed: {error}"
+        if not self._in_flight and self.status.state.active:
+            self._settle()
+        self.run_finished.emit()
+
+    def _on_errored(self, run_id: int, error: Exception) -> None:
+        if run_id == self._run_id:
+            self._outcome = (RunState.ERROR, f"restore failed: {error}")
+        if is_alive(self) and not self._in_flight - {run_id}:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Show how the latest run ended (runs made stale by a newer one leave no outcome)."""
+        state, message = self._outcome or (RunState.DONE, "restore finished; a newer run's result was kept")
+        self.status.progress = 1.0 if state == RunState.DONE else 0.0
+        self.status.state = state
+        self.status.message = message
 
     # ------------------------------------------------------------------ live alpha
     def _on_slider(self, _value) -> None:
@@ -471,9 +485,11 @@ class RestoreWidget(QWidget):
         if live is None or not is_alive(self):
             return None
         layer = find_layer(self.viewer, live.restored_id)
-        if layer is None:
+        if layer is None or layer.name != layer.metadata.get(OWNER_KEY, {}).get("name", layer.name):
+            # A renamed result is the user's to keep: the slider leaves it alone.
             self.live = None
-            self.status.message = "the restored layer was deleted: run Restore again"
+            gone = "deleted" if layer is None else "renamed (kept as it is)"
+            self.status.message = f"the restored layer was {gone}: run Restore again"
             return None
         alpha = self.alpha
         self._alpha_generation += 1

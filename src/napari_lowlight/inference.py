@@ -244,11 +244,12 @@ def _run_planes(runner: _Runner, inputs: list[np.ndarray], network, out_channels
                     output[:, index] = _tiled_apply(planes, network, out_channels, halo, tile, batch_pixels, runner.device)
                     break
                 except torch.OutOfMemoryError:
-                    if tile // 2 < MIN_TILE_SIZE:
-                        raise
+                    if tile // 2 < MIN_TILE_SIZE and batch_pixels < (tile + 2 * halo) ** 2:
+                        raise  # one tile of the smallest size per call did not fit
                 # Halving the tile alone would only batch four times as many tiles. Out of
                 # the except block, the traceback no longer holds the failed batch's tensors.
-                tile //= 2
+                if tile // 2 >= MIN_TILE_SIZE:
+                    tile //= 2
                 batch_pixels //= 4
                 if runner.device.type == "cuda":
                     torch.cuda.empty_cache()

@@ -112,6 +112,11 @@ def test_out_of_memory_shrinks_the_batch_of_tiles_too(tiny_model, rng, monkeypat
     result = restore(image, 1.0, model=tiny_model, tile_size=256)
     assert max(batches) > 40_000 and batches[-1] <= 40_000
     np.testing.assert_allclose(result, expected, atol=1e-5)
+    # Already at the smallest tile: only the batch can shrink, and it does.
+    batches.clear()
+    result = restore(image, 1.0, model=tiny_model, tile_size=64)
+    assert max(batches) > 40_000 and batches[-1] <= 40_000
+    np.testing.assert_allclose(result, expected, atol=1e-5)
 
 
 def test_stop_mid_training_leaves_a_usable_model(smooth_image, tmp_path):

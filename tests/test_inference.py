@@ -65,6 +65,17 @@ def test_rgba_opacity_is_passed_through(tiny_model, rng, dtype, data_range):
     np.testing.assert_array_equal(restored[..., 3], image[..., 3])
 
 
+def test_float_opacity_does_not_set_the_intensity_scale(tiny_model, rng):
+    # Opacity in [0, 255] beside colour in [0, 0.3]: the colour must be read as it is.
+    colour = (rng.random((20, 24, 3)) * 0.3).astype(np.float32)
+    results = []
+    for opacity in (1.0, 255.0):
+        image = np.concatenate([colour, np.full((20, 24, 1), opacity, np.float32)], axis=-1)
+        results.append(restore(image, 1.0, model=tiny_model, channel_axis=-1))
+    np.testing.assert_array_equal(results[0][..., :3], results[1][..., :3])
+    assert results[1][..., 3].max() == 255.0
+
+
 def test_float_outside_unit_range_warns_and_maps_back(tiny_model, rng):
     image = (rng.random((24, 24)) * 4000).astype(np.float32)
     with pytest.warns(UserWarning, match="outside") as caught:

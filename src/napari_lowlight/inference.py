@@ -316,7 +316,7 @@ def estimate_alpha(image, *, model=None, channel_axis=None, data_range=None) -> 
     """
     image = as_image(image)
     channel_axis = _check_image_shape(image, channel_axis)
-    model, context = _model_and_context(image, channel_axis, model, image_scale(image, data_range))
+    model, context = _model_and_context(image, channel_axis, model, image_scale(image, data_range, channel_axis=channel_axis))
     return _alpha_from_context(model, context)
 
 
@@ -441,7 +441,7 @@ def restore(
     tile = _check_tile_size(tile_size)
     image = as_image(image)
     channel_axis = _check_image_shape(image, channel_axis)
-    scale = image_scale(image, data_range)
+    scale = image_scale(image, data_range, channel_axis=channel_axis)
     model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
         alpha = _alpha_from_context(model, context)
@@ -477,7 +477,7 @@ def estimate_difference(
     tile = _check_tile_size(tile_size)
     image = as_image(image)
     channel_axis = _check_image_shape(image, channel_axis)
-    scale = image_scale(image, data_range)
+    scale = image_scale(image, data_range, channel_axis=channel_axis)
     model, context = _model_and_context(image, channel_axis, model, scale)
     settings = dict(
         model=model, context=context, alpha=None, scale=scale, device=device, tile=tile, compiled=bool(compile)
@@ -534,9 +534,9 @@ def enhance(
         raise ValueError(f"difference has shape {tuple(difference.shape)}; expected the image's shape {tuple(image.shape)}")
     whole = image if context_image is None else as_image(context_image)
     # The slice's leading axes were dropped from the whole image's: shift the channel axis.
-    whole_axis = None if channel_axis is None else channel_axis + whole.ndim - image.ndim
-    scale = image_scale(whole, data_range)
-    model, context = _model_and_context(whole, _check_image_shape(whole, whole_axis), model, scale)
+    whole_axis = _check_image_shape(whole, None if channel_axis is None else channel_axis + whole.ndim - image.ndim)
+    scale = image_scale(whole, data_range, channel_axis=whole_axis)
+    model, context = _model_and_context(whole, whole_axis, model, scale)
     settings = dict(
         model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile, compiled=bool(compile)
     )

@@ -160,7 +160,7 @@ def check_data_range(data_range) -> float | None:
     return float(data_range)
 
 
-def image_scale(image, data_range=None) -> IntensityScale:
+def image_scale(image, data_range=None, *, channel_axis=None) -> IntensityScale:
     """The mapping of an in-memory or dask image to [0, 1].
 
     Parameters
@@ -172,6 +172,9 @@ def image_scale(image, data_range=None) -> IntensityScale:
         come back in that range). Default: :func:`intensity_scale` (the dtype's range
         for integers; [0, 1] for floats). A lazy float array is scanned once for its
         range only when ``data_range`` is not given.
+    channel_axis : int, optional
+        The (non-negative) colour axis: an RGBA image's opacity is no intensity, so a
+        float image's range is that of its colour channels.
     """
     data_range = check_data_range(data_range)
     if not is_dask(image):
@@ -180,10 +183,14 @@ def image_scale(image, data_range=None) -> IntensityScale:
         raise TypeError(f"image has dtype {image.dtype}; expected an integer or float image")
     if data_range is not None:
         return IntensityScale(image.dtype, 0.0, data_range)
-    if not is_dask(image):
-        return intensity_scale(image)
     if np.issubdtype(image.dtype, np.integer):
         return IntensityScale(image.dtype, 0.0, float(np.iinfo(image.dtype).max))
+    if channel_axis is not None and image.shape[channel_axis] == 4:
+        index = [slice(None)] * image.ndim
+        index[channel_axis] = slice(0, 3)
+        image = image[tuple(index)]
+    if not is_dask(image):
+        return intensity_scale(image)
 
     def value_range():
         import dask

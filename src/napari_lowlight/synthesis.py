@@ -43,7 +43,9 @@ def difference_map(image, gamma, *, channel_axis=None, data_range=None) -> np.nd
     ndarray of float32, same shape as ``image``, values in [0, 1].
     """
     gamma = check_positive(gamma, "gamma")
-    unit, _ = to_unit_float(image, scale=image_scale(image, data_range))
+    image = np.asarray(image)
+    channel_axis = normalise_channel_axis(channel_axis, image.ndim)
+    unit, _ = to_unit_float(image, scale=image_scale(image, data_range, channel_axis=channel_axis))
     planes, passthrough, layout = split_planes(unit, channel_axis)
     diff = (1.0 - planes**gamma) * planes
     opacity = None if passthrough is None else np.zeros_like(passthrough)
@@ -150,7 +152,7 @@ def synthesize_low_light(
         raise ValueError(f"image has shape {image.shape}; expected at least 2 dimensions (Y, X)")
     channel_axis = normalise_channel_axis(channel_axis, image.ndim)
     noise, noise_sigma, photons = check_noise(noise, noise_sigma, photons)
-    scale = image_scale(image, data_range)
+    scale = image_scale(image, data_range, channel_axis=channel_axis)
     settings = dict(noise=noise, noise_sigma=noise_sigma, photons=photons, channel_axis=channel_axis, scale=scale)
     if not is_dask(image):
         return _synthesize(image, alpha, gamma, seed=seed, **settings)

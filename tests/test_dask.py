@@ -109,3 +109,32 @@ def test_a_gpu_model_goes_to_dask_workers_as_a_cpu_copy(tiny_model, stack):
     lazy = restore(da.from_array(stack, chunks=(1, 75, 65)), 1.0, model=gpu_model)
     expected = restore(stack, 1.0, model=tiny_model, device="cpu")
     assert np.abs(lazy.compute().astype(int) - expected.astype(int)).max() <= 0.02 * 65535  # bfloat16 on the GPU
+
+
+def test_a_lazy_tiff_travels_as_its_absolute_path_and_refuses_a_changed_file(tmp_path, stack, monkeypatch):
+    # What a cluster's worker does: unpickle the graph elsewhere, then read the file.
+    import pickle
+
+    import cloudpickle
+    import tifffile
+
+    from napari_lowlight.io import open_lazy
+
+    tifffile.imwrite(tmp_path / "stack.tif", stack)
+    monkeypatch.chdir(tmp_path)
+    shipped = cloudpickle.dumps(open_lazy("stack.tif"))  # a relative path, as a user types it
+    monkeypatch.chdir("/")
+    np.testing.assert_array_equal(pickle.loads(shipped).compute(), stack)
+    tifffile.imwrite(tmp_path / "stack.tif", stack[:1])
+    with pytest.raises(ValueError, match="changed after it was opened"):
+        pickle.loads(shipped).compute()
+
+
+def test_writing_a_zarr_store_over_another_replaces_it_whole(tmp_path, stack):
+    from napari_lowlight.io import write_lazy
+
+    path = tmp_path / "out.zarr"
+    write_lazy(path, da.from_array(stack, chunks=(1, 75, 65)))
+    write_lazy(path, da.from_array(stack[:1] // 2, chunks=(1, 75, 65)))
+    np.testing.assert_array_equal(da.from_zarr(str(path)).compute(), stack[:1] // 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.zarr"]  # no temporary left behind

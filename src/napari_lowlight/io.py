@@ -107,6 +107,8 @@ def write_image(path, image: np.ndarray) -> Path:
     """
     path = Path(path)
     suffix = _suffix(path)
+    if suffix == ZARR_SUFFIX:
+        raise ValueError(f"{str(path)!r}: a Zarr store is written by write_lazy (any array: dask.array.asarray(image))")
     image = np.asarray(image)
     check_writable(path, image.dtype, image.shape)
     with replaced_atomically(path, suffix) as temporary:
@@ -127,28 +129,30 @@ def is_lazy_source(path) -> bool:
 
 
 class _TiffView:
-    """tifffile's Zarr view of a TIFF file, which pickles as the file's path.
+    """tifffile's Zarr view of a TIFF file, which pickles as the file's absolute path.
 
     The view holds an open file (and its lock), which cannot travel to another process;
-    dask workers of a cluster reopen the file from the path instead.
+    dask workers of a cluster reopen the file from the path instead, and refuse it if it
+    is no longer the file that was opened (size, modification time, shape, dtype).
     """
 
-    def __init__(self, path: str):
-        self.path = path
-        self._open()
-
-    def _open(self):
+    def __init__(self, path: str, identity: tuple | None = None):
         import zarr
 
-        self._array = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
+        self.path = path
+        self._array = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
         self.shape, self.dtype, self.chunks = self._array.shape, self._array.dtype, self._array.chunks
         self.ndim = len(self.shape)
+        status = os.stat(path)
+        self.identity = (status.st_size, status.st_mtime_ns, tuple(self.shape), str(self.dtype))
+        if identity is not None and tuple(identity) != self.identity:
+            raise ValueError(f"input {path!r} changed after it was opened; restore it again")
 
     def __getitem__(self, key):
         return self._array[key]
 
     def __reduce__(self):
-        return _TiffView, (self.path,)
+        return _TiffView, (self.path, self.identity)
 
 
 def open_lazy(path):
@@ -166,9 +170,8 @@ def open_lazy(path):
     try:
         if path.suffix.lower() == ZARR_SUFFIX:
             return da.from_zarr(str(path))
-        view = _TiffView(str(path))
-        status = path.stat()
-        name = "tiff-" + tokenize(str(path.resolve()), status.st_size, status.st_mtime_ns)
+        view = _TiffView(str(path.resolve()))
+        name = "tiff-" + tokenize(view.path, view.identity)
         return da.from_array(view, chunks=view.chunks, name=name, asarray=True)
     except Exception as error:  # zarr and tifffile raise many types for a broken store
         raise ValueError(f"input {str(path)!r} is not a readable Zarr array or TIFF file ({error})") from None
@@ -185,16 +188,19 @@ def write_lazy(path, array) -> Path:
     path = Path(path)
     suffix = _suffix(path)
     check_writable(path, array.dtype, array.shape, lazy=True)
-    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / path.name
-    try:
-        if suffix == ZARR_SUFFIX:
-            array.to_zarr(str(temporary))
-        else:
-            planes = array.reshape(-1, *array.shape[-2:]) if array.ndim > 2 else array[None]
+    if suffix != ZARR_SUFFIX:
+        planes = array.reshape(-1, *array.shape[-2:]) if array.ndim > 2 else array[None]
+        with replaced_atomically(path, suffix) as temporary:
             tifffile.imwrite(temporary, (plane.compute() for plane in planes), shape=array.shape, dtype=array.dtype)
-        if path.is_dir():
-            shutil.rmtree(path)
-        os.replace(temporary, path)
+        return path
+    # A Zarr store is a folder, which os.replace cannot put over another: the old store
+    # steps aside first and goes only once the new one is in place.
+    work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        array.to_zarr(str(work / "new"))
+        if path.exists():
+            os.replace(path, work / "old")
+        os.replace(work / "new", path)
     finally:
-        shutil.rmtree(temporary.parent, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     return path

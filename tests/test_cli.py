@@ -125,6 +125,8 @@ def _bad_inputs(tmp_path, png, model_file):
         "rgba as jpeg": (["synthesize", str(_rgba(tmp_path)), "-o", str(tmp_path / "o.jpg"), "--alpha", "1", "--gamma", "1"], "opacity"),
         "16-bit colour png": (["restore", str(colour16), "-o", str(tmp_path / "o.tif"), "--model", model_file], "16-bit colour PNG"),
         "channel axis on grey": (["restore", str(grey), "-o", out, "--channel-axis", "0", "--model", model_file], "two spatial axes"),
+        "train into a folder": (["train", "--scenes", "2", "-o", str(tmp_path)], "is a folder"),
+        "synthesize into a folder": (["synthesize", str(png), "-o", str(tmp_path), "--alpha", "1", "--gamma", "1"], "is a folder"),
         "same names": (["restore", *map(str, twins), "-o", str(tmp_path), "--model", model_file], "would both be written"),
         "difference named as result": (
             ["restore", str(twins[0]), "-o", str(tmp_path), "--difference", str(tmp_path), "--model", model_file],
@@ -182,6 +184,8 @@ def _exit_code(argv) -> int:
         "channel axis on grey",
         "same names",
         "difference named as result",
+        "train into a folder",
+        "synthesize into a folder",
     ],
 )
 def test_bad_input_exits_with_one_line(tmp_path, png, model_file, capsys, case):
@@ -211,6 +215,24 @@ def _png_16_bit_rgb(image):
     rows = b"".join(b"\x00" + image[y].astype(">u2").tobytes() for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_a_link_to_the_output_folder_is_the_same_folder(tmp_path, model_file, capsys):
+    source = tmp_path / "frame.tif"
+    tifffile.imwrite(source, np.zeros((20, 20), np.uint8))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "also_out").symlink_to(tmp_path / "out")
+    argv = ["restore", str(source), "-o", str(tmp_path / "out"), "--difference", str(tmp_path / "also_out")]
+    assert main([*argv, "--model", model_file]) == 1
+    assert "would both be written" in _error_line(capsys) and not list((tmp_path / "out").iterdir())
+
+
+def test_an_image_restores_into_a_zarr_store(tmp_path, png, model_file):
+    import dask.array as da
+
+    assert main(["restore", str(png), "-o", str(tmp_path / "out.zarr"), "--model", model_file]) == 0
+    stored = da.from_zarr(str(tmp_path / "out.zarr"))
+    assert stored.shape == iio.imread(png).shape and stored.dtype == np.uint8
 
 
 def test_one_input_goes_into_an_output_folder(tmp_path, png, model_file):

@@ -97,6 +97,13 @@ def _resolve_channel_axis(choice, image: np.ndarray):
     return choice
 
 
+def _is_folder(path: Path) -> bool:
+    """A folder of files, not a Zarr store (which is a folder too)."""
+    from .io import ZARR_SUFFIX
+
+    return path.is_dir() and path.suffix.lower() != ZARR_SUFFIX
+
+
 def _image_files(paths: list[str]) -> list[Path]:
     """Expand folders into the image files they hold; keep files as given."""
     from .io import IMAGE_SUFFIXES
@@ -104,7 +111,7 @@ def _image_files(paths: list[str]) -> list[Path]:
     files = []
     for text in paths:
         path = Path(text)
-        if path.is_dir() and path.suffix.lower() != ".zarr":
+        if _is_folder(path):
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
                 raise CommandError(f"folder {text!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
@@ -124,6 +131,13 @@ def _check_not_input(output: Path, inputs: list[Path]) -> None:
             raise CommandError(f"output {str(output)!r} is the input file {str(path)!r}; choose another path")
 
 
+def _file_target(path: Path, flag: str = "-o") -> Path:
+    """``path`` for a command that writes one file: a folder there is refused up front."""
+    if _is_folder(path):
+        raise CommandError(f"{flag} {str(path)!r} is a folder; give a file name")
+    return path
+
+
 def _writable_folder(path: Path) -> None:
     folder = path if path.is_dir() else path.parent
     if not folder.is_dir():
@@ -138,11 +152,18 @@ def _progress(iterable, total: int, description: str):
     return tqdm(iterable, total=total, desc=description, unit="image", disable=total < 2, file=sys.stderr)
 
 
+def _progress_line(text: str) -> None:
+    """A line on stderr printed above any progress bar instead of through it."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stderr)
+
+
 def _synthesize(args) -> None:
     from .io import check_writable, read_image, write_image
     from .synthesis import synthesize_low_light
 
-    source, output = Path(args.input), Path(args.output)
+    source, output = Path(args.input), _file_target(Path(args.output))
     _check_not_input(output, [source])
     _writable_folder(output)
     image = read_image(source)
@@ -172,7 +193,7 @@ def _load_model_argument(text):
 def _output_paths(inputs: list[Path], output: Path, flag: str, name) -> list[Path]:
     """One path per input: ``output / name(input)`` in an existing folder ``output``, else
     ``output`` itself, which only a single input can have."""
-    if output.is_dir() and output.suffix.lower() != ".zarr":
+    if _is_folder(output):
         return [output / name(path) for path in inputs]
     if len(inputs) > 1:
         raise CommandError(f"with {len(inputs)} inputs, {flag} must be an existing folder; {str(output)!r} is not")
@@ -184,7 +205,7 @@ def _check_distinct(writes: list[tuple[Path, str]]) -> None:
     like a result): the second would silently replace the first."""
     seen = {}
     for path, what in writes:
-        key = os.path.normcase(os.path.abspath(path))
+        key = os.path.normcase(Path(path).resolve())
         if key in seen:
             raise CommandError(f"{seen[key]} and {what} would both be written to {str(path)!r}; choose other folders")
         seen[key] = what
@@ -212,7 +233,7 @@ def _restore(args) -> None:
                 if len(inputs) == 1:
                     raise
                 # One bad file does not stop a batch: report it, go on, fail at the end.
-                print(f"napari-lowlight: {source}: {error}", file=sys.stderr)
+                _progress_line(f"napari-lowlight: {source}: {error}")
                 failed.append(str(source))
     if failed:
         raise CommandError(f"{len(failed)} of {len(inputs)} files could not be restored: {', '.join(failed)}")
@@ -221,7 +242,7 @@ def _restore(args) -> None:
 def _restore_file(source, target, difference_target, model, args) -> None:
     """Restore one file; Zarr stores and big TIFFs stream through dask, block by block."""
     from .inference import restore
-    from .io import check_writable, is_lazy_source, open_lazy, read_image, write_image, write_lazy
+    from .io import check_writable, is_lazy_source, open_lazy, read_image
 
     lazy = is_lazy_source(source)
     image = open_lazy(source) if lazy else read_image(source)
@@ -229,7 +250,6 @@ def _restore_file(source, target, difference_target, model, args) -> None:
     check_writable(target, image.dtype, image.shape, lazy=lazy)
     if difference_target is not None:
         check_writable(difference_target, np.float32, image.shape, lazy=lazy)
-    write = write_lazy if lazy else write_image
     restored, difference = restore(
         image,
         args.alpha,
@@ -241,9 +261,22 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         data_range=args.data_range,
         compile=args.compile,
     )
-    write(target, restored)
+    _write_result(target, restored)
     if difference_target is not None:
-        write(difference_target, difference)
+        _write_result(difference_target, difference)
+
+
+def _write_result(path: Path, array) -> None:
+    """A lazy result, or any result bound for a Zarr store, block by block; else one file."""
+    import dask.array as da
+
+    from .intensity import is_dask
+    from .io import ZARR_SUFFIX, write_image, write_lazy
+
+    if is_dask(array) or path.suffix.lower() == ZARR_SUFFIX:
+        write_lazy(path, da.asarray(array))
+    else:
+        write_image(path, array)
 
 
 @contextlib.contextmanager
@@ -302,7 +335,7 @@ def _train(args) -> None:
     from .training import FINE_TUNE_LR, train
     from .weights import save_model
 
-    output = Path(args.output)
+    output = _file_target(Path(args.output))
     _writable_folder(output)
     options = _training_options(args)
     scene_count = options.pop("scenes", 0)
@@ -453,7 +486,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings as one line that names the tool (the default names the console script's code line)."""
-    print(f"napari-lowlight: warning: {message}", file=sys.stderr)
+    kind = "warning" if category is UserWarning else category.__name__
+    _progress_line(f"napari-lowlight: {kind}: {message}")
 
 
 def main(argv=None) -> int:

@@ -41,6 +41,9 @@ MIN_PLANE_SIZE = 16
 CONTEXT_SAMPLES = 1 << 16
 #: Smallest tile tried when the device runs out of memory.
 MIN_TILE_SIZE = 64
+#: The device-generic out-of-memory error of torch >= 2.5, CUDA's before it: a floor of 2.5
+#: would make pip replace a user's older CUDA build of torch.
+_OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def _check_alpha(alpha, *, allow_auto: bool):
@@ -151,7 +154,7 @@ class _CompiledModule:
 
         cause = error
         while cause is not None:
-            if isinstance(cause, torch.OutOfMemoryError):
+            if isinstance(cause, _OutOfMemoryError):
                 raise cause  # the tile back-off handles it, even when it struck while compiling
             cause = cause.__cause__
         if not isinstance(error, TorchDynamoException):
@@ -243,7 +246,7 @@ def _run_planes(runner: _Runner, inputs: list[np.ndarray], network, out_channels
                 try:
                     output[:, index] = _tiled_apply(planes, network, out_channels, halo, tile, batch_pixels, runner.device)
                     break
-                except torch.OutOfMemoryError:
+                except _OutOfMemoryError:
                     if tile // 2 < MIN_TILE_SIZE and batch_pixels < (tile + 2 * halo) ** 2:
                         raise  # one tile of the smallest size per call did not fit
                 # Halving the tile alone would only batch four times as many tiles. Out of

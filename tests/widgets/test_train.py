@@ -223,3 +223,8 @@ def test_the_undarkened_share_is_the_starting_weights_unless_set(qtbot, viewer, 
     assert widget.model.training_config["denoise_fraction"] == 0.5
     widget.denoise_fraction = 0.0  # a share of its own, not the special value
     assert widget.denoise_fraction == 0.0
+
+
+def test_a_one_step_model_is_named_in_the_singular(registry, tiny_model):
+    assert registry.add_trained(tiny_model, steps=1).name == "trained #1 (1 step)"
+    assert registry.add_trained(tiny_model, steps=2).name == "trained #2 (2 steps)"

@@ -37,6 +37,11 @@ __all__ = [
 DEFAULT_MODEL_NAME = "default (shipped)"
 
 
+def step_count(steps: int) -> str:
+    """``"1 step"``, ``"5 steps"``: how many training steps ran, in words."""
+    return f"{steps} step" if steps == 1 else f"{steps} steps"
+
+
 class RunState(str, Enum):
     """Life cycle of a background run."""
 
@@ -174,7 +179,7 @@ class ModelRegistry:
 
     def add_trained(self, model, *, steps: int, info: str = "") -> ModelEntry:
         """Add a freshly trained model as ``"trained #N (S steps)"``."""
-        return self.add(f"trained #{next(self._counter)} ({steps} steps)", model, kind="trained", info=info)
+        return self.add(f"trained #{next(self._counter)} ({step_count(steps)})", model, kind="trained", info=info)
 
     def remove(self, name: str) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ import math
 import threading
 import weakref
 
-from ._state import ModelRegistry, RunState, TrainingStatus
+from ._state import ModelRegistry, RunState, TrainingStatus, step_count
 from ._workers import start_worker, train_job
 
 __all__ = ["TrainingRun", "active_runs"]
@@ -174,7 +174,7 @@ class TrainingRun:
             self.entry = self.registry.add_trained(self.model, steps=steps, info=info)
             self.status.model_name = self.entry.name
             what = "stopped" if stopped else "finished"
-            self.status.message = f"{what} after {steps} steps; available in Restore as {self.entry.name!r}"
+            self.status.message = f"{what} after {step_count(steps)}; available in Restore as {self.entry.name!r}"
         else:
             self.status.message = "stopped before the first step; no model was added"
         self.status.state = RunState.STOPPED if stopped else RunState.DONE

@@ -228,3 +228,19 @@ def test_the_undarkened_share_is_the_starting_weights_unless_set(qtbot, viewer, 
 def test_a_one_step_model_is_named_in_the_singular(registry, tiny_model):
     assert registry.add_trained(tiny_model, steps=1).name == "trained #1 (1 step)"
     assert registry.add_trained(tiny_model, steps=2).name == "trained #2 (2 steps)"
+
+
+def test_a_stop_before_the_first_step_trains_nothing(helpers):
+    import threading
+
+    import torch
+
+    from napari_lowlight._widgets._workers import train_job
+
+    model = core.new_model(width=4)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    stop = threading.Event()
+    stop.set()
+    params = {"steps": 5, "batch_size": 2, "patch_size": 16, "device": "cpu", "validate_every": 0}
+    assert list(train_job(stop, [helpers.grey((40, 40))], None, model, params)) == []
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())

@@ -193,9 +193,9 @@ def train_job(
 ) -> Iterator[Any]:
     """Iterate :func:`napari_lowlight.train`, yielding its progress events.
 
-    ``stop`` is checked after every step: once set, the core generator is closed (so
-    no further step starts) and the model holds the average of the weights trained so
-    far (see :class:`napari_lowlight.training.WeightAverage`).
+    ``stop`` is checked before every step, the first included: once set, the core
+    generator is closed (so no further step starts) and the model holds the average of
+    the weights trained so far (see :class:`napari_lowlight.training.WeightAverage`).
     The model is left in eval mode whichever way the run ends. ``holder["generator"]``
     is the core generator, for the caller to close if the worker is aborted between
     two steps (then this function is never resumed).
@@ -204,10 +204,11 @@ def train_job(
     if holder is not None:
         holder["generator"] = generator
     try:
-        for event in generator:
-            yield event
-            if stop.is_set():
+        while not stop.is_set():
+            event = next(generator, None)
+            if event is None:
                 break
+            yield event
     finally:
         generator.close()
         model.eval()

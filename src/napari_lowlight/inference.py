@@ -23,7 +23,7 @@ from ._warnings import warn_user
 from .devices import mixed_precision, resolve_device
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
-from .planes import normalise_channel_axis, opacity_channel, split_planes
+from .planes import colour_channels, normalise_channel_axis, opacity_channel, split_planes
 from .weights import default_model
 
 __all__ = ["restore", "estimate_difference", "enhance", "enhance_preview", "estimate_alpha", "DEFAULT_TILE_SIZE"]
@@ -273,18 +273,17 @@ def _context_sample(image, channel_axis):
     memory or a lazy dask array, so both give the same context and the same result.
     """
     y_axis, x_axis = _spatial_axes(image.ndim, channel_axis)
-    sample = image
+    sample = colour_channels(image, channel_axis)
     count = 1
     for axis in range(image.ndim):
         if axis in (y_axis, x_axis):
             continue
-        size = image.shape[axis]
-        if axis == channel_axis:
-            keep = np.arange(min(size, 3))  # colour channels; never the RGBA opacity
-        else:
+        size = sample.shape[axis]
+        if axis != channel_axis:  # every colour channel stays
             keep = np.unique(np.linspace(0, size - 1, min(size, 16)).round().astype(int))
-        sample = np.take(sample, keep, axis=axis) if len(keep) < size else sample
-        count *= len(keep)
+            sample = np.take(sample, keep, axis=axis) if len(keep) < size else sample
+            size = len(keep)
+        count *= size
     stride = max(1, int(np.ceil(np.sqrt(count * image.shape[y_axis] * image.shape[x_axis] / CONTEXT_SAMPLES))))
     index = [slice(None)] * image.ndim
     index[y_axis] = index[x_axis] = slice(None, None, stride)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ._cache import ComputedCache
 from ._warnings import warn_user
+from .planes import colour_channels
 
 __all__ = [
     "IntensityScale",
@@ -185,10 +186,7 @@ def image_scale(image, data_range=None, *, channel_axis=None) -> IntensityScale:
         return IntensityScale(image.dtype, 0.0, data_range)
     if np.issubdtype(image.dtype, np.integer):
         return IntensityScale(image.dtype, 0.0, float(np.iinfo(image.dtype).max))
-    if channel_axis is not None and image.shape[channel_axis] == 4:
-        index = [slice(None)] * image.ndim
-        index[channel_axis] = slice(0, 3)
-        image = image[tuple(index)]
+    image = colour_channels(image, channel_axis)
     if not is_dask(image):
         return intensity_scale(image)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PlaneLayout", "split_planes", "opacity_channel"]
+__all__ = ["PlaneLayout", "split_planes", "opacity_channel", "colour_channels"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,19 @@ def split_planes(image: np.ndarray, channel_axis=None):
     colour = colour_last[..., :3] if has_opacity else colour_last
     planes = np.moveaxis(colour, -1, -3).reshape(-1, *colour.shape[-3:-1])
     return planes, passthrough, PlaneLayout(image.shape, axis, has_opacity)
+
+
+def colour_channels(image, channel_axis: int | None):
+    """``image`` without its RGBA opacity channel (numpy or dask alike; a view).
+
+    ``channel_axis`` is non-negative (:func:`normalise_channel_axis`). What measures the
+    image's intensities (its range, its context) must not see the opacity.
+    """
+    if channel_axis is None or image.shape[channel_axis] != 4:
+        return image
+    index = [slice(None)] * image.ndim
+    index[channel_axis] = slice(0, 3)
+    return image[tuple(index)]
 
 
 def opacity_channel(image: np.ndarray, channel_axis) -> np.ndarray | None:

@@ -98,6 +98,11 @@ class LiveResult:
     extra: dict = field(default_factory=dict)
 
 
+def _renamed(layer) -> bool:
+    """Whether the user renamed an output layer of this widget (it is then theirs to keep)."""
+    return layer.name != layer.metadata.get(OWNER_KEY, {}).get("name", layer.name)
+
+
 class RestoreWidget(QWidget):
     """Restore an image layer with a model, adding restored and difference-map layers.
 
@@ -423,11 +428,7 @@ class RestoreWidget(QWidget):
         """
         tag = {"role": role, "source_id": str(source["unique_id"]), "source_name": source["name"], **(extra or {})}
         display = display or {}
-        mine = [
-            layer
-            for layer in output_layers(self.viewer, role, source["unique_id"])
-            if layer.name == layer.metadata[OWNER_KEY].get("name", layer.name)
-        ]
+        mine = [layer for layer in output_layers(self.viewer, role, source["unique_id"]) if not _renamed(layer)]
         if mine:
             layer = mine[0]
             layer.data = data
@@ -485,7 +486,7 @@ class RestoreWidget(QWidget):
         if live is None or not is_alive(self):
             return None
         layer = find_layer(self.viewer, live.restored_id)
-        if layer is None or layer.name != layer.metadata.get(OWNER_KEY, {}).get("name", layer.name):
+        if layer is None or _renamed(layer):
             # A renamed result is the user's to keep: the slider leaves it alone.
             self.live = None
             gone = "deleted" if layer is None else "renamed (kept as it is)"

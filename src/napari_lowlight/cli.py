@@ -131,10 +131,10 @@ def _check_not_input(output: Path, inputs: list[Path]) -> None:
             raise CommandError(f"output {str(output)!r} is the input file {str(path)!r}; choose another path")
 
 
-def _file_target(path: Path, flag: str = "-o") -> Path:
-    """``path`` for a command that writes one file: a folder there is refused up front."""
+def _file_target(path: Path) -> Path:
+    """``-o`` of a command that writes one file: a folder there is refused up front."""
     if _is_folder(path):
-        raise CommandError(f"{flag} {str(path)!r} is a folder; give a file name")
+        raise CommandError(f"-o {str(path)!r} is a folder; give a file name")
     return path
 
 
@@ -268,12 +268,12 @@ def _restore_file(source, target, difference_target, model, args) -> None:
 
 def _write_result(path: Path, array) -> None:
     """A lazy result, or any result bound for a Zarr store, block by block; else one file."""
-    import dask.array as da
-
     from .intensity import is_dask
     from .io import ZARR_SUFFIX, write_image, write_lazy
 
     if is_dask(array) or path.suffix.lower() == ZARR_SUFFIX:
+        import dask.array as da
+
         write_lazy(path, da.asarray(array))
     else:
         write_image(path, array)

@@ -1,0 +1,417 @@
+"""Real images (BENCHMARK.md "Real data" and protocol P3) against the peers, in one run.
+
+Run from the repository root (``pip install bm3d`` first, the ``benchmarks`` extra)::
+
+    python -m benchmarks.bench_real            # full run, writes docs/benchmarks.md and the contact sheet
+    python -m benchmarks.bench_real --quick    # smoke run on a few images, prints only
+
+Three parts, all on images that no training recipe of this project uses:
+
+* **Fluorescence**: the real W2S pairs in ``../shared/data/real/w2s`` (one widefield frame
+  against the average of 400), PSNR after the least-squares affine fit ``a * out + b`` to
+  the average. Peers: Gaussian blur at the best sigma per frame (chosen with the
+  reference: an upper bound for it), BM3D and non-local means at the noise level
+  scikit-image estimates from the frame (no reference); ours at alpha 0 and "auto".
+* **P3**: held-out photographs (BSDS500's test split) darkened as a camera would record
+  them (:func:`camera_darkening`), which is not the generator any recipe trains on;
+  PSNR / SSIM against the photograph, and "GT-mean" PSNR (the output scaled to the
+  reference's mean). Everyone gets the low image only; ours uses alpha "auto".
+* **Dark photographs** without a reference (the real DICM set): a contact sheet to look
+  at, and per method numbers a reader can check without a reference: mean brightness,
+  the share of pixels at the maximum in any channel, and the noise (MAD of a high-pass)
+  in the darkest tenth of the input's pixels.
+"""
+
+import io
+import sys
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+from scipy import ndimage
+from skimage.exposure import equalize_adapthist
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.restoration import denoise_nl_means
+
+import napari_lowlight
+
+from . import _report
+from .bench_shot_noise import affine_psnr
+from .lime import lime
+from .peers import apply_peer, load_peers
+
+__all__ = ["camera_darkening", "srgb_to_linear", "linear_to_srgb", "run", "main"]
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+W2S_DIR = SHARED / "real" / "w2s"
+DARK_PHOTOS_DIR = SHARED / "real" / "dark_photos"
+#: Held out of every recipe: BSDS500's test split (the recipes train on its train and val splits).
+P3_DIR = SHARED / "train" / "bsds500" / "test"
+CONTACT_SHEET = _report.ROOT / "docs" / "images" / "real_dark_photos.jpg"
+GAUSSIAN_SIGMAS = (1.0, 1.5, 2.0, 3.0)
+#: P3's ranges (BENCHMARK.md).
+P3_EXPOSURE = (8.0, 30.0)
+P3_PHOTONS = (20.0, 500.0)
+P3_READ_NOISE = (0.001, 0.01)
+P3_JPEG_QUALITY = 90
+FULL = dict(w2s=30, p3=24, photos=54, sheet=8)
+QUICK = dict(w2s=2, p3=2, photos=3, sheet=2)
+
+
+def srgb_to_linear(value):
+    """The inverse sRGB transfer function, floats in [0, 1]."""
+    value = np.asarray(value, dtype=np.float64)
+    return np.where(value <= 0.04045, value / 12.92, ((value + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(value):
+    """The sRGB transfer function, floats in [0, 1]."""
+    value = np.clip(np.asarray(value, dtype=np.float64), 0, 1)
+    return np.where(value <= 0.0031308, 12.92 * value, 1.055 * value ** (1 / 2.4) - 0.055)
+
+
+def camera_darkening(photo, rng):
+    """BENCHMARK.md's P3: ``photo`` as a camera would record it with far too little light.
+
+    Undo the sRGB curve, divide the linear exposure by a factor in [8, 30], draw Poisson
+    shot noise per colour channel (a pixel white in ``photo`` collects N in [20, 500]
+    photons in the dark capture) plus Gaussian read noise (sigma in [0.001, 0.01] of the
+    dark capture's linear range), apply the sRGB curve again and store the result as an
+    8-bit PNG or a quality-90 JPEG (one of the two at random).
+
+    Parameters
+    ----------
+    photo : ndarray, shape (H, W, 3)
+        sRGB photograph, floats in [0, 1].
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    low : ndarray of uint8, shape (H, W, 3)
+        The stored dark capture, decoded.
+    settings : dict
+        The drawn exposure factor, photon count, read noise and storage format.
+    """
+    exposure = rng.uniform(*P3_EXPOSURE)
+    photons = np.exp(rng.uniform(*np.log(P3_PHOTONS)))
+    read_noise = rng.uniform(*P3_READ_NOISE)
+    jpeg = bool(rng.random() < 0.5)
+    linear = srgb_to_linear(photo)
+    # The dark capture's linear value is linear / exposure; a reference white collects `photons`.
+    electrons = rng.poisson(linear * photons)
+    dark = electrons / (photons * exposure) + rng.normal(0.0, read_noise, size=linear.shape)
+    stored = np.round(linear_to_srgb(dark) * 255).astype(np.uint8)
+    if jpeg:
+        buffer = io.BytesIO()
+        iio.imwrite(buffer, stored, extension=".jpg", quality=P3_JPEG_QUALITY)
+        stored = iio.imread(buffer.getvalue(), extension=".jpg")
+    settings = dict(exposure=exposure, photons=photons, read_noise=read_noise, storage="JPEG 90" if jpeg else "PNG")
+    return stored, settings
+
+
+def _unit(stored):
+    return stored.astype(np.float64) / 255.0
+
+
+def _ours(stored, model, alpha):
+    restored = napari_lowlight.restore(stored, alpha, model=model, channel_axis=-1 if stored.ndim == 3 else None)
+    return _unit(restored)
+
+
+def poisson_gaussian_fit(noisy, bins=16):
+    """Fit ``variance = a * intensity + b`` to a single noisy frame (no reference).
+
+    The noise is read off the high-pass ``x - box3(x)`` (its variance is 8/9 of the
+    noise's for independent pixels), robustly (MAD) per bin of the local mean, so that
+    edges count little; ``a`` is the gain of the shot noise, ``b`` the read noise's variance.
+
+    Parameters
+    ----------
+    noisy : ndarray, shape (H, W)
+        Float frame.
+
+    Returns
+    -------
+    (a, b) : tuple of float
+        ``a > 0``; ``b >= 0``.
+    """
+    residual = (noisy - ndimage.uniform_filter(noisy, 3)) * np.sqrt(9 / 8)
+    local_mean = ndimage.uniform_filter(noisy, 7)
+    edges = np.quantile(local_mean, np.linspace(0, 1, bins + 1))
+    means, variances = [], []
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (local_mean >= low) & (local_mean <= high)
+        values = residual[inside]
+        means.append(local_mean[inside].mean())
+        variances.append((1.4826 * np.median(np.abs(values - np.median(values)))) ** 2)
+    (a, b), *_ = np.linalg.lstsq(np.stack([means, np.ones(bins)], axis=1), np.array(variances), rcond=None)
+    return max(float(a), 1e-6), max(float(b), 0.0)
+
+
+def stabilised(noisy, denoise):
+    """Denoise a Poisson-Gaussian frame through the generalised Anscombe transform.
+
+    The transform makes the noise Gaussian of unit variance, ``denoise`` (a function of
+    the transformed frame that expects that) removes it, and the algebraic inverse maps
+    back: the classic VST + BM3D pipeline, with the noise model of
+    :func:`poisson_gaussian_fit`.
+    """
+    a, b = poisson_gaussian_fit(noisy)
+    transformed = 2 / a * np.sqrt(np.maximum(a * noisy + 0.375 * a**2 + b, 0))
+    denoised = denoise(transformed)
+    return a * denoised**2 / 4 - 0.375 * a - b / a
+
+
+def _fluorescence_methods(model):
+    """Method name -> function (noisy uint8 frame, reference) -> output in [0, 1]."""
+
+    def best_gaussian(stored, reference):
+        noisy = _unit(stored)
+        return max(
+            (ndimage.gaussian_filter(noisy, s) for s in GAUSSIAN_SIGMAS), key=lambda out: affine_psnr(reference, out)
+        )
+
+    def bm3d(stored, reference):
+        import bm3d as bm3d_package  # the `benchmarks` extra
+
+        return stabilised(_unit(stored), lambda z: bm3d_package.bm3d(z, sigma_psd=1.0))
+
+    def nl_means(stored, reference):
+        return stabilised(
+            _unit(stored),
+            lambda z: denoise_nl_means(z, h=0.8, sigma=1.0, patch_size=5, patch_distance=6, fast_mode=True),
+        )
+
+    return {
+        "noisy frame": lambda stored, reference: _unit(stored),
+        "Gaussian blur, best σ (oracle)": best_gaussian,
+        "VST + BM3D": bm3d,
+        "VST + non-local means": nl_means,
+        "ours, α=0 (denoise only)": lambda stored, reference: _ours(stored, model, 0.0),
+        'ours, α="auto"': lambda stored, reference: _ours(stored, model, "auto"),
+    }
+
+
+def run_fluorescence(model, count, log):
+    """Mean affine-fit PSNR per method over the first ``count`` W2S pairs."""
+    methods = _fluorescence_methods(model)
+    scores = {name: [] for name in methods}
+    seconds = {name: 0.0 for name in methods}
+    names = sorted(path.name for path in (W2S_DIR / "low").glob("*.png"))[:count]
+    for name in names:
+        stored = iio.imread(W2S_DIR / "low" / name)
+        reference = _unit(iio.imread(W2S_DIR / "high" / name))
+        for method, function in methods.items():
+            began = time.perf_counter()
+            scores[method].append(affine_psnr(reference, function(stored, reference)))
+            seconds[method] += time.perf_counter() - began
+        print(f"w2s {name}: " + ", ".join(f"{m} {s[-1]:.2f}" for m, s in scores.items()), file=log)
+    alphas = [napari_lowlight.estimate_alpha(iio.imread(W2S_DIR / "low" / n), model=model) for n in names]
+    return dict(
+        frames=names,
+        psnr={m: float(np.mean(s)) for m, s in scores.items()},
+        seconds_per_frame={m: s / len(names) for m, s in seconds.items()},
+        auto_alpha=float(np.mean(alphas)),
+    )
+
+
+def _photo_methods(model, peers):
+    """Method name -> function (stored uint8 RGB) -> output in [0, 1] (no reference is given)."""
+    methods = {
+        "low input": _unit,
+        "CLAHE": lambda stored: equalize_adapthist(_unit(stored), clip_limit=0.01),
+        "LIME": lambda stored: lime(_unit(stored)),
+    }
+    for name, network in peers.items():
+        methods[name] = lambda stored, network=network: apply_peer(network, _unit(stored))
+    methods['ours, α="auto"'] = lambda stored: _ours(stored, model, "auto")
+    return methods
+
+
+def _gt_mean_psnr(reference, output):
+    scaled = np.clip(output * reference.mean() / max(output.mean(), 1e-6), 0, 1)
+    return peak_signal_noise_ratio(reference, scaled, data_range=1.0)
+
+
+def run_p3(model, peers, count, seed, log):
+    """Mean PSNR, SSIM and GT-mean PSNR per method on ``count`` darkened held-out photographs."""
+    methods = _photo_methods(model, peers)
+    rows = {name: [] for name in methods}
+    names = sorted(path.name for path in P3_DIR.glob("*.jpg"))[:count]
+    alphas = []
+    for index, name in enumerate(names):
+        photo = _unit(iio.imread(P3_DIR / name))
+        stored, drawn = camera_darkening(photo, np.random.default_rng([seed, index]))
+        alphas.append(napari_lowlight.estimate_alpha(stored, model=model, channel_axis=-1))
+        for method, function in methods.items():
+            out = np.clip(function(stored), 0, 1)
+            rows[method].append(
+                (
+                    peak_signal_noise_ratio(photo, out, data_range=1.0),
+                    structural_similarity(photo, out, data_range=1.0, channel_axis=-1),
+                    _gt_mean_psnr(photo, out),
+                )
+            )
+        summary = f"x{drawn['exposure']:.0f}, {drawn['photons']:.0f} photons, {drawn['storage']}"
+        print(f"p3 {name} ({summary}): " + ", ".join(f"{m} {r[-1][0]:.2f}" for m, r in rows.items()), file=log)
+    return dict(
+        photos=names,
+        scores={m: [float(v) for v in np.mean(r, axis=0)] for m, r in rows.items()},
+        auto_alpha=float(np.mean(alphas)),
+    )
+
+
+def no_reference_measures(low, out):
+    """Mean brightness, clipped share and dark-region noise of ``out`` (a restored ``low``).
+
+    Parameters
+    ----------
+    low, out : ndarray, shape (H, W, 3)
+        The input and a method's output, floats in [0, 1].
+
+    Returns
+    -------
+    (mean, clipped, dark_noise) : tuple of float
+        Mean of all values; share of pixels at 1 in any channel; the median absolute
+        deviation (scaled to a Gaussian sigma) of the high-pass ``out - box3(out)`` over
+        the darkest tenth of ``low``'s pixels by luminance.
+    """
+    luminance = low.mean(axis=-1)
+    dark = luminance <= np.quantile(luminance, 0.1)
+    high_pass = out - ndimage.uniform_filter(out, size=(3, 3, 1))
+    values = high_pass[dark].ravel()
+    dark_noise = 1.4826 * np.median(np.abs(values - np.median(values)))
+    clipped = np.mean((out >= 1.0 - 0.5 / 255).any(axis=-1))
+    return float(out.mean()), float(clipped), float(dark_noise)
+
+
+def run_dark_photos(model, peers, count, sheet_rows, log):
+    """No-reference measures per method on ``count`` real dark photographs, and sheet rows."""
+    methods = _photo_methods(model, peers)
+    methods.pop("CLAHE")  # the sheet's columns: input | LIME | peers | ours
+    measures = {name: [] for name in methods}
+    names = sorted(path.name for path in DARK_PHOTOS_DIR.glob("*.jpg"))[:count]
+    sheet = []
+    for name in names:
+        stored = iio.imread(DARK_PHOTOS_DIR / name)
+        low = _unit(stored)
+        outputs = {method: np.clip(function(stored), 0, 1) for method, function in methods.items()}
+        for method, out in outputs.items():
+            measures[method].append(no_reference_measures(low, out))
+        if len(sheet) < sheet_rows:
+            sheet.append(list(outputs.values()))
+        print(f"dark {name}: " + ", ".join(f"{m} mean {v[-1][0]:.3f}" for m, v in measures.items()), file=log)
+    return dict(photos=names, measures={m: [float(x) for x in np.mean(v, axis=0)] for m, v in measures.items()}), (
+        list(methods),
+        sheet,
+    )
+
+
+def contact_sheet(rows, height=160):
+    """One uint8 RGB picture: a row per photograph, a column per method, each ``height`` px high."""
+    from skimage.transform import resize
+
+    def fitted(image):
+        width = round(image.shape[1] * height / image.shape[0])
+        return resize(image, (height, width), anti_aliasing=True)
+
+    gap = np.ones((height, 4, 3))
+    lines = [np.concatenate([part for image in row for part in (fitted(image), gap)][:-1], axis=1) for row in rows]
+    width = max(line.shape[1] for line in lines)
+    lines = [np.pad(line, ((0, 4), (0, width - line.shape[1]), (0, 0)), constant_values=1) for line in lines]
+    return np.round(np.concatenate(lines)[:-4] * 255).astype(np.uint8)
+
+
+def run(*, model_path=None, quick=False, seed=0, device="auto", log=sys.stderr):
+    """Every part of the benchmark; returns the results, the model, and the contact sheet's rows."""
+    size = QUICK if quick else FULL
+    model = napari_lowlight.load_model(model_path, device=device)
+    peers = load_peers()
+    result = dict(seed=seed)
+    result["fluorescence"] = run_fluorescence(model, size["w2s"], log)
+    result["p3"] = run_p3(model, peers, size["p3"], seed, log)
+    result["dark_photos"], sheet = run_dark_photos(model, peers, size["photos"], size["sheet"], log)
+    return result, model, sheet
+
+
+def format_report(result, *, columns, model_text, machine, command, quick):
+    """The markdown of the real-images section."""
+    lines = _report.section_header(
+        "Real images", command=command, machine=machine, model_text=model_text, quick=quick
+    )
+    fluorescence, p3, photos = result["fluorescence"], result["p3"], result["dark_photos"]
+    lines += [
+        "### Widefield fluorescence (real W2S pairs)",
+        "",
+        f"{len(fluorescence['frames'])} pairs of `../shared/data/real/w2s` (512x512, 8-bit; one frame against"
+        " the average of 400). PSNR (dB) after the least-squares affine fit of each output to the average,"
+        " as BENCHMARK.md says; BM3D and non-local means run on the generalised Anscombe transform of the frame,"
+        " with a Poisson-Gaussian noise model fitted to the frame itself (`poisson_gaussian_fit`: no reference);"
+        " the Gaussian's sigma (of"
+        f" {GAUSSIAN_SIGMAS} px) is chosen per frame with the reference. Ours at \"auto\" chose alpha"
+        f" {fluorescence['auto_alpha']:.2f} on average.",
+        "",
+        _report.markdown_table(
+            ["method", "affine PSNR", "seconds per frame"],
+            [
+                [m, f"{fluorescence['psnr'][m]:.2f}", f"{fluorescence['seconds_per_frame'][m]:.2f}"]
+                for m in fluorescence["psnr"]
+            ],
+        ),
+        "",
+        "### P3: held-out photographs darkened as a camera records them",
+        "",
+        f"{len(p3['photos'])} photographs of BSDS500's test split (no recipe trains on it), darkened by"
+        " `camera_darkening` (BENCHMARK.md's P3: linear exposure / [8, 30], Poisson shot noise of [20, 500]"
+        " photons for white per channel, read noise, sRGB, 8-bit PNG or JPEG 90), seed"
+        f" {result['seed']}. Everyone gets the stored dark image only; ours chose alpha"
+        f" {p3['auto_alpha']:.2f} on average at \"auto\". GT-mean: the output scaled to the reference's mean"
+        " first (brightness forgiven).",
+        "",
+        _report.markdown_table(
+            ["method", "PSNR", "SSIM", "GT-mean PSNR"],
+            [[m, f"{s[0]:.2f}", f"{s[1]:.3f}", f"{s[2]:.2f}"] for m, s in p3["scores"].items()],
+        ),
+        "",
+        "### Real dark photographs without a reference (DICM)",
+        "",
+        f"{len(photos['photos'])} photographs of `../shared/data/real/dark_photos`. Per method, averaged over"
+        " them: the mean brightness (input's: first row), the share of pixels at the maximum in any channel"
+        " (blown highlights), and the noise in the darkest tenth of the input's pixels (MAD of a 3x3 high-pass,"
+        " as a Gaussian sigma: lower is cleaner, but a blurred output scores low too).",
+        "",
+        _report.markdown_table(
+            ["method", "mean brightness", "clipped share", "dark-region noise"],
+            [[m, f"{v[0]:.3f}", f"{v[1]:.4f}", f"{v[2]:.4f}"] for m, v in photos["measures"].items()],
+        ),
+        "",
+        f"Contact sheet of the first photographs, columns {' | '.join(columns)}:",
+        "",
+        f"![real dark photographs](images/{CONTACT_SHEET.name})",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = _report.quality_parser("benchmarks.bench_real", __doc__, quick_help="a few images: a smoke run")
+    _report.add_model_option(parser)
+    args = parser.parse_args(argv)
+    machine = _report.machine_description()
+    result, model, (columns, sheet) = run(model_path=args.model, quick=args.quick, seed=args.seed, device=args.device)
+    report = format_report(
+        result,
+        columns=columns,
+        model_text=_report.describe_model(model, args.model),
+        machine=machine,
+        command=_report.command_line("benchmarks.bench_real"),
+        quick=args.quick,
+    )
+    _report.publish(args, "real-images", report, result)
+    if args.write if args.write is not None else not args.quick:
+        iio.imwrite(CONTACT_SHEET, contact_sheet(sheet), quality=85)
+        print(f"written to {CONTACT_SHEET}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -216,6 +216,8 @@ def test_colour_and_stacks_are_accepted(rng):
         ({"denoise_fraction": 1.0}, "denoise_fraction"),
         ({"dim_denoise_fraction": -0.1}, "dim_denoise_fraction"),
         ({"alpha_batch_size": -1}, "alpha_batch_size"),
+        ({"exposure_fraction": 1.0}, "exposure_fraction"),
+        ({"exposure_kept_range": (0.5, 1.0)}, r"exposure_kept_range must be \(low, high\) with 0 < low"),
     ],
 )
 def test_bad_settings_are_named(smooth_image, kwargs, word):
@@ -243,6 +245,26 @@ def test_undarkened_samples_are_the_clean_patches_with_only_their_noise(smooth_i
     assert 10 < int(undarkened.sum()) < 54
     torch.testing.assert_close(low[undarkened], clean[undarkened], rtol=0, atol=0)
     assert (low[~undarkened].mean(dim=(1, 2, 3)) < clean[~undarkened].mean(dim=(1, 2, 3))).all()
+
+
+def test_exposure_samples_are_the_clean_patches_scaled_down_with_saturation_kept(smooth_image):
+    image = smooth_image * 0.9
+    image[:8] = 1.0  # a saturated light source
+    source = _PatchSource([image], 16, None, "images")
+    config = TrainingConfig(steps=1, exposure_fraction=0.5, noise=None, quantize_fraction=0.0)
+    low, clean, difference, alpha, _ = _synthetic_batch(source, config, step=0, count=64)
+    # Exposure samples are at alpha 1 (Eq. 5's draws never are exactly).
+    exposure = alpha == 1
+    assert 10 < int(exposure.sum()) < 54
+    low, clean, difference = low[exposure], clean[exposure], difference[exposure]
+    saturated = clean == 1
+    assert saturated.any() and (low[saturated] == 1).all() and (difference[saturated] == 0).all()
+    # Below saturation: low = kept * I with one kept per sample, and D = (1 - kept) * I, so low + D = I.
+    kept = torch.where(saturated, torch.nan, low / clean)
+    per_sample = kept.nanmean(dim=(1, 2, 3))
+    assert ((per_sample >= 0.03) & (per_sample <= 0.5)).all()
+    torch.testing.assert_close(torch.where(saturated, per_sample.view(-1, 1, 1, 1), kept), per_sample.view(-1, 1, 1, 1).expand_as(kept))
+    torch.testing.assert_close(low + difference, clean)
 
 
 def test_dim_images_stay_undarkened_in_their_own_share(smooth_image):

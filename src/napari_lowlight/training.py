@@ -61,6 +61,12 @@ class TrainingConfig:
     #: Undarkened share of the ``dim_images`` samples (None: ``denoise_fraction``).
     dim_denoise_fraction: float | None = None
     gamma_range: tuple[float, float] = (0.5, 2.0)
+    #: Share of the darkened samples that lose exposure instead: ``low = kept * I`` with saturated
+    #: pixels at 1 (Eq. 5's limit gamma -> infinity), as an underexposed photograph shows, ``kept``
+    #: log-uniform in ``exposure_kept_range``. Their alpha is 1, the strength the darkening
+    #: defines (as for real pairs), and their difference map ``(1 - kept) * I``.
+    exposure_fraction: float = 0.0
+    exposure_kept_range: tuple[float, float] = (0.03, 0.5)
     noise: str | None = "mixed"
     noise_sigma_range: tuple[float, float] = (0.0, 0.03)
     photons_range: tuple[float, float] = (20.0, 1000.0)
@@ -94,7 +100,10 @@ class TrainingConfig:
             if not (0 <= low <= high) or (not zero_allowed and low == 0):
                 bound = "0 <= low <= high" if zero_allowed else "0 < low <= high"
                 raise ValueError(f"{name} must be (low, high) with {bound}, got {(low, high)!r}")
-        for name in ("denoise_fraction", "dim_denoise_fraction"):
+        low, high = self.exposure_kept_range
+        if not 0 < low <= high < 1:
+            raise ValueError(f"exposure_kept_range must be (low, high) with 0 < low <= high < 1, got {(low, high)!r}")
+        for name in ("denoise_fraction", "dim_denoise_fraction", "exposure_fraction"):
             value = getattr(self, name)
             if value is None and name == "dim_denoise_fraction":
                 continue
@@ -180,9 +189,17 @@ def _augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return patch[..., ::-1] if rng.integers(2) else patch
 
 
-def _darken(clean, alpha, gamma):
-    """Eq. 5 without clipping, per sample; ``alpha`` and ``gamma`` broadcast."""
-    return clean - alpha * (1 - clean**gamma) * clean
+def _difference(clean, gamma, depth):
+    """The difference map ``depth * (1 - I**gamma) * I``; ``gamma`` and ``depth`` broadcast.
+
+    ``depth`` is 1 for Eq. 6; an exposure sample (gamma = inf) has ``depth = 1 - kept``.
+    """
+    return depth * (1 - clean**gamma) * clean
+
+
+def _darken(clean, alpha, gamma, depth):
+    """Eq. 5 without clipping, per sample: ``I - alpha * D``; the parameters broadcast."""
+    return clean - alpha * _difference(clean, gamma, depth)
 
 
 def _noise(low, config: TrainingConfig, generator: torch.Generator, sigma, photons, shot, bits):
@@ -205,6 +222,8 @@ class _Degradation:
 
     alpha: torch.Tensor
     gamma: torch.Tensor
+    #: 1 for Eq. 5; ``1 - kept`` for an exposure sample (see ``TrainingConfig.exposure_fraction``).
+    depth: torch.Tensor
     sigma: torch.Tensor
     photons: torch.Tensor
     shot: torch.Tensor
@@ -221,6 +240,13 @@ class _Degradation:
             return values.exp() if log else values
 
         alpha, gamma = uniform(config.alpha_range), uniform(config.gamma_range, log=True)
+        depth = torch.ones(count)
+        if config.exposure_fraction:  # drawn only then, so runs without it keep their random stream
+            exposure = torch.from_numpy(rng.random(count) < config.exposure_fraction)
+            # I**inf is 0 below 1 and 1 at 1: at alpha 1, low = kept * I with saturated pixels kept.
+            gamma[exposure] = math.inf
+            alpha[exposure] = 1.0
+            depth[exposure] = 1 - uniform(config.exposure_kept_range, log=True)[exposure]
         dim_share = config.denoise_fraction if config.dim_denoise_fraction is None else config.dim_denoise_fraction
         share = np.where(dim, dim_share, config.denoise_fraction)
         if share.any():  # drawn only then, so runs without it keep their random stream
@@ -232,7 +258,7 @@ class _Degradation:
             shot = torch.full((count,), config.noise == "poisson-gaussian")
         quantise = rng.random(count) < config.quantize_fraction
         bits = torch.from_numpy(np.where(quantise, rng.choice([8, 16], count), 0).astype(np.float32))
-        return cls(alpha, gamma, sigma, photons, shot, bits)
+        return cls(alpha, gamma, depth, sigma, photons, shot, bits)
 
     def apply(self, clean: torch.Tensor, config: TrainingConfig, generator: torch.Generator) -> torch.Tensor:
         """The low-light version of ``clean``: patches (B, 1, P, P) or pixel rows (B, S)."""
@@ -240,7 +266,7 @@ class _Degradation:
         def per_sample(values):
             return values.view(-1, *([1] * (clean.ndim - 1)))
 
-        low = _darken(clean, per_sample(self.alpha), per_sample(self.gamma))
+        low = _darken(clean, per_sample(self.alpha), per_sample(self.gamma), per_sample(self.depth))
         return _noise(
             low,
             config,
@@ -263,7 +289,7 @@ def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, co
     degradation = _Degradation.draw(rng, config, source.dim[indices])
     low = degradation.apply(clean_t, config, generator)
     low_pixels = degradation.apply(pixels_t, config, generator)
-    difference = (1 - clean_t ** degradation.gamma.view(-1, 1, 1, 1)) * clean_t
+    difference = _difference(clean_t, degradation.gamma.view(-1, 1, 1, 1), degradation.depth.view(-1, 1, 1, 1))
     return low, clean_t, difference, degradation.alpha, image_context(low_pixels)
 
 
@@ -455,7 +481,10 @@ def train(
         Further :class:`TrainingConfig` fields (e.g. ``difference_weight``;
         ``average_decay``: the decay of the weight average, 0 to hand back the last
         step's weights; ``alpha_batch_size``: further whole-image draws per step for
-        the alpha estimator alone, cheap beside the patches).
+        the alpha estimator alone, cheap beside the patches; ``exposure_fraction``: the
+        share of darkened samples that lose exposure instead, ``kept * I`` with
+        saturated pixels kept, as underexposed photographs show, at alpha 1 and with
+        ``kept`` log-uniform in ``exposure_kept_range``).
 
     Yields
     ------

@@ -96,6 +96,20 @@ def test_headless_demo(tmp_path, capsys):
     assert tifffile.imread(tmp_path / "fluorescence_restored.tif").dtype == np.uint16
 
 
+def test_headless_demo_of_a_real_frame_reports_what_changed(tmp_path, capsys, monkeypatch):
+    from napari_lowlight import samples
+
+    # The real sample's path through the demo, on a crop of the frame: quick on 2 cores.
+    real = samples.load_sample("hubble")
+    crop = samples.Sample(real.key, real.title, real.low[:96, :128], None, -1, real.synthesis)
+    monkeypatch.setitem(samples.SAMPLES, "hubble", lambda: crop)
+    assert main(["demo", "--headless", "-o", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "mean" in printed and "alpha=auto" in printed and "PSNR" not in printed
+    assert tifffile.imread(tmp_path / "hubble_restored.tif").shape == (96, 128, 3)
+    assert not (tmp_path / "hubble_clean.tif").exists()
+
+
 def _bad_inputs(tmp_path, png, model_file):
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")

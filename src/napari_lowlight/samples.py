@@ -21,12 +21,15 @@ __all__ = ["Sample", "SAMPLES", "load_sample", "fluorescence_stack", "skimage_im
 
 @dataclass(frozen=True)
 class Sample:
-    """A low-light image, its clean original and how the one was made from the other."""
+    """A low-light image, its clean original and how the one was made from the other.
+
+    ``clean`` is None for a real frame, recorded dark: nothing was made from anything.
+    """
 
     key: str
     title: str
     low: np.ndarray
-    clean: np.ndarray
+    clean: np.ndarray | None
     channel_axis: int | None
     synthesis: str
 
@@ -112,12 +115,19 @@ def _fluorescence() -> Sample:
     )
 
 
+def _hubble() -> Sample:
+    # A real frame, not a synthesised one: the sky is dark by nature and the camera's
+    # noise is its own. NASA's image (public domain), as scikit-image ships it.
+    frame = skimage_image("hubble_deep_field.jpg")
+    return Sample("hubble", "Hubble Deep Field: a real dark sky frame (RGB)", frame, None, -1, "none: a real frame")
+
+
 #: key -> function returning the :class:`Sample`; the napari manifest lists the same.
-SAMPLES = {"camera": _camera, "astronaut": _astronaut, "fluorescence": _fluorescence}
+SAMPLES = {"hubble": _hubble, "camera": _camera, "astronaut": _astronaut, "fluorescence": _fluorescence}
 
 
-def load_sample(key: str = "camera") -> Sample:
-    """Return the sample ``key``: one of ``"camera"``, ``"astronaut"``, ``"fluorescence"``."""
+def load_sample(key: str = "hubble") -> Sample:
+    """Return the sample ``key``: one of ``"hubble"`` (a real frame), ``"camera"``, ``"astronaut"``, ``"fluorescence"``."""
     if key not in SAMPLES:
         raise ValueError(f"unknown sample {key!r}; choose one of {sorted(SAMPLES)}")
     return SAMPLES[key]()

@@ -51,8 +51,8 @@ def test_open_sample_adds_low_light_and_clean_layers(viewer):
     assert [layer.name for layer in viewer.layers] == ["camera (clean)", "camera (low light)"]
 
 
-@pytest.mark.parametrize("key", list(SAMPLE_LAYERS))
-def test_samples_are_offline_deterministic_pairs(key, monkeypatch):
+@pytest.fixture
+def offline(monkeypatch):
     import urllib.request
 
     def no_network(*args, **kwargs):
@@ -63,6 +63,13 @@ def test_samples_are_offline_deterministic_pairs(key, monkeypatch):
     import pooch
 
     monkeypatch.setattr(pooch, "retrieve", no_network)
+
+
+SYNTHESISED = [key for key in SAMPLE_LAYERS if load_sample(key).clean is not None]
+
+
+@pytest.mark.parametrize("key", SYNTHESISED)
+def test_samples_are_offline_deterministic_pairs(key, offline):
     function = SAMPLE_LAYERS[key]
     (clean, clean_kwargs, clean_type), (low, low_kwargs, low_type) = function()
     assert clean_type == low_type == "image"
@@ -72,6 +79,14 @@ def test_samples_are_offline_deterministic_pairs(key, monkeypatch):
     assert clean_kwargs.get("rgb", False) == low_kwargs.get("rgb", False) == (clean.ndim == 3 and clean.shape[-1] == 3)
     (_, _, _), (again, _, _) = function()
     np.testing.assert_array_equal(low, again)
+
+
+def test_the_real_sample_is_one_dark_rgb_frame_read_offline(offline):
+    assert set(SAMPLE_LAYERS) - set(SYNTHESISED) == {"hubble"}
+    [(frame, kwargs, layer_type)] = SAMPLE_LAYERS["hubble"]()
+    assert layer_type == "image" and kwargs["rgb"] and frame.shape == (872, 1000, 3)
+    assert frame.mean() < 0.1 * 255  # dark by nature
+    assert kwargs["metadata"]["napari_lowlight"]["synthesis"].startswith("none")
 
 
 def test_skimage_files_are_read_from_the_package_only():

@@ -263,7 +263,8 @@ def test_exposure_samples_are_the_clean_patches_scaled_down_with_saturation_kept
     kept = torch.where(saturated, torch.nan, low / clean)
     per_sample = kept.nanmean(dim=(1, 2, 3))
     assert ((per_sample >= 0.03) & (per_sample <= 0.5)).all()
-    torch.testing.assert_close(torch.where(saturated, per_sample.view(-1, 1, 1, 1), kept), per_sample.view(-1, 1, 1, 1).expand_as(kept))
+    per_sample = per_sample.view(-1, 1, 1, 1)
+    torch.testing.assert_close(torch.where(saturated, per_sample, kept), per_sample.expand_as(kept))
     torch.testing.assert_close(low + difference, clean)
 
 

@@ -127,7 +127,7 @@ SAMPLES = {"hubble": _hubble, "camera": _camera, "astronaut": _astronaut, "fluor
 
 
 def load_sample(key: str = "hubble") -> Sample:
-    """Return the sample ``key``: one of ``"hubble"`` (a real frame), ``"camera"``, ``"astronaut"``, ``"fluorescence"``."""
+    """Return the sample ``key``: ``"hubble"`` (a real frame), ``"camera"``, ``"astronaut"`` or ``"fluorescence"``."""
     if key not in SAMPLES:
         raise ValueError(f"unknown sample {key!r}; choose one of {sorted(SAMPLES)}")
     return SAMPLES[key]()

@@ -168,6 +168,7 @@ def _synthesize(args) -> None:
     _writable_folder(output)
     image = read_image(source)
     check_writable(output, image.dtype, image.shape)
+    metadata = _kept_metadata(source)
     low = synthesize_low_light(
         image,
         args.alpha,
@@ -179,7 +180,17 @@ def _synthesize(args) -> None:
         channel_axis=_resolve_channel_axis(args.channel_axis, image),
         data_range=args.data_range,
     )
-    write_image(output, low)
+    write_image(output, low, metadata=metadata)
+
+
+def _kept_metadata(source: Path) -> dict:
+    """The metadata of ``source`` that its results keep; what they cannot keep is said in a warning."""
+    from .io import read_metadata
+
+    metadata = read_metadata(source)
+    for what in metadata["not_kept"]:
+        warnings.warn(f"{source}: {what} not kept")
+    return metadata
 
 
 def _load_model_argument(text):
@@ -242,14 +253,15 @@ def _restore(args) -> None:
 def _restore_file(source, target, difference_target, model, args) -> None:
     """Restore one file; Zarr stores and big TIFFs stream through dask, block by block."""
     from .inference import restore
-    from .io import check_writable, is_lazy_source, open_lazy, read_image
+    from .io import check_writable, is_lazy_source, read_image
 
     lazy = is_lazy_source(source)
-    image = open_lazy(source) if lazy else read_image(source)
+    image = read_image(source, lazy=lazy)
     # Both outputs' formats are checked before the network runs: no work lost to them.
     check_writable(target, image.dtype, image.shape, lazy=lazy)
     if difference_target is not None:
         check_writable(difference_target, np.float32, image.shape, lazy=lazy)
+    metadata = _kept_metadata(source)
     restored, difference = restore(
         image,
         args.alpha,
@@ -261,22 +273,23 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         data_range=args.data_range,
         compile=args.compile,
     )
-    _write_result(target, restored)
+    _write_result(target, restored, metadata)
     if difference_target is not None:
-        _write_result(difference_target, difference)
+        _write_result(difference_target, difference, metadata)
 
 
-def _write_result(path: Path, array) -> None:
-    """A lazy result, or any result bound for a Zarr store, block by block; else one file."""
+def _write_result(path: Path, array, metadata: dict) -> None:
+    """A lazy result, or any result bound for a Zarr store, block by block; else one file,
+    with the input's ``metadata`` where the format holds it."""
     from .intensity import is_dask
     from .io import ZARR_SUFFIX, write_image, write_lazy
 
     if is_dask(array) or path.suffix.lower() == ZARR_SUFFIX:
         import dask.array as da
 
-        write_lazy(path, da.asarray(array))
+        write_lazy(path, da.asarray(array), metadata=metadata)
     else:
-        write_image(path, array)
+        write_image(path, array, metadata=metadata)
 
 
 @contextlib.contextmanager

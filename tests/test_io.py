@@ -219,6 +219,12 @@ def test_a_corrupt_file_in_a_batch_is_named_without_plugin_hints(tmp_path, rng, 
     assert "pip install" not in err and "pyav" not in err
 
 
+def test_restore_help_gives_the_default_alpha(capsys):
+    with pytest.raises(SystemExit):
+        main(["restore", "--help"])
+    assert "(default: 1)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_metadata_of_other_formats_is_empty(tmp_path):
     iio.imwrite(tmp_path / "photo.png", np.zeros((4, 4), np.uint8))
     assert read_metadata(tmp_path / "photo.png") == {"dtype": None, "not_kept": []}

@@ -37,8 +37,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-#: Bound of the real-valued options: the maths runs in float32 (up to 3.4e38), where a
-#: value within 1e+-30 times, or over, an intensity in [0, 1] stays finite and non-zero.
+#: Bound of the real-valued options: the maths runs in float32, which ends at 3.4e38 and
+#: 1.2e-38; an option from 1e-30 to 1e30, times or over an intensity in [0, 1], stays inside.
 FLOAT_LIMIT = 1e30
 #: Photons at full intensity: numpy's Poisson sampler refuses means beyond about 1e19, and
 #: the shot noise of 1e15 photons (3e-8) is already below float32's resolution near 1.
@@ -51,7 +51,7 @@ STEP_PIXELS_LIMIT = 2**31
 
 
 def _number_parser(convert, low: float, high: float, wording: str):
-    """An argparse type: ``convert(text)`` within ``[low, high]`` (0 always allowed when ``low`` is 0)."""
+    """An argparse type: ``convert(text)``, refused unless it lies in ``[low, high]``."""
     kind = "an integer" if convert is int else "a number"
 
     def parse(text: str):

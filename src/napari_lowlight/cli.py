@@ -37,45 +37,45 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
+#: Bound of the real-valued options: the maths runs in float32, which ends at 3.4e38 and
+#: 1.2e-38; an option from 1e-30 to 1e30, times or over an intensity in [0, 1], stays inside.
+FLOAT_LIMIT = 1e30
+#: Photons at full intensity: numpy's Poisson sampler refuses means beyond about 1e19, and
+#: the shot noise of 1e15 photons (3e-8) is already below float32's resolution near 1.
+PHOTONS_LIMIT = 1e15
+#: Seeds go to numpy and torch; torch takes 64-bit seeds.
+SEED_LIMIT = 2**63 - 1
+#: Pixels of one training step, batch_size x patch_size**2: every float32 tensor of a
+#: batch bigger than this takes more than 8 GiB.
+STEP_PIXELS_LIMIT = 2**31
 
 
-def _alpha(text: str):
-    return "auto" if text == "auto" else _non_negative_float(text)
+def _number_parser(convert, low: float, high: float, wording: str):
+    """An argparse type: ``convert(text)``, refused unless it lies in ``[low, high]``."""
+    kind = "an integer" if convert is int else "a number"
 
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0")
-    return value
-
-
-def _integer_parser(minimum: int, wording: str):
-    def parse(text: str) -> int:
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not low <= value <= high:  # NaN compares False
             raise argparse.ArgumentTypeError(f"{text!r} must be {wording}")
         return value
 
     return parse
 
 
-_positive_int = _integer_parser(1, "a positive integer")
-_non_negative_int = _integer_parser(0, "an integer >= 0")
+_positive_float = _number_parser(float, 1 / FLOAT_LIMIT, FLOAT_LIMIT, f"a positive number, from {1 / FLOAT_LIMIT:g} to {FLOAT_LIMIT:g}")
+_non_negative_float = _number_parser(float, 0.0, FLOAT_LIMIT, f"a number >= 0, at most {FLOAT_LIMIT:g}")
+_photons = _number_parser(float, 1 / FLOAT_LIMIT, PHOTONS_LIMIT, f"a positive number, at most {PHOTONS_LIMIT:g}")
+_positive_int = _number_parser(int, 1, math.inf, "a positive integer")
+_non_negative_int = _number_parser(int, 0, math.inf, "an integer >= 0")
+_seed = _number_parser(int, 0, SEED_LIMIT, f"an integer >= 0, at most {SEED_LIMIT}")
+
+
+def _alpha(text: str):
+    return "auto" if text == "auto" else _non_negative_float(text)
 
 
 def _channel_axis(text: str):
@@ -168,6 +168,7 @@ def _synthesize(args) -> None:
     _writable_folder(output)
     image = read_image(source)
     check_writable(output, image.dtype, image.shape)
+    metadata = _kept_metadata(source)
     low = synthesize_low_light(
         image,
         args.alpha,
@@ -179,7 +180,17 @@ def _synthesize(args) -> None:
         channel_axis=_resolve_channel_axis(args.channel_axis, image),
         data_range=args.data_range,
     )
-    write_image(output, low)
+    write_image(output, low, metadata=metadata)
+
+
+def _kept_metadata(source: Path) -> dict:
+    """The metadata of ``source`` that its results keep; what they cannot keep is said in a warning."""
+    from .io import read_metadata
+
+    metadata = read_metadata(source)
+    for what in metadata["not_kept"]:
+        warnings.warn(f"{source}: {what} not kept")
+    return metadata
 
 
 def _load_model_argument(text):
@@ -242,14 +253,15 @@ def _restore(args) -> None:
 def _restore_file(source, target, difference_target, model, args) -> None:
     """Restore one file; Zarr stores and big TIFFs stream through dask, block by block."""
     from .inference import restore
-    from .io import check_writable, is_lazy_source, open_lazy, read_image
+    from .io import check_writable, is_lazy_source, read_image
 
     lazy = is_lazy_source(source)
-    image = open_lazy(source) if lazy else read_image(source)
+    image = read_image(source, lazy=lazy)
     # Both outputs' formats are checked before the network runs: no work lost to them.
     check_writable(target, image.dtype, image.shape, lazy=lazy)
     if difference_target is not None:
         check_writable(difference_target, np.float32, image.shape, lazy=lazy)
+    metadata = _kept_metadata(source)
     restored, difference = restore(
         image,
         args.alpha,
@@ -261,22 +273,23 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         data_range=args.data_range,
         compile=args.compile,
     )
-    _write_result(target, restored)
+    _write_result(target, restored, metadata)
     if difference_target is not None:
-        _write_result(difference_target, difference)
+        _write_result(difference_target, difference, metadata)
 
 
-def _write_result(path: Path, array) -> None:
-    """A lazy result, or any result bound for a Zarr store, block by block; else one file."""
+def _write_result(path: Path, array, metadata: dict) -> None:
+    """A lazy result, or any result bound for a Zarr store, block by block; else one file,
+    with the input's ``metadata`` where the format holds it."""
     from .intensity import is_dask
     from .io import ZARR_SUFFIX, write_image, write_lazy
 
     if is_dask(array) or path.suffix.lower() == ZARR_SUFFIX:
         import dask.array as da
 
-        write_lazy(path, da.asarray(array))
+        write_lazy(path, da.asarray(array), metadata=metadata)
     else:
-        write_image(path, array)
+        write_image(path, array, metadata=metadata)
 
 
 @contextlib.contextmanager
@@ -317,10 +330,16 @@ def _training_options(args) -> dict:
         if value is not None:
             options[name] = value
     options.setdefault("steps", 1000)
-    for name in ("scenes", "seed"):  # numpy would refuse them in words that name neither
+    for name, limit in (("scenes", math.inf), ("seed", SEED_LIMIT)):  # numpy or torch would refuse them in words that name neither
         value = options.get(name, 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise CommandError(f"{name} must be an integer >= 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+            wording = ">= 0" if limit == math.inf else f"from 0 to {limit}"
+            raise CommandError(f"{name} must be an integer {wording}, got {value!r}")
+    from .training import TrainingConfig
+
+    batch, patch = (options.get(name, getattr(TrainingConfig, name)) for name in ("batch_size", "patch_size"))
+    if isinstance(batch, int) and isinstance(patch, int) and batch * patch**2 > STEP_PIXELS_LIMIT:
+        raise CommandError(f"batch_size {batch} x patch_size {patch}**2 is more pixels per step than {STEP_PIXELS_LIMIT} (8 GiB per float32 tensor)")
     if args.config and "checkpoint" in options and args.checkpoint is None:
         # Paths in a recipe are relative to the recipe's folder, like its data folders.
         options["checkpoint"] = str(Path(args.config).parent / options["checkpoint"])
@@ -430,8 +449,8 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--gamma", type=_positive_float, required=True, help="illumination exponent (> 0)")
     synth.add_argument("--noise", choices=["gaussian", "poisson-gaussian", "none"], default="gaussian")
     synth.add_argument("--sigma", type=_non_negative_float, default=0.0, help="Gaussian/read noise std in [0, 1] units")
-    synth.add_argument("--photons", type=_positive_float, help="photons at full intensity (poisson-gaussian)")
-    synth.add_argument("--seed", type=_non_negative_int)
+    synth.add_argument("--photons", type=_photons, help="photons at full intensity (poisson-gaussian)")
+    synth.add_argument("--seed", type=_seed)
     synth.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)
     synth.add_argument("--data-range", type=_positive_float, help=range_help)
     synth.set_defaults(run=_synthesize)
@@ -440,7 +459,7 @@ def _parser() -> argparse.ArgumentParser:
     rest.add_argument("inputs", nargs="+", help="image files or folders")
     rest.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
     rest.add_argument(
-        "--alpha", type=_alpha, default=1.0, help="restoration strength (>= 0; 0: denoise only) or 'auto'"
+        "--alpha", type=_alpha, default=1.0, help="restoration strength (>= 0; 0: denoise only) or 'auto' (default: 1)"
     )
     rest.add_argument("--model", help="weights file (.safetensors); the shipped default if omitted")
     rest.add_argument("--difference", help="also write the difference map (float TIFF) here")
@@ -470,7 +489,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=_positive_int)
     tr.add_argument("--patch-size", type=_positive_int)
     tr.add_argument("--lr", type=_positive_float, help="learning rate (default 1e-3; 1e-4 with --from)")
-    tr.add_argument("--seed", type=_non_negative_int)
+    tr.add_argument("--seed", type=_seed)
     tr.add_argument(
         "--scenes",
         type=_non_negative_int,
@@ -509,6 +528,10 @@ def main(argv=None) -> int:
     except (CommandError, ValueError, TypeError, OSError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"napari-lowlight: error: {message}", file=sys.stderr)
+        return EXIT_FAILURE
+    except MemoryError:
+        # Sizes that pass every check can still ask for more than the machine has.
+        print("napari-lowlight: error: out of memory; try smaller sizes (--tile, --batch-size, --patch-size)", file=sys.stderr)
         return EXIT_FAILURE
     return 0
 

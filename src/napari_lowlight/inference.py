@@ -41,6 +41,9 @@ MIN_PLANE_SIZE = 16
 CONTEXT_SAMPLES = 1 << 16
 #: Smallest tile tried when the device runs out of memory.
 MIN_TILE_SIZE = 64
+#: Tiles along Y and X of a lazy image's block: every block also computes the overlap it
+#: shares with its neighbours, a share that shrinks as blocks grow (benchmarks/bench_big_files.py).
+LAZY_BLOCK_TILES = 8
 #: The device-generic out-of-memory error of torch >= 2.5, CUDA's before it: a floor of 2.5
 #: would make pip replace a user's older CUDA build of torch.
 _OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -369,7 +372,8 @@ def _lazy(inputs, *, kind, halo, channel_axis, out_dtype, **settings):
     import dask.array as da
 
     y_axis, x_axis = _spatial_axes(inputs[0].ndim, channel_axis)
-    chunks = {y_axis: max(4 * halo, DEFAULT_TILE_SIZE), x_axis: max(4 * halo, DEFAULT_TILE_SIZE)}
+    core = max(4 * halo, LAZY_BLOCK_TILES * settings["tile"])
+    chunks = {y_axis: core, x_axis: core}
     if channel_axis is not None:
         chunks[channel_axis] = -1
     arrays = [da.asarray(array).rechunk(chunks) for array in inputs]
@@ -378,7 +382,11 @@ def _lazy(inputs, *, kind, halo, channel_axis, out_dtype, **settings):
     settings["model"] = _on_cpu(settings["model"])
 
     def block(*blocks):
-        result = _apply(blocks, kind=kind, channel_axis=channel_axis, **settings)
+        # Equal tiles no larger than the chosen size that split the block with its overlap:
+        # tiles of that size would leave a sliver at the block's end that costs a whole window.
+        length = max(blocks[0].shape[y_axis], blocks[0].shape[x_axis])
+        tile = -(-length // -(-length // settings["tile"]))
+        result = _apply(blocks, kind=kind, channel_axis=channel_axis, **{**settings, "tile": tile})
         return result[0] if kind == "restore" else result
 
     return da.map_overlap(block, *arrays, depth={y_axis: halo, x_axis: halo}, boundary="none", dtype=out_dtype, trim=True)

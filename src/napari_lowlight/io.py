@@ -1,8 +1,14 @@
-"""Image files in and out through tifffile and imageio; outputs are written atomically."""
+"""Image files in and out through tifffile, imageio and zarr; outputs are written atomically.
+
+Beside the pixels, a file's metadata travels to the result's file of the same format
+(:func:`read_metadata`): a TIFF's resolution, ImageJ and OME-XML metadata, a Zarr
+array's attributes. Big TIFFs and Zarr stores are read and written lazily, block by block.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,13 +18,44 @@ import tifffile
 
 from ._atomic import replaced_atomically
 
-__all__ = ["read_image", "write_image", "check_writable", "open_lazy", "write_lazy", "is_lazy_source", "TIFF_SUFFIXES", "IMAGE_SUFFIXES"]
+__all__ = [
+    "read_image",
+    "read_metadata",
+    "write_image",
+    "check_writable",
+    "open_lazy",
+    "write_lazy",
+    "is_lazy_source",
+    "TIFF_SUFFIXES",
+    "IMAGE_SUFFIXES",
+]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", *TIFF_SUFFIXES)
+#: Formats imageio reads through Pillow; a GIF's frames become a (T, Y, X, 3) stack.
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+IMAGE_SUFFIXES = (*PILLOW_SUFFIXES, *TIFF_SUFFIXES)
 ZARR_SUFFIX = ".zarr"
-#: TIFF files larger than this are streamed through dask instead of read whole.
+#: TIFF images whose pixels take more than this are streamed through dask instead of
+#: read whole (the pixels, not the file: a compressed file is much smaller).
 LAZY_TIFF_BYTES = 256 * 2**20
+#: Side of the tiles a streamed TIFF is written in (TIFF asks for a multiple of 16).
+TIFF_TILE = 256
+#: TIFF codecs that give back every value; a result is written with its input's codec
+#: when that is one of them and tifffile can encode it here, else with zlib (lossy inputs).
+_LOSSLESS_TIFF_CODECS = (
+    tifffile.COMPRESSION.NONE,
+    tifffile.COMPRESSION.LZW,
+    tifffile.COMPRESSION.ADOBE_DEFLATE,
+    tifffile.COMPRESSION.DEFLATE,
+    tifffile.COMPRESSION.PACKBITS,
+    tifffile.COMPRESSION.LZMA,
+    tifffile.COMPRESSION.ZSTD,
+)
+#: ImageJ metadata that tifffile computes from the written shape itself.
+_IMAGEJ_SHAPE_KEYS = ("ImageJ", "images", "channels", "slices", "frames", "hyperstack")
+#: ImageJ metadata that describes the values (display ranges, grey or colour mode): kept
+#: only for a result of the input's dtype, not for a float difference map.
+_IMAGEJ_VALUE_KEYS = ("min", "max", "Ranges", "mode")
 
 
 def _suffix(path: Path) -> str:
@@ -28,8 +65,29 @@ def _suffix(path: Path) -> str:
     return suffix
 
 
-def read_image(path) -> np.ndarray:
-    """Read an image file: PNG/JPEG (8/16-bit) or TIFF (any dtype, N-D stacks).
+def _reader_message(error: Exception) -> str:
+    """The reader's own words in one line, without imageio's hints to install unrelated plugins."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if text.startswith("Could not find a backend"):
+        return "no reader recognises its contents"
+    return text
+
+
+def read_image(path, *, lazy: bool = False):
+    """Read an image file: TIFF (any dtype, N-D stacks, ImageJ and OME), PNG, JPEG, BMP,
+    WebP (8-bit; 16-bit grey PNG) or GIF (its frames as a (T, Y, X, 3) stack).
+
+    Parameters
+    ----------
+    path : str or Path
+    lazy : bool
+        Return a dask array that reads nothing yet (TIFF and Zarr only, see
+        :func:`open_lazy`): for files bigger than memory.
+
+    Returns
+    -------
+    ndarray, or dask.array.Array with ``lazy=True``
+        A TIFF's first image series at full resolution; a GIF of one frame is (Y, X, 3).
 
     Raises
     ------
@@ -39,6 +97,10 @@ def read_image(path) -> np.ndarray:
         If the file is empty, corrupt or not an image of a supported type.
     """
     path = Path(path)
+    if lazy:
+        if path.suffix.lower() not in (*TIFF_SUFFIXES, ZARR_SUFFIX):
+            raise ValueError(f"{str(path)!r}: only TIFF files and Zarr stores are read lazily, not {path.suffix or 'this file'}")
+        return open_lazy(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file {str(path)!r} does not exist")
     suffix = _suffix(path)
@@ -52,8 +114,11 @@ def read_image(path) -> np.ndarray:
     try:
         image = tifffile.imread(path) if suffix in TIFF_SUFFIXES else iio.imread(path)
     except Exception as error:  # the readers raise many types for a corrupt file
-        raise ValueError(f"input file {str(path)!r} is not a readable {suffix[1:].upper()} image ({error})") from None
+        kind = suffix[1:].upper()
+        raise ValueError(f"input file {str(path)!r} is not a readable {kind} image ({_reader_message(error)})") from None
     image = np.asarray(image)
+    if suffix == ".gif" and image.shape[0] == 1:
+        image = image[0]  # Pillow reads every GIF as a stack of frames
     if image.size == 0:
         raise ValueError(f"input file {str(path)!r} is not a readable image: it holds no pixels")
     return image
@@ -66,12 +131,137 @@ def _is_16_bit_colour_png(path: Path) -> bool:
     return header[12:16] == b"IHDR" and len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
 
 
+def read_metadata(path) -> dict:
+    """What a TIFF file or Zarr store holds beside its pixels, for :func:`write_image` and
+    :func:`write_lazy` to write into a result of the same format.
+
+    Parameters
+    ----------
+    path : str or Path
+        A TIFF file or Zarr store; other formats carry nothing that is kept.
+
+    Returns
+    -------
+    dict
+        ``"dtype"``: the pixels' dtype (value ranges apply to results of that dtype only);
+        ``"tiff"``: options of ``tifffile.imwrite``: resolution and its unit, the Software
+        tag, the ImageJ metadata (axes, spacing, unit, ranges, labels), the OME-XML
+        physical sizes, time increment and channel names, any other image description,
+        the photometric layout and a lossless codec; ``"zarr"``: the array's attributes
+        and, for an OME-Zarr image, its group's attributes with the multiscales listing
+        level 0 only; ``"not_kept"``: what a written result leaves out, in words.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return _tiff_metadata(path)
+    if suffix == ZARR_SUFFIX:
+        return _zarr_metadata(path)
+    return {"dtype": None, "not_kept": []}
+
+
+def _tiff_metadata(path: Path) -> dict:
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            page = series.keyframe
+            options = {"photometric": page.photometric}
+            if page.samplesperpixel > 1:  # for one sample, tifffile would read a planar layout as an extra axis
+                options.update(planarconfig=page.planarconfig, extrasamples=page.extrasamples)
+            options["compression"] = page.compression if _can_encode(page.compression) else tifffile.COMPRESSION.DEFLATE
+            if page.predictor != 1 and options["compression"] != tifffile.COMPRESSION.NONE:
+                options["predictor"] = page.predictor
+            tags = page.tags
+            if "XResolution" in tags and "YResolution" in tags:
+                options["resolution"] = (tags["XResolution"].value, tags["YResolution"].value)
+                options["resolutionunit"] = page.resolutionunit
+            if tags.valueof("Software"):
+                options["software"] = tags.valueof("Software")
+            if tif.is_imagej:
+                kept = {k: v for k, v in (tif.imagej_metadata or {}).items() if k not in _IMAGEJ_SHAPE_KEYS}
+                options.update(imagej=True, metadata={"axes": series.axes, **kept})
+            elif tif.is_ome:
+                options.update(ome=True, metadata={"axes": series.axes, **_ome_image_metadata(tif.ome_metadata)})
+            elif page.description and not tif.is_shaped:
+                options.update(description=page.description, metadata=None)
+            not_kept = []
+            if len(series.levels) > 1:
+                not_kept.append(f"its {len(series.levels) - 1} lower-resolution pyramid level(s) (level 0 is restored)")
+            if len(tif.series) > 1:
+                not_kept.append(f"its {len(tif.series) - 1} further image series (the first is restored)")
+            return {"dtype": series.dtype, "tiff": options, "not_kept": not_kept}
+    except Exception as error:  # tifffile raises many types for a corrupt file
+        raise ValueError(f"input file {str(path)!r} is not a readable TIFF image ({_reader_message(error)})") from None
+
+
+def _can_encode(compression) -> bool:
+    if compression not in _LOSSLESS_TIFF_CODECS:
+        return False
+    try:
+        tifffile.TIFF.COMPRESSORS[compression]
+    except KeyError:  # the codec needs imagecodecs, which is not installed
+        return False
+    return True
+
+
+def _ome_image_metadata(xml: str) -> dict:
+    """The first OME image's name, physical pixel sizes, time increment and channel names,
+    as tifffile's OME writer takes them."""
+    image = tifffile.xml2dict(xml)["OME"]["Image"]
+    image = image[0] if isinstance(image, list) else image
+    pixels = image.get("Pixels", {})
+    kept = {key: value for key, value in pixels.items() if key.startswith(("PhysicalSize", "TimeIncrement"))}
+    if image.get("Name"):
+        kept["Name"] = image["Name"]
+    channels = pixels.get("Channel", [])
+    channels = channels if isinstance(channels, list) else [channels]
+    names = [channel.get("Name") for channel in channels]
+    if any(names):
+        kept["Channel"] = {"Name": [name or "" for name in names]}
+    return kept
+
+
+def _ome_multiscales(attributes: dict):
+    """The OME-Zarr ``multiscales`` list of a group's attributes (NGFF 0.4, or 0.5 under ``ome``)."""
+    return attributes.get("multiscales") or attributes.get("ome", {}).get("multiscales")
+
+
+def _zarr_metadata(path: Path) -> dict:
+    import copy
+
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as error:  # zarr raises many types for a broken store
+        raise ValueError(f"input {str(path)!r} is not a readable Zarr array ({_reader_message(error)})") from None
+    zarr_format = node.metadata.zarr_format
+    if isinstance(node, zarr.Array):
+        return {"dtype": node.dtype, "zarr": {"attributes": dict(node.attrs), "zarr_format": zarr_format, "group": None}, "not_kept": []}
+    group_attributes = copy.deepcopy(dict(node.attrs))
+    multiscales = _ome_multiscales(group_attributes)
+    if not multiscales:
+        raise ValueError(f"input {str(path)!r} is a Zarr group without OME-Zarr multiscales; give the path of one array in it")
+    datasets = multiscales[0]["datasets"]
+    level = node[datasets[0]["path"]]
+    dropped = len(datasets) - 1
+    del datasets[1:]  # the result has level 0 only: its multiscales must not list the others
+    not_kept = [f"its {dropped} lower-resolution pyramid level(s) (level 0 is restored; none are rebuilt)"] if dropped else []
+    group = {"attributes": group_attributes, "path": datasets[0]["path"]}
+    return {
+        "dtype": level.dtype,
+        "zarr": {"attributes": dict(level.attrs), "zarr_format": zarr_format, "group": group},
+        "not_kept": not_kept,
+    }
+
+
 def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
     """Raise ValueError if an image of ``dtype`` and ``shape`` cannot be written to ``path``.
 
     PNG holds one grey, RGB or RGBA image of uint8, or uint16 grey (Pillow writes no
-    16-bit colour); JPEG one uint8 grey or RGB image; TIFF any dtype and dimensions. A
-    lazy (dask) result goes to a Zarr store or a TIFF file. Checking before computing
+    16-bit colour); JPEG and BMP one uint8 grey or RGB image; WebP one uint8 RGB or RGBA
+    image; TIFF any dtype and dimensions; GIF nothing (256 colours cannot hold a result).
+    A lazy (dask) result goes to a Zarr store or a TIFF file. Checking before computing
     means no work is lost to a format that cannot hold the result.
     """
     path = Path(path)
@@ -81,9 +271,11 @@ def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
         if suffix not in (ZARR_SUFFIX, *TIFF_SUFFIXES):
             raise ValueError(f"{str(path)!r}: a lazy result is written to .zarr or .tif, not {suffix}")
         return
-    if suffix not in (".png", ".jpg", ".jpeg"):
+    if suffix in (ZARR_SUFFIX, *TIFF_SUFFIXES):
         return
-    kind = "PNG" if suffix == ".png" else "JPEG"
+    if suffix == ".gif":
+        raise ValueError(f"{str(path)!r}: GIF holds 256 colours per frame, too few for a restored image; use .tif or .png")
+    kind = {".png": "PNG", ".bmp": "BMP", ".webp": "WebP"}.get(suffix, "JPEG")
     if not (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4))):
         raise ValueError(f"{str(path)!r}: {kind} holds one 2-D grey, RGB or RGBA image, not shape {tuple(shape)}; use .tif")
     colour = len(shape) == 3
@@ -94,16 +286,32 @@ def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
             raise ValueError(f"{str(path)!r}: 16-bit colour cannot be written as PNG (16-bit PNG is grey only here); use .tif")
         return
     if dtype != np.uint8:
-        raise ValueError(f"{str(path)!r}: JPEG holds uint8 images, not {dtype}; use .png or .tif")
-    if colour and shape[-1] == 4:
-        raise ValueError(f"{str(path)!r}: JPEG holds no opacity channel; use .png or .tif")
+        raise ValueError(f"{str(path)!r}: {kind} holds uint8 images, not {dtype}; use .png or .tif")
+    if suffix == ".webp" and not colour:
+        raise ValueError(f"{str(path)!r}: WebP holds colour images only, not grey; use .png or .tif")
+    if suffix != ".webp" and colour and shape[-1] == 4:
+        raise ValueError(f"{str(path)!r}: {kind} holds no opacity channel; use .png or .tif")
 
 
-def write_image(path, image: np.ndarray) -> Path:
+def _tiff_options(metadata, dtype) -> dict:
+    """``tifffile.imwrite`` options that write ``metadata`` (of :func:`read_metadata`) for pixels of ``dtype``."""
+    if not metadata or "tiff" not in metadata:
+        return {}
+    options = dict(metadata["tiff"])
+    if np.dtype(dtype) != metadata["dtype"]:
+        # A float difference map: its input's display ranges and integer predictor do not apply.
+        options.pop("predictor", None)
+        if isinstance(options.get("metadata"), dict) and options.get("imagej"):
+            options["metadata"] = {k: v for k, v in options["metadata"].items() if k not in _IMAGEJ_VALUE_KEYS}
+    return options
+
+
+def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
     """Write ``image`` to ``path`` (format from the suffix), atomically.
 
-    Formats and what they hold: :func:`check_writable`. The file appears complete or
-    not at all.
+    Formats and what they hold: :func:`check_writable`. ``metadata`` (from
+    :func:`read_metadata` of a TIFF input) is written into a TIFF ``path``. The file
+    appears complete or not at all.
     """
     path = Path(path)
     suffix = _suffix(path)
@@ -113,19 +321,28 @@ def write_image(path, image: np.ndarray) -> Path:
     check_writable(path, image.dtype, image.shape)
     with replaced_atomically(path, suffix) as temporary:
         if suffix in TIFF_SUFFIXES:
-            tifffile.imwrite(temporary, image)
+            tifffile.imwrite(temporary, image, **_tiff_options(metadata, image.dtype))
+        elif suffix == ".webp":
+            # Lossless, and the colour of transparent pixels kept: a result is not re-encoded lossily.
+            iio.imwrite(temporary, image, extension=suffix, lossless=True, exact=True)
         else:
             iio.imwrite(temporary, image, extension=suffix)
     return path
 
 
 def is_lazy_source(path) -> bool:
-    """Whether ``path`` is read lazily: a Zarr store, or a TIFF too big to read whole."""
+    """Whether ``path`` is read lazily: a Zarr store, or a TIFF whose pixels are too big to read whole."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ZARR_SUFFIX:
         return True
-    return suffix in TIFF_SUFFIXES and path.is_file() and path.stat().st_size > LAZY_TIFF_BYTES
+    if suffix not in TIFF_SUFFIXES or not path.is_file():
+        return False
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return tif.series[0].nbytes > LAZY_TIFF_BYTES
+    except Exception:  # a corrupt file: read_image names the problem
+        return False
 
 
 class _TiffView:
@@ -141,6 +358,8 @@ class _TiffView:
 
         self.path = path
         self._array = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+        if isinstance(self._array, zarr.Group):  # a pyramid: its full-resolution level
+            self._array = self._array["0"]
         self.shape, self.dtype, self.chunks = self._array.shape, self._array.dtype, self._array.chunks
         self.ndim = len(self.shape)
         status = os.stat(path)
@@ -156,10 +375,12 @@ class _TiffView:
 
 
 def open_lazy(path):
-    """Open a Zarr store or a TIFF file as a dask array, reading nothing yet.
+    """Open a Zarr store (an array, or an OME-Zarr image's level 0) or a TIFF file as a
+    dask array, reading nothing yet.
 
-    TIFF pages (or tiles) become chunks through tifffile's Zarr view, so a multi-gigabyte
-    stack streams plane by plane, on any dask scheduler, a cluster's processes included.
+    TIFF pages, strips or tiles become chunks through tifffile's Zarr view (compressed
+    files included), so a file bigger than memory streams block by block, on any dask
+    scheduler, a cluster's processes included.
     """
     import dask.array as da
     from dask.base import tokenize
@@ -167,40 +388,90 @@ def open_lazy(path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"input {str(path)!r} does not exist")
+    if path.suffix.lower() == ZARR_SUFFIX:
+        group = _zarr_metadata(path)["zarr"]["group"]
+        try:
+            return da.from_zarr(str(path), component=None if group is None else group["path"])
+        except Exception as error:  # zarr raises many types for a broken store
+            raise ValueError(f"input {str(path)!r} is not a readable Zarr array ({_reader_message(error)})") from None
     try:
-        if path.suffix.lower() == ZARR_SUFFIX:
-            return da.from_zarr(str(path))
         view = _TiffView(str(path.resolve()))
-        name = "tiff-" + tokenize(view.path, view.identity)
-        return da.from_array(view, chunks=view.chunks, name=name, asarray=True)
-    except Exception as error:  # zarr and tifffile raise many types for a broken store
-        raise ValueError(f"input {str(path)!r} is not a readable Zarr array or TIFF file ({error})") from None
+    except Exception as error:  # tifffile raises many types for a corrupt file
+        raise ValueError(f"input {str(path)!r} is not a readable TIFF file ({_reader_message(error)})") from None
+    name = "tiff-" + tokenize(view.path, view.identity)
+    return da.from_array(view, chunks=view.chunks, name=name, asarray=True)
 
 
-def write_lazy(path, array) -> Path:
+def write_lazy(path, array, *, metadata=None) -> Path:
     """Compute a dask array block by block into a Zarr store or a TIFF file, atomically.
 
-    Zarr gets the array's chunks; a TIFF is written one 2-D plane at a time, so memory
-    holds one plane's worth of blocks, never the whole result.
+    Zarr gets the array's chunks. A TIFF is written tile by tile (BigTIFF when it needs
+    more than 4 GB), one band of the array's chunks at a time, so memory holds a band of
+    blocks, never a whole plane. ``metadata`` (from :func:`read_metadata`) is written
+    into a result of its own format: a TIFF's tags, a Zarr array's attributes, an
+    OME-Zarr image's group (whose multiscales then list level 0 only).
     """
-    import shutil
-
     path = Path(path)
     suffix = _suffix(path)
     check_writable(path, array.dtype, array.shape, lazy=True)
     if suffix != ZARR_SUFFIX:
-        planes = array.reshape(-1, *array.shape[-2:]) if array.ndim > 2 else array[None]
+        options = _tiff_options(metadata, array.dtype)
         with replaced_atomically(path, suffix) as temporary:
-            tifffile.imwrite(temporary, (plane.compute() for plane in planes), shape=array.shape, dtype=array.dtype)
+            tiles = _tiff_tiles(array, samples=_contiguous_samples(array.shape, options))
+            tifffile.imwrite(temporary, tiles, shape=array.shape, dtype=array.dtype, tile=(TIFF_TILE, TIFF_TILE), **options)
         return path
     # A Zarr store is a folder, which os.replace cannot put over another: the old store
     # steps aside first and goes only once the new one is in place.
     work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        array.to_zarr(str(work / "new"))
+        _write_zarr(work / "new", array, (metadata or {}).get("zarr"))
         if path.exists():
             os.replace(path, work / "old")
         os.replace(work / "new", path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return path
+
+
+def _contiguous_samples(shape, options) -> bool:
+    """Whether the last axis holds the samples of one pixel (RGB(A) stored contiguously)."""
+    if "photometric" in options:
+        rgb = options["photometric"] == tifffile.PHOTOMETRIC.RGB
+        return rgb and options.get("planarconfig") != tifffile.PLANARCONFIG.SEPARATE
+    return len(shape) >= 3 and shape[-1] in (3, 4)  # what tifffile infers without options
+
+
+def _tiff_tiles(array, *, samples: bool):
+    """The TIFF tiles of a dask array in file order: plane by plane, row by row.
+
+    Each band of the array's chunks is computed once, across the whole width, and cut
+    into tiles; rows short of a tile wait for the next band. Edge tiles are partial
+    (tifffile pads them).
+    """
+    y_axis = array.ndim - (3 if samples else 2)
+    for index in np.ndindex(array.shape[:y_axis]):
+        plane = array[index]
+        rows = np.empty((0, *plane.shape[1:]), plane.dtype)
+        for top, height in zip(np.cumsum((0, *array.chunks[y_axis][:-1])), array.chunks[y_axis]):
+            rows = np.concatenate([rows, np.asarray(plane[top : top + height].compute())])
+            whole = len(rows) if top + height == plane.shape[0] else len(rows) // TIFF_TILE * TIFF_TILE
+            for y in range(0, whole, TIFF_TILE):
+                for x in range(0, rows.shape[1], TIFF_TILE):
+                    yield rows[y : y + TIFF_TILE, x : x + TIFF_TILE]
+            rows = rows[whole:]
+
+
+def _write_zarr(folder: Path, array, zarr_metadata) -> None:
+    """Write ``array`` as a new Zarr store at ``folder``, with the attributes of ``zarr_metadata``."""
+    import zarr
+
+    zarr_metadata = zarr_metadata or {"attributes": {}, "zarr_format": None, "group": None}
+    # Zarr takes one chunk shape: the array's largest chunk along each axis.
+    options = dict(shape=array.shape, chunks=tuple(max(c) for c in array.chunks), dtype=array.dtype, attributes=zarr_metadata["attributes"])
+    group = zarr_metadata["group"]
+    if group is None:
+        target = zarr.create_array(str(folder), zarr_format=zarr_metadata["zarr_format"] or 3, **options)
+    else:
+        root = zarr.open_group(str(folder), mode="w", zarr_format=zarr_metadata["zarr_format"], attributes=group["attributes"])
+        target = root.create_array(group["path"], **options)
+    array.rechunk(target.chunks).to_zarr(target)

@@ -1,0 +1,230 @@
+"""Files as users have them: formats read and written, metadata kept, big TIFFs streamed."""
+
+import dask.array as da
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_lowlight import load_model, restore, save_model
+from napari_lowlight.cli import main
+from napari_lowlight.io import read_image, read_metadata, write_image, write_lazy
+
+
+@pytest.fixture
+def model_file(tiny_model, tmp_path):
+    return str(save_model(tiny_model, tmp_path / "tiny.safetensors"))
+
+
+def _restore(source, target, model_file, *options):
+    assert main(["restore", str(source), "-o", str(target), "--model", model_file, *options]) == 0
+
+
+@pytest.fixture
+def stack(rng):
+    return rng.integers(0, 4096, (2, 3, 40, 50)).astype(np.uint16)
+
+
+def _description_tags(path):
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        return tif, page, page.tags["XResolution"].value, page.resolutionunit, page.tags.valueof("Software")
+
+
+def test_imagej_metadata_survives_restoring(tmp_path, stack, model_file):
+    source, out, difference = tmp_path / "cells.tif", tmp_path / "out.tif", tmp_path / "difference.tif"
+    ranges = (0.0, 4095.0, 10.0, 2000.0, 0.0, 100.0)
+    tifffile.imwrite(
+        source, stack, imagej=True, resolution=(3077.0, 3077.0), software="Microscope 2.1", compression="zlib",
+        metadata={"axes": "ZCYX", "spacing": 2.5, "unit": "um", "Ranges": ranges, "Labels": [f"l{i}" for i in range(6)]},
+    )
+    _restore(source, out, model_file, "--difference", str(difference))
+    for path in (out, difference):
+        with tifffile.TiffFile(path) as tif:
+            page, meta = tif.pages.first, tif.imagej_metadata
+            assert tif.series[0].axes == "ZCYX" and tif.series[0].shape == stack.shape
+            assert page.tags["XResolution"].value == (3077, 1) and page.tags.valueof("Software") == "Microscope 2.1"
+            assert meta["spacing"] == 2.5 and meta["unit"] == "um" and meta["Labels"] == [f"l{i}" for i in range(6)]
+            assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+    assert tifffile.imread(out).dtype == np.uint16 and tifffile.TiffFile(out).imagej_metadata["Ranges"] == ranges
+    # The display ranges of the counts do not describe a float difference map.
+    assert "Ranges" not in tifffile.TiffFile(difference).imagej_metadata
+
+
+def test_ome_physical_sizes_and_channel_names_survive_restoring(tmp_path, stack, model_file):
+    source, out = tmp_path / "cells.ome.tif", tmp_path / "out.ome.tif"
+    sizes = {"PhysicalSizeX": 0.325, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.325, "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": 2.5}
+    tifffile.imwrite(
+        source, stack, ome=True, resolution=(30770.0, 30770.0), resolutionunit="CENTIMETER",
+        metadata={"axes": "ZCYX", "Name": "cells", **sizes, "Channel": {"Name": ["DAPI", "GFP", "RFP"]}},
+    )
+    _restore(source, out, model_file)
+    with tifffile.TiffFile(out) as tif:
+        image = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        assert tif.is_ome and tif.series[0].axes == "ZCYX" and image["Name"] == "cells"
+        assert {key: image["Pixels"][key] for key in sizes} == sizes
+        assert [channel["Name"] for channel in image["Pixels"]["Channel"]] == ["DAPI", "GFP", "RFP"]
+        assert tif.pages.first.tags["XResolution"].value == (30770, 1)
+        assert tif.pages.first.resolutionunit == tifffile.RESUNIT.CENTIMETER
+
+
+def test_a_plain_tiff_keeps_resolution_description_software_and_colour(tmp_path, rng, model_file):
+    source, out = tmp_path / "photo.tif", tmp_path / "out.tif"
+    image = rng.integers(0, 65536, (30, 40, 3)).astype(np.uint16)
+    tifffile.imwrite(
+        source, image, photometric="rgb", resolution=(300.0, 300.0), resolutionunit="INCH",
+        description="Vendor XY exposure=20ms", metadata=None, software="Vendor XY",
+    )
+    _restore(source, out, model_file)
+    with tifffile.TiffFile(out) as tif:
+        page = tif.pages.first
+        assert page.tags["XResolution"].value == (300, 1) and page.resolutionunit == tifffile.RESUNIT.INCH
+        assert page.description == "Vendor XY exposure=20ms" and page.tags.valueof("Software") == "Vendor XY"
+        assert page.photometric == tifffile.PHOTOMETRIC.RGB and tif.asarray().dtype == np.uint16
+
+
+def test_zarr_attributes_survive_restoring(tmp_path, rng, model_file):
+    source, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    stored = zarr.create_array(str(source), shape=(2, 40, 50), chunks=(1, 40, 50), dtype=np.uint16, attributes={"pixel_size_um": [2.5, 0.3, 0.3]})
+    stored[:] = rng.integers(0, 65536, (2, 40, 50))
+    _restore(source, out, model_file)
+    assert dict(zarr.open_array(str(out), mode="r").attrs) == {"pixel_size_um": [2.5, 0.3, 0.3]}
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_an_ome_zarr_image_restores_level_0_and_says_the_pyramid_is_dropped(tmp_path, rng, model_file, capsys, zarr_format):
+    source, out = tmp_path / "in.zarr", tmp_path / "out.zarr"
+    axes = [{"name": "y", "type": "space", "unit": "micrometer"}, {"name": "x", "type": "space", "unit": "micrometer"}]
+    datasets = [{"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [0.5 * 2**level] * 2}]} for level in range(2)]
+    multiscales = [{"version": "0.4", "name": "cells", "axes": axes, "datasets": datasets}]
+    attributes = {"multiscales": multiscales, "omero": {"channels": [{"label": "DAPI"}]}}
+    if zarr_format == 3:
+        attributes = {"ome": {"version": "0.5", "multiscales": multiscales}}
+    group = zarr.open_group(str(source), mode="w", zarr_format=zarr_format, attributes=attributes)
+    level0 = rng.integers(0, 256, (40, 50)).astype(np.uint8)
+    group.create_array("0", data=level0, chunks=(20, 25))
+    group.create_array("1", data=level0[::2, ::2], chunks=(20, 25))
+    _restore(source, out, model_file)
+    assert "1 lower-resolution pyramid level(s)" in capsys.readouterr().err
+    written = zarr.open_group(str(out), mode="r")
+    written_multiscales = written.attrs["multiscales"] if zarr_format == 2 else written.attrs["ome"]["multiscales"]
+    assert written_multiscales[0]["datasets"] == datasets[:1] and written_multiscales[0]["axes"] == axes
+    assert sorted(written.array_keys()) == ["0"] and written["0"].shape == level0.shape
+    if zarr_format == 2:
+        assert written.attrs["omero"] == {"channels": [{"label": "DAPI"}]}
+    expected = restore(level0, 1.0, model=load_model(model_file, device="cpu"))
+    assert np.abs(written["0"][:].astype(int) - expected.astype(int)).max() <= 1
+    assert zarr.open_group(str(source), mode="r").attrs.asdict() == attributes  # the input is untouched
+
+
+def test_a_compressed_tiff_streams_by_its_pixel_size_tile_by_tile(tmp_path, rng, model_file, monkeypatch):
+    import napari_lowlight.io as io
+
+    # The file is small (zlib), its pixels are not: the threshold counts pixels.
+    image = np.zeros((300, 260), np.uint16)
+    image[::7] = rng.integers(0, 65536, (43, 260))
+    source, out = tmp_path / "big.tif", tmp_path / "out.tif"
+    tifffile.imwrite(source, image, compression="zlib", resolution=(100.0, 100.0))
+    assert source.stat().st_size < image.nbytes / 4
+    monkeypatch.setattr(io, "LAZY_TIFF_BYTES", image.nbytes - 1)
+    assert io.is_lazy_source(source)
+    _restore(source, out, model_file, "--tile", "64")
+    with tifffile.TiffFile(out) as tif:
+        page = tif.pages.first
+        assert page.is_tiled and page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert page.tags["XResolution"].value == (100, 1)
+        written = tif.asarray()
+    expected = restore(image, 1.0, model=load_model(model_file, device="cpu"))
+    assert np.abs(written.astype(int) - expected.astype(int)).max() <= 2e-3 * 65535
+
+
+def test_a_lazy_tiff_is_written_one_band_of_blocks_at_a_time(tmp_path, rng):
+    computed = []
+
+    def counted(block):
+        if block.size:  # not dask's probe of the output type
+            computed.append(block.shape)
+        return block
+
+    image = rng.random((3, 600, 300, 3)).astype(np.float32)
+    lazy = da.from_array(image, chunks=(1, 100, 100, 3)).map_blocks(counted, dtype=np.float32)
+    path = write_lazy(tmp_path / "rgb.tif", lazy)
+    np.testing.assert_array_equal(tifffile.imread(path), image)
+    assert len(computed) == 3 * 6 * 3  # every block once, bands never recomputed
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages.first.is_tiled and tif.pages.first.photometric == tifffile.PHOTOMETRIC.RGB
+
+
+def test_read_image_lazily(tmp_path, stack):
+    tifffile.imwrite(tmp_path / "stack.tif", stack, compression="zlib")
+    lazy = read_image(tmp_path / "stack.tif", lazy=True)
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(lazy.compute(), stack)
+    iio.imwrite(tmp_path / "photo.png", stack[0, 0].astype(np.uint8))
+    with pytest.raises(ValueError, match="only TIFF files and Zarr stores"):
+        read_image(tmp_path / "photo.png", lazy=True)
+
+
+@pytest.mark.parametrize(
+    "name, image",
+    [
+        ("photo.bmp", np.arange(20 * 24 * 3, dtype=np.uint8).reshape(20, 24, 3)),
+        ("grey.bmp", np.arange(20 * 24, dtype=np.uint8).reshape(20, 24)),
+        ("photo.webp", np.arange(20 * 24 * 3, dtype=np.uint8).reshape(20, 24, 3)),
+        ("sticker.webp", np.arange(20 * 24 * 4, dtype=np.uint8).reshape(20, 24, 4)),
+    ],
+)
+def test_bmp_and_webp_restore_into_their_own_format(tmp_path, model_file, name, image):
+    source, out = tmp_path / name, tmp_path / "out" / name
+    out.parent.mkdir()
+    write_image(source, image)
+    np.testing.assert_array_equal(read_image(source), image)  # WebP is written losslessly
+    _restore(source, out.parent, model_file)
+    restored = read_image(out)
+    assert restored.shape == image.shape and restored.dtype == np.uint8
+
+
+def test_gif_frames_are_a_stack_and_the_result_goes_to_tiff(tmp_path, rng, model_file, capsys):
+    frames = rng.integers(0, 256, (3, 20, 24, 3)).astype(np.uint8)
+    source = tmp_path / "clip.gif"
+    iio.imwrite(source, frames)
+    assert read_image(source).shape == (3, 20, 24, 3)
+    iio.imwrite(tmp_path / "still.gif", frames[0])
+    assert read_image(tmp_path / "still.gif").shape == (20, 24, 3)
+    _restore(source, tmp_path / "clip.tif", model_file)
+    assert tifffile.imread(tmp_path / "clip.tif").shape == (3, 20, 24, 3)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["restore", str(source), "-o", str(tmp_path / "clip_restored.gif"), "--model", model_file]) == 1
+    assert "GIF holds 256 colours" in capsys.readouterr().err and sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_folder_of_bmp_files_is_a_batch(tmp_path, rng, model_file):
+    folder, out = tmp_path / "lime", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    for name in ("a.bmp", "b.bmp"):
+        iio.imwrite(folder / name, rng.integers(0, 256, (20, 24, 3)).astype(np.uint8))
+    _restore(folder, out, model_file)
+    assert sorted(p.name for p in out.iterdir()) == ["a.bmp", "b.bmp"]
+
+
+def test_a_corrupt_file_in_a_batch_is_named_without_plugin_hints(tmp_path, rng, model_file, capsys):
+    (tmp_path / "notes.png").write_text("hello, I am text")
+    iio.imwrite(tmp_path / "good.png", rng.integers(0, 256, (20, 24)).astype(np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["restore", str(tmp_path / "notes.png"), str(tmp_path / "good.png"), "-o", str(out), "--model", model_file]) == 1
+    err = capsys.readouterr().err
+    assert "notes.png" in err and "no reader recognises its contents" in err
+    assert "pip install" not in err and "pyav" not in err
+
+
+def test_restore_help_gives_the_default_alpha(capsys):
+    with pytest.raises(SystemExit):
+        main(["restore", "--help"])
+    assert "(default: 1)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_metadata_of_other_formats_is_empty(tmp_path):
+    iio.imwrite(tmp_path / "photo.png", np.zeros((4, 4), np.uint8))
+    assert read_metadata(tmp_path / "photo.png") == {"dtype": None, "not_kept": []}

@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     import napari
+    from qtpy.QtWidgets import QDockWidget
 
     from napari_lowlight._demo_viewer import dock_panels
     from napari_lowlight._sample_data import astronaut_sample, camera_sample, fluorescence_sample
@@ -93,7 +94,11 @@ def main(argv=None) -> int:
     synthesize, train, restore = dock_panels(viewer)
 
     def front(panel):
-        panel.parentWidget().raise_()  # the panel's tab
+        dock = panel.parentWidget()
+        while not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        _settle(viewer, 0.1)  # the dock area makes its tab bar when it lays out
+        dock.raise_()  # the panel's tab
 
     def add(sample):
         viewer.layers.clear()

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QProgressBar,
     QScrollArea,
     QSizePolicy,
     QSpinBox,
@@ -29,6 +30,7 @@ __all__ = [
     "ImageLayerCombo",
     "ImageLayerList",
     "OWNER_KEY",
+    "ProgressBar",
     "Section",
     "channel_axis_of",
     "check_property",
@@ -386,14 +388,31 @@ class ImageLayerList(QListWidget, _LayerTracker):
 
 
 # --------------------------------------------------------------------------- panel layout
+class _VerticalScrollArea(QScrollArea):
+    """Scrolls up and down only: as wide as its contents need, as short as the room it gets."""
+
+    def _with_content_width(self, hint, content_hint):
+        hint.setWidth(content_hint.width() + self.verticalScrollBar().sizeHint().width())
+        return hint
+
+    def minimumSizeHint(self):
+        hint = super().minimumSizeHint()
+        return hint if self.widget() is None else self._with_content_width(hint, self.widget().minimumSizeHint())
+
+    def sizeHint(self):
+        hint = super().sizeHint()
+        return hint if self.widget() is None else self._with_content_width(hint, self.widget().sizeHint())
+
+
 def scrolling_layout(panel: QWidget) -> QVBoxLayout:
-    """Give ``panel`` a frameless scroll area and return the layout of its contents.
+    """Give ``panel`` a frameless, vertical scroll area and return the layout of its contents.
 
     Docked panels then shrink to the room the window has (a scroll bar appears)
     instead of forcing the window taller than the screen.
     """
     content = QWidget()
-    area = QScrollArea()
+    area = _VerticalScrollArea()
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setWidget(content)
@@ -401,6 +420,22 @@ def scrolling_layout(panel: QWidget) -> QVBoxLayout:
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area)
     return QVBoxLayout(content)
+
+
+class ProgressBar(QProgressBar):
+    """A determinate progress bar that repaints with the rest of the window.
+
+    ``QProgressBar.setValue`` repaints at once; in a window holding napari's OpenGL
+    canvas that recomposes the whole window then and there (tens of milliseconds with
+    software OpenGL, in the middle of whatever slot set the value).
+    """
+
+    def setValue(self, value: int) -> None:
+        self.setUpdatesEnabled(False)
+        try:
+            super().setValue(value)
+        finally:
+            self.setUpdatesEnabled(True)  # an ordinary, deferred update
 
 
 class Section(QWidget):

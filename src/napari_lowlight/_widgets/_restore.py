@@ -36,7 +36,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -51,6 +50,7 @@ from ._common import (
     OWNER_KEY,
     CloseWatcher,
     ImageLayerCombo,
+    ProgressBar,
     Section,
     blocked,
     check_image_layer,
@@ -188,7 +188,7 @@ class RestoreWidget(QWidget):
         self._run.setToolTip("Restore the selected layer (replaces this widget's earlier output for it)")
         # Determinate only: a busy animation repaints the window all the time (and with
         # software OpenGL, that takes CPU from the restore itself).
-        self._progress = QProgressBar()
+        self._progress = ProgressBar()
         self._progress.setRange(0, 100)
         self._progress.setValue(0)
         self._progress.setTextVisible(False)
@@ -363,9 +363,8 @@ class RestoreWidget(QWidget):
         Called when the viewer or the panel closes. A computation in progress finishes
         first; nothing is written to the viewer afterwards. Returns True if all ended.
         """
-        self._alpha_generation += 1  # nothing of an older update is written from now on
-        self._alpha_cancel.set()
-        self._latest_run.clear()  # nor any run's result
+        self._cancel_alpha_update()
+        self._latest_run.clear()  # no run's result is written either
         workers, self._workers = self._workers, []
         return stop_workers(workers, timeout)
 

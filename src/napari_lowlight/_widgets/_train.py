@@ -36,7 +36,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QRadioButton,
     QStackedWidget,
@@ -51,6 +50,7 @@ from ._common import (
     CloseWatcher,
     ImageLayerCombo,
     ImageLayerList,
+    ProgressBar,
     Section,
     channel_axis_of,
     check_image_layer,
@@ -240,10 +240,11 @@ class TrainWidget(QWidget):
         buttons.addWidget(self._train)
         buttons.addWidget(self._stop)
         buttons.addWidget(self._save)
-        self._progress = QProgressBar()
+        self._progress = ProgressBar()
         self._progress.setRange(0, 1)
         self._progress.setValue(0)
         self._numbers = QLabel("")
+        self._numbers.setWordWrap(True)  # a long line would widen the panel
         self._message = QLabel("")
         self._message.setWordWrap(True)
         self.loss_curve = LossCurve()

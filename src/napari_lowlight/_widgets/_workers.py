@@ -230,27 +230,37 @@ def alpha_update_job(
     """
     if channel_axis is not None and channel_axis >= 0:
         raise ValueError(f"channel_axis must be None or negative here, got {channel_axis}")
+
+    def computed(compute):
+        """``compute()`` under the gate, or None once the update is cancelled."""
+        if cancelled.is_set():
+            return None
+        with gate:
+            return None if cancelled.is_set() else compute()
+
     indices = list(np.ndindex(*image.shape[:lead_ndim]))
     if visible is not None:
         indices.remove(visible)
         indices.insert(0, visible)
         height, width = _plane_size(image[visible], channel_axis)
         if shown is not None and height * width > preview_pixels:
-            with gate:
-                if cancelled.is_set():
-                    return
-                plane = _preview_plane(
+            plane = computed(
+                lambda: _preview_plane(
                     image, difference, alpha, visible, shown, region, preview_pixels, channel_axis, options
                 )
+            )
+            if plane is None:
+                return
             yield AlphaUpdate(generation, visible, plane, True)
     for index in indices:
-        with gate:
-            if cancelled.is_set():
-                return
-            # The whole image as context: the plane matches the stack's result.
-            plane = core.enhance(
+        # The whole image as context: the plane matches the stack's result.
+        plane = computed(
+            lambda index=index: core.enhance(
                 image[index], difference[index], alpha, channel_axis=channel_axis, context_image=image, **options
             )
+        )
+        if plane is None:
+            return
         yield AlphaUpdate(generation, index, plane, False)
 
 
@@ -271,7 +281,7 @@ def _preview_plane(image, difference, alpha, index, shown, region, preview_pixel
     height, width = _plane_size(image[index], channel_axis)
     y0, y1, x0, x1 = region if region is not None else (0, height, 0, width)
     step = max(1, math.ceil(math.sqrt((y1 - y0) * (x1 - x0) / preview_pixels)))
-    margin = step * int(getattr(options.get("model"), "enhance_radius", 0) or 0)
+    margin = step * options["model"].enhance_radius
     top, bottom, left, right = max(y0 - margin, 0), min(y1 + margin, height), max(x0 - margin, 0), min(x1 + margin, width)
     crop = (*index, slice(top, bottom), slice(left, right))
     pixels = (bottom - top) * (right - left)
@@ -373,7 +383,8 @@ def start_worker(
     )
     _STARTED.add(worker)
     if not _EXIT_HOOK:
-        # Registered after Qt's own exit handlers, so it runs before them.
+        # Exit handlers run before the interpreter tears down modules, and with them
+        # the Qt objects a running worker still emits through.
         _EXIT_HOOK.append(atexit.register(_await_at_exit))
     worker.start()
     return worker

@@ -142,17 +142,17 @@ def _tabs(bar) -> list[str]:
     return [bar.tabText(index) for index in range(bar.count())]
 
 
-def _hold_enhance(monkeypatch):
-    """Make Enhance-Net slow (0.4 s a call) and return an event set once one is computing."""
+def _slowed(monkeypatch, name: str) -> threading.Event:
+    """Make ``core.<name>`` take 0.4 s longer a call; returns an event set once a call is in it."""
     computing = threading.Event()
-    original = core.enhance
+    original = getattr(core, name)
 
     def slow(*args, **kwargs):
         computing.set()
         time.sleep(0.4)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(core, "enhance", slow)
+    monkeypatch.setattr(core, name, slow)
     return computing
 
 
@@ -164,7 +164,7 @@ def _stack(viewer, helpers):
 def test_closing_the_viewer_mid_update_leaves_no_running_thread(qtbot, shown, docked, helpers, monkeypatch):
     _stack(shown, helpers)
     _restore(qtbot, docked)
-    computing = _hold_enhance(monkeypatch)
+    computing = _slowed(monkeypatch, "enhance")
     worker = docked.set_alpha(1.6)
     assert computing.wait(10)
     shown.close()
@@ -179,7 +179,7 @@ def test_removing_the_panel_mid_update_cancels_and_awaits_it(qtbot, shown, docke
     _stack(shown, helpers)
     _restore(qtbot, docked)
     restored = shown.layers["stack restored"].data.copy()
-    computing = _hold_enhance(monkeypatch)
+    computing = _slowed(monkeypatch, "enhance")
     worker = docked.set_alpha(1.6)
     assert computing.wait(10)
     shown.window.remove_dock_widget(docked)
@@ -193,17 +193,9 @@ def test_removing_the_panel_mid_update_cancels_and_awaits_it(qtbot, shown, docke
 @needs_display
 def test_closing_the_viewer_during_a_restore_run_awaits_it(qtbot, shown, docked, helpers, monkeypatch):
     shown.add_image(helpers.grey((64, 64)), name="low")
-    gate = threading.Event()
-    original = core.estimate_difference
-
-    def slow(*args, **kwargs):
-        gate.set()
-        time.sleep(0.4)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(core, "estimate_difference", slow)
+    computing = _slowed(monkeypatch, "estimate_difference")
     worker = docked.run()
-    assert gate.wait(10)
+    assert computing.wait(10)
     shown.close()
     assert worker.thread_done.is_set() and not running_workers()
 

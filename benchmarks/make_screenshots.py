@@ -1,17 +1,20 @@
 """Write the user guide's screenshots (docs/images/*.png) from a real napari viewer.
 
-Each widget is shown in use, on the offline samples:
+A 1280x800 window with the three panels docked as tabs, as ``napari-lowlight demo``
+docks them; each widget is shown in use, on the offline samples:
 
 * ``synthesize.png`` — the camera sample: clean, synthesised low light and its true
-  difference map side by side (grid view), the Synthesize widget docked.
+  difference map side by side (grid view), the Synthesize tab in front.
 * ``train.png`` — the Train widget after a short fine-tuning run (the shipped weights
   when installed, otherwise a small model from scratch): live loss curve, PSNR.
-* ``restore.png`` — the Restore widget on the camera sample: low light, restored and
-  the estimated difference map side by side, the alpha slider.
+* ``restore.png`` — the Restore widget on the astronaut sample (RGB): low light,
+  restored and the estimated difference map (one value map) side by side, the slider.
 * ``restore_stack.png`` — the fluorescence Z-stack restored, one plane shown.
+* ``restore_demo.png`` — what ``napari-lowlight demo`` opens on: the restored camera
+  sample on top, in view, the Restore panel in front.
 
 Run on a machine without a display under Xvfb, with a screen large enough for the
-1500x900 window (about 3 minutes on a 2-core CPU)::
+1280x800 window (about 3 minutes on a 2-core CPU)::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/make_screenshots.py [--steps 100]
 """
@@ -72,9 +75,11 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     import napari
+    from qtpy.QtWidgets import QDockWidget
 
-    from napari_lowlight._sample_data import camera_sample, fluorescence_sample
-    from napari_lowlight._widgets import DEFAULT_MODEL_NAME, RestoreWidget, SynthesizeWidget, TrainWidget
+    from napari_lowlight._demo_viewer import dock_panels
+    from napari_lowlight._sample_data import astronaut_sample, camera_sample, fluorescence_sample
+    from napari_lowlight._widgets import DEFAULT_MODEL_NAME
     from napari_lowlight._widgets._state import model_registry
 
     try:
@@ -85,15 +90,27 @@ def main(argv=None) -> int:
     print(f"shipped default weights: {'yes' if have_default else 'missing (training from scratch)'}")
 
     viewer = napari.Viewer(title="napari-lowlight")
-    viewer.window.resize(1500, 900)
-    for data, kwargs, _ in camera_sample():
-        viewer.add_image(data, **kwargs)
-    clean, low = viewer.layers["camera (clean)"], viewer.layers["camera (low light)"]
-    clean.visible = True
+    viewer.window.resize(1280, 800)
+    synthesize, train, restore = dock_panels(viewer)
+
+    def front(panel):
+        dock = panel.parentWidget()
+        while not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        _settle(viewer, 0.1)  # the dock area makes its tab bar when it lays out
+        dock.raise_()  # the panel's tab
+
+    def add(sample):
+        viewer.layers.clear()
+        _grid(viewer).enabled = False
+        for data, kwargs, _ in sample():
+            viewer.add_image(data, **kwargs)
+        return viewer.layers[-2], viewer.layers[-1]  # clean, low
 
     # ---------------------------------------------------------------- synthesize
-    synthesize = SynthesizeWidget(viewer)
-    dock = viewer.window.add_dock_widget(synthesize, name="Synthesize low light", area="right")
+    clean, low = add(camera_sample)
+    clean.visible = True
+    front(synthesize)
     synthesize.layer = clean
     synthesize.alpha, synthesize.gamma = 1.5, 1.0
     synthesize.noise, synthesize.noise_sigma, synthesize.seed = "poisson-gaussian", 0.01, 0
@@ -104,11 +121,9 @@ def main(argv=None) -> int:
     difference = viewer.layers[-1].name
     _only(viewer, [clean.name, synthesized, difference])
     _shot(viewer, args.out / "synthesize.png")
-    viewer.window.remove_dock_widget(dock)
 
     # ---------------------------------------------------------------- train
-    train = TrainWidget(viewer)
-    dock = viewer.window.add_dock_widget(train, name="Train / fine-tune", area="right")
+    front(train)
     train.train_layers = [clean.name]
     if have_default:
         train.start_from = "default"
@@ -121,14 +136,25 @@ def main(argv=None) -> int:
     print(train.status.message)
     _only(viewer, [clean.name])
     _shot(viewer, args.out / "train.png")
-    viewer.window.remove_dock_widget(dock)
+    trained = train.status.model_name
 
-    # ---------------------------------------------------------------- restore
-    restore = RestoreWidget(viewer)
-    dock = viewer.window.add_dock_widget(restore, name="Restore low light", area="right")
-    restore.layer = low
-    restore.model_name = DEFAULT_MODEL_NAME if have_default else train.status.model_name
+    # ---------------------------------------------------------------- restore (what the demo shows)
+    front(restore)
+    restore.model_name = DEFAULT_MODEL_NAME if have_default else trained
     restore.device = args.device
+    for layer in viewer.layers:
+        layer.visible = layer.name == low.name  # as the demo opens: the low-light sample on top
+    _grid(viewer).enabled = False
+    restore.layer = low
+    restore.auto_alpha = True
+    _wait(restore.run())
+    viewer.reset_view()
+    _shot(viewer, args.out / "restore_demo.png")
+
+    # ---------------------------------------------------------------- restore a colour photo
+    clean, low = add(astronaut_sample)
+    restore.layer = low
+    restore.auto_alpha = False
     restore.alpha = 1.0
     _wait(restore.run())
     _wait(restore.set_alpha(1.2))
@@ -136,11 +162,7 @@ def main(argv=None) -> int:
     _shot(viewer, args.out / "restore.png")
 
     # ---------------------------------------------------------------- restore a stack
-    viewer.layers.clear()
-    _grid(viewer).enabled = False
-    for data, kwargs, _ in fluorescence_sample():
-        viewer.add_image(data, **kwargs)
-    stack = viewer.layers["fluorescence (low light)"]
+    clean, stack = add(fluorescence_sample)
     restore.layer = stack
     restore.alpha = 1.0  # the sample's true alpha
     _wait(restore.run())

@@ -8,6 +8,7 @@ from .devices import available_devices, resolve_device
 from .inference import enhance, estimate_alpha, estimate_difference, restore
 from .io import read_image, write_image
 from .network import LowLightNet, ModelConfig
+from .planes import ChannelAxisWarning
 from .synthesis import difference_map, synthesize_low_light
 from .training import TrainingProgress, train
 from .weights import load_model, new_model, save_model
@@ -15,6 +16,7 @@ from .weights import load_model, new_model, save_model
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChannelAxisWarning",
     "LowLightNet",
     "ModelConfig",
     "TrainingProgress",

@@ -88,12 +88,13 @@ def _channel_axis(text: str):
 
 
 def _resolve_channel_axis(choice, image: np.ndarray):
-    """``auto``: an image of 3 or more dimensions whose last axis has 3 or 4 entries is
-    RGB(A), as napari guesses (an RGB time-lapse (T, Y, X, 3) too)."""
+    """``auto``: the library's rule (:func:`napari_lowlight.planes.auto_channel_axis`)."""
+    from .planes import auto_channel_axis
+
     if choice == "none":
         return None
     if choice == "auto":
-        return -1 if image.ndim >= 3 and image.shape[-1] in (3, 4) else None
+        return auto_channel_axis(image.shape)
     return choice
 
 
@@ -521,6 +522,11 @@ def main(argv=None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
+            if getattr(args, "channel_axis", None) == "none":
+                # Planes were asked for: the library's hint about colour-like images is no news.
+                from .planes import ChannelAxisWarning
+
+                warnings.simplefilter("ignore", ChannelAxisWarning)
             args.run(args)
     except KeyboardInterrupt:
         print("napari-lowlight: interrupted", file=sys.stderr)

@@ -23,7 +23,7 @@ from ._warnings import warn_user
 from .devices import mixed_precision, resolve_device
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
-from .planes import colour_channels, normalise_channel_axis, opacity_channel, split_planes
+from .planes import colour_channels, opacity_channel, resolve_channel_axis, split_planes
 from .weights import default_model
 
 __all__ = ["restore", "estimate_difference", "enhance", "enhance_preview", "estimate_alpha", "DEFAULT_TILE_SIZE"]
@@ -307,7 +307,7 @@ def _model_and_context(image, channel_axis, model, scale):
 def _check_image_shape(image, channel_axis) -> int | None:
     if image.ndim < 2:
         raise ValueError(f"image has shape {image.shape}; expected at least 2 dimensions (Y, X)")
-    return normalise_channel_axis(channel_axis, image.ndim)
+    return resolve_channel_axis(channel_axis, image.shape)
 
 
 def estimate_alpha(image, *, model=None, channel_axis=None, data_range=None) -> float:
@@ -421,8 +421,12 @@ def restore(
         (:func:`estimate_alpha`).
     model : LowLightNet, optional
         The shipped default model when None.
-    channel_axis : int, optional
-        Axis of RGB(A) channels; the RGBA opacity channel is passed through.
+    channel_axis : int, "auto" or None
+        Axis of RGB(A) channels; the RGBA opacity channel is passed through. ``"auto"``:
+        the last axis of an image of 3 or more dimensions when it has 3 or 4 entries,
+        as napari guesses. None (the default) restores every 2-D plane as grey, and
+        warns (:class:`~napari_lowlight.planes.ChannelAxisWarning`) when the last axis
+        has 3 or 4 entries: for a colour photo pass ``"auto"`` or -1.
     device : str or torch.device
         ``"auto"`` picks CUDA, then MPS, then the CPU.
     tile_size : int, optional
@@ -542,9 +546,12 @@ def enhance(
     channel_axis = _check_image_shape(image, channel_axis)
     if tuple(difference.shape) != tuple(image.shape):
         raise ValueError(f"difference has shape {tuple(difference.shape)}; expected the image's shape {tuple(image.shape)}")
-    whole = image if context_image is None else as_image(context_image)
-    # The slice's leading axes were dropped from the whole image's: shift the channel axis.
-    whole_axis = _check_image_shape(whole, None if channel_axis is None else channel_axis + whole.ndim - image.ndim)
+    if context_image is None:
+        whole, whole_axis = image, channel_axis
+    else:
+        whole = as_image(context_image)
+        # The slice's leading axes were dropped from the whole image's: shift the channel axis.
+        whole_axis = _check_image_shape(whole, None if channel_axis is None else channel_axis + whole.ndim - image.ndim)
     scale = image_scale(whole, data_range, channel_axis=whole_axis)
     model, context = _model_and_context(whole, whole_axis, model, scale)
     settings = dict(

@@ -3,6 +3,8 @@
 The network sees one grey plane at a time: every colour channel and every Z/T/C slice
 is a plane. With ``channel_axis`` the image is a colour image (RGB or RGBA); the
 alpha (opacity) channel of RGBA is not an intensity and is passed through untouched.
+``channel_axis="auto"`` takes a last axis of 3 or 4 entries on an image of 3 or more
+dimensions for RGB(A) (:func:`auto_channel_axis`: the library, the CLI and napari agree).
 """
 
 from __future__ import annotations
@@ -11,7 +13,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PlaneLayout", "split_planes", "opacity_channel", "colour_channels"]
+from ._warnings import warn_user
+
+__all__ = [
+    "ChannelAxisWarning",
+    "PlaneLayout",
+    "auto_channel_axis",
+    "colour_channels",
+    "opacity_channel",
+    "resolve_channel_axis",
+    "split_planes",
+]
+
+
+class ChannelAxisWarning(UserWarning):
+    """An image whose last axis looks like RGB(A) channels is processed as grey planes."""
 
 
 @dataclass(frozen=True)
@@ -45,12 +61,46 @@ class PlaneLayout:
         return np.moveaxis(stacked, -1, self.channel_axis)
 
 
+def auto_channel_axis(shape) -> int | None:
+    """What ``channel_axis="auto"`` means for an image of ``shape``: -1 or None.
+
+    An image of 3 or more dimensions whose last axis has 3 or 4 entries is RGB(A), as
+    napari guesses (an RGB time-lapse (T, Y, X, 3) too); anything else is grey planes.
+    (napari also wants both spatial sides above 30 pixels before it shows a layer as RGB.)
+    """
+    return -1 if len(shape) >= 3 and shape[-1] in (3, 4) else None
+
+
+def resolve_channel_axis(channel_axis, shape) -> int | None:
+    """The ``channel_axis`` argument of a public function, for an image of ``shape``.
+
+    ``"auto"`` is decided by :func:`auto_channel_axis`. None on an image that looks like
+    colour (its last axis processed as 3 or 4 grey planes: slower, and an RGBA opacity
+    changed like an intensity) gives a :class:`ChannelAxisWarning`. Returns what
+    :func:`normalise_channel_axis` returns.
+    """
+    if isinstance(channel_axis, str):
+        if channel_axis != "auto":
+            raise ValueError(f'channel_axis must be an int, None or "auto", got {channel_axis!r}')
+        channel_axis = auto_channel_axis(shape)
+    elif channel_axis is None and auto_channel_axis(shape) is not None:
+        warn_user(
+            f"the image of shape {tuple(shape)} looks like colour, but its last axis is processed as "
+            f"{shape[-1]} grey planes; pass channel_axis=-1 (or \"auto\") for RGB(A) channels",
+            ChannelAxisWarning,
+        )
+    return normalise_channel_axis(channel_axis, len(shape))
+
+
 def normalise_channel_axis(channel_axis, ndim: int) -> int | None:
-    """Return ``channel_axis`` as a non-negative int, or None; check it fits ``ndim``."""
+    """Return ``channel_axis`` as a non-negative int, or None; check it fits ``ndim``.
+
+    ``"auto"`` needs the image's shape: :func:`resolve_channel_axis` decides it.
+    """
     if channel_axis is None:
         return None
     if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
-        raise TypeError(f"channel_axis must be an int or None, got {channel_axis!r}")
+        raise TypeError(f"channel_axis must be an int or None here, got {channel_axis!r}")
     if not -ndim <= channel_axis < ndim:
         raise ValueError(f"channel_axis={channel_axis} is out of range for an image with {ndim} dimensions")
     if ndim < 3:

@@ -9,6 +9,7 @@ import pytest
 
 import napari_lowlight as core
 from napari_lowlight._widgets import RestoreWidget, RunState
+from napari_lowlight._widgets._workers import difference_view
 
 
 @pytest.fixture
@@ -24,6 +25,27 @@ def run(qtbot, widget, timeout=30_000):
         worker = widget.run()
         assert worker is not None
     return worker
+
+
+def set_alpha(qtbot, widget, alpha, timeout=20_000):
+    """Move the slider to ``alpha`` and wait until every plane has it at full resolution."""
+    with qtbot.waitSignal(widget.alpha_applied, timeout=timeout):
+        worker = widget.set_alpha(alpha)
+        assert worker is not None
+    return worker
+
+
+def record_updates(monkeypatch, widget) -> list:
+    """The :class:`AlphaUpdate` items the alpha updates started from now on deliver to the panel, in order."""
+    updates = []
+    deliver = widget._on_alpha_update
+
+    def spy(update):
+        updates.append(update)
+        deliver(update)
+
+    monkeypatch.setattr(widget, "_on_alpha_update", spy)
+    return updates
 
 
 def expected(image, model, alpha, channel_axis=None):
@@ -47,22 +69,47 @@ def test_run_adds_restored_and_difference_layers(qtbot, viewer, widget, tiny_mod
     widget.alpha = 1.3
     run(qtbot, widget)
 
+    # The difference map below the result and hidden: what the user sees is the result.
     names = [layer.name for layer in viewer.layers]
-    assert names == ["low", "low restored", "low difference map"]
+    assert names == ["low", "low difference map", "low restored"]
     restored, difference = viewer.layers["low restored"], viewer.layers["low difference map"]
+    assert [layer.name for layer in viewer.layers if layer.visible][-1] == "low restored"
+    assert not difference.visible
     assert restored.data.shape == image.shape and restored.data.dtype == image.dtype
-    assert difference.data.shape == image.shape and difference.data.dtype == np.float32
-    assert restored.rgb == difference.rgb == (kind == "rgb")
-    assert tuple(restored.scale) == tuple(source.scale)
-    want, want_difference = expected(image, tiny_model, 1.3, -1 if kind == "rgb" else None)
+    assert restored.rgb == (kind == "rgb") and not difference.rgb
+    assert tuple(restored.scale) == tuple(difference.scale) == tuple(source.scale)
+    axis = -1 if kind == "rgb" else None
+    want, want_difference = expected(image, tiny_model, 1.3, axis)
     np.testing.assert_array_equal(restored.data, want)
-    np.testing.assert_allclose(difference.data, want_difference, atol=1e-6)
+    # One value map, for a colour image the mean of its channels, in magma.
+    shown = want_difference.mean(axis=-1) if kind == "rgb" else want_difference
+    assert difference.data.shape == shown.shape and difference.data.dtype == np.float32
+    np.testing.assert_allclose(difference.data, shown, atol=1e-6)
+    np.testing.assert_array_equal(widget.live.difference, want_difference)  # the slider's cache: every channel
     low, high = difference.contrast_limits
-    assert low == 0.0 and 0.0 < high <= max(float(want_difference.max()), 1e-6)
-    if kind != "rgb":
-        assert difference.colormap.name == "magma"
+    assert low == 0.0 and 0.0 < high <= max(float(shown.max()), 1e-6)
+    assert difference.colormap.name == "magma"
     np.testing.assert_array_equal(source.data, image)  # input untouched
-    assert widget.status.state == RunState.DONE
+    assert widget.status.state == RunState.DONE and widget.status.progress == 1.0
+
+
+def test_a_difference_map_the_user_deleted_comes_back_below_the_result(qtbot, viewer, widget, helpers):
+    viewer.add_image(helpers.rgb(), name="photo", rgb=True)
+    run(qtbot, widget)
+    viewer.layers.remove("photo difference map")
+    viewer.add_image(helpers.grey(), name="other")
+    run(qtbot, widget)
+    names = [layer.name for layer in viewer.layers]
+    assert names.index("photo difference map") == names.index("photo restored") - 1
+
+
+def test_difference_view_of_rgba_leaves_out_the_opacity():
+    difference = np.zeros((4, 5, 4), np.float32)
+    difference[..., :3] = [0.1, 0.2, 0.6]
+    view = difference_view(difference, -1)
+    assert view.shape == (4, 5) and view.dtype == np.float32
+    np.testing.assert_allclose(view, 0.3)
+    assert difference_view(difference[..., 0], None) is not None
 
 
 def test_alpha_slider_updates_in_place_without_estimate_net(qtbot, viewer, widget, tiny_model, helpers, monkeypatch):
@@ -77,8 +124,8 @@ def test_alpha_slider_updates_in_place_without_estimate_net(qtbot, viewer, widge
     before = restored.data.copy()
     difference = original(image, model=tiny_model, device="cpu")
 
-    widget.alpha = 2.0  # a 2-D image updates before the setter returns
-    assert viewer.layers["low restored"] is restored or viewer.layers["low restored"] == restored
+    set_alpha(qtbot, widget, 2.0)
+    assert viewer.layers["low restored"].unique_id == restored.unique_id
     assert not np.array_equal(restored.data, before)
     np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 2.0, model=tiny_model, device="cpu"))
     assert len(calls) == 1  # the difference map came from the cache
@@ -88,7 +135,7 @@ def test_alpha_slider_updates_in_place_without_estimate_net(qtbot, viewer, widge
     with qtbot.waitSignal(widget.alpha_applied, timeout=10_000):
         widget._slider.setValue(0.6)
     np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 0.6, model=tiny_model, device="cpu"))
-    widget.alpha = 0.0  # the slider's bottom: denoise only
+    set_alpha(qtbot, widget, 0.0)  # the slider's bottom: denoise only
     np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 0.0, model=tiny_model, device="cpu"))
     assert restored.metadata["napari_lowlight"]["alpha"] == 0.0
     assert len(calls) == 1
@@ -96,7 +143,7 @@ def test_alpha_slider_updates_in_place_without_estimate_net(qtbot, viewer, widge
 
 
 @pytest.mark.parametrize("colour", [False, True], ids=["grey", "rgb"])
-def test_stack_updates_visible_plane_first_then_the_rest(qtbot, viewer, widget, tiny_model, helpers, colour):
+def test_stack_updates_visible_plane_first_then_the_rest(qtbot, viewer, widget, tiny_model, helpers, monkeypatch, colour):
     if colour:
         image = np.stack([helpers.rgb(seed=z) for z in range(4)])  # (Z, Y, X, RGB)
     else:
@@ -110,35 +157,95 @@ def test_stack_updates_visible_plane_first_then_the_rest(qtbot, viewer, widget, 
     new = core.enhance(image, difference, 2.5, model=tiny_model, device="cpu", channel_axis=axis)
     viewer.dims.set_current_step(0, 2)
 
+    updates = record_updates(monkeypatch, widget)
     with qtbot.waitSignal(widget.alpha_applied, timeout=20_000):
         worker = widget.set_alpha(2.5)
         assert worker is not None
-        # Before any event is processed: the visible plane is new, the others still old.
-        np.testing.assert_array_equal(restored.data[2], new[2])
-        np.testing.assert_array_equal(restored.data[0], old[0])
+        # Nothing was computed in the GUI thread: the layer is unchanged until the worker delivers.
+        np.testing.assert_array_equal(restored.data, old)
+    assert [update.index for update in updates] == [(2,), (0,), (1,), (3,)]  # the plane on screen first
+    assert not any(update.preview for update in updates)  # 32x32 planes need no preview
     np.testing.assert_array_equal(restored.data, new)
     assert widget.status.progress == 1.0
 
 
-@pytest.mark.parametrize("stack", [False, True])
-def test_big_planes_show_a_preview_then_full_resolution(qtbot, viewer, widget, tiny_model, helpers, monkeypatch, stack):
+@pytest.mark.parametrize("kind", ["grey", "stack", "rgb"])
+def test_big_planes_show_a_preview_then_full_resolution(qtbot, viewer, widget, tiny_model, helpers, monkeypatch, kind):
     import napari_lowlight._widgets._restore as restore_module
 
-    monkeypatch.setattr(restore_module, "SYNC_PIXELS", 256)  # every 32x32 plane counts as big
-    monkeypatch.setattr(restore_module, "PREVIEW_PIXELS", 64)
-    image = helpers.grey((2, 32, 32) if stack else (32, 32), np.uint16)
-    viewer.add_image(image, name="big")
+    monkeypatch.setattr(restore_module, "PREVIEW_PIXELS", 64)  # every 32x32 plane counts as big
+    image = {"grey": helpers.grey((32, 32), np.uint16), "stack": helpers.grey((2, 32, 32), np.uint16)}.get(kind)
+    image = helpers.rgb() if image is None else image
+    axis = -1 if kind == "rgb" else None
+    viewer.add_image(image, name="big", rgb=kind == "rgb")
     run(qtbot, widget)
     restored = viewer.layers["big restored"]
-    _, difference = expected(image, tiny_model, 1.0)
-    new = core.enhance(image, difference, 2.0, model=tiny_model, device="cpu")
-    with qtbot.waitSignal(widget.alpha_applied, timeout=20_000):
-        worker = widget.set_alpha(2.0)
-        assert worker is not None
-        shown = restored.data[0] if stack else restored.data
-        assert np.array_equal(shown[0::4, 0::4], shown[1::4, 1::4])  # coarse: 4x4 blocks
-        assert not np.array_equal(shown, new[0] if stack else new)
+    _, difference = expected(image, tiny_model, 1.0, axis)
+    new = core.enhance(image, difference, 2.0, model=tiny_model, device="cpu", channel_axis=axis)
+    updates = record_updates(monkeypatch, widget)
+    set_alpha(qtbot, widget, 2.0)
+    preview, *full = updates
+    assert preview.preview and preview.index == ((0,) if kind == "stack" else ())
+    assert [update.preview for update in full] == [False] * len(full)
+    coarse = preview.plane
+    assert np.array_equal(coarse[0::4, 0::4], coarse[1::4, 1::4])  # coarse: 4x4 blocks (64 pixels computed)
+    assert not np.array_equal(coarse, new[0] if kind == "stack" else new)
     np.testing.assert_array_equal(viewer.layers["big restored"].data, new)
+
+
+def test_the_preview_switch_counts_pixels_not_colour_values(qtbot, viewer, widget, helpers, monkeypatch):
+    import napari_lowlight._widgets._restore as restore_module
+
+    # 32x32 RGB: 1024 pixels, 3072 values. Below the switch by pixels: no preview.
+    monkeypatch.setattr(restore_module, "PREVIEW_PIXELS", 1500)
+    viewer.add_image(helpers.rgb(), name="photo", rgb=True)
+    run(qtbot, widget)
+    updates = record_updates(monkeypatch, widget)
+    set_alpha(qtbot, widget, 1.8)
+    assert [update.preview for update in updates] == [False]
+
+
+def test_a_preview_covers_the_region_on_screen_only(tiny_model, helpers):
+    import threading
+
+    from napari_lowlight._widgets._workers import alpha_update_job
+
+    image = helpers.grey((64, 48), np.uint16)
+    options = dict(model=tiny_model, device="cpu", tile_size=None, data_range=None)
+    difference = core.estimate_difference(image, **options)
+    shown = np.zeros_like(image)
+    updates = list(
+        alpha_update_job(
+            7, image, difference, 1.5, lead_ndim=0, visible=(), region=(8, 40, 10, 30), shown=shown,
+            preview_pixels=160, cancelled=threading.Event(), gate=threading.Semaphore(1), channel_axis=None, **options,
+        )
+    )
+    preview, full = updates
+    assert preview.generation == full.generation == 7 and preview.preview and not full.preview
+    outside = np.ones(image.shape, bool)
+    outside[8:40, 10:30] = False
+    assert not preview.plane[outside].any()  # as the layer showed it
+    assert preview.plane[8:40, 10:30].all()
+    np.testing.assert_array_equal(full.plane, core.enhance(image, difference, 1.5, **options))
+    assert np.array_equal(shown, np.zeros_like(image))  # the layer's data is only read
+
+
+def test_a_cancelled_update_computes_nothing_more(tiny_model, helpers):
+    import threading
+
+    from napari_lowlight._widgets._workers import alpha_update_job
+
+    stack = helpers.grey((3, 32, 32), np.uint16)
+    options = dict(model=tiny_model, device="cpu")
+    difference = core.estimate_difference(stack, **options)
+    cancelled = threading.Event()
+    job = alpha_update_job(
+        1, stack, difference, 1.5, lead_ndim=1, visible=(1,), region=None, shown=stack,
+        preview_pixels=10**9, cancelled=cancelled, gate=threading.Semaphore(1), channel_axis=None, **options,
+    )
+    assert next(job).index == (1,)
+    cancelled.set()
+    assert list(job) == []
 
 
 def test_newer_alpha_aborts_older_stack_update(qtbot, viewer, widget, tiny_model, helpers):
@@ -214,7 +321,7 @@ def test_a_renamed_result_is_kept_and_a_new_one_added(qtbot, viewer, widget, reg
     np.testing.assert_array_equal(kept.data, kept_data)
     assert kept.metadata["napari_lowlight"]["model"] == "tiny"
     assert viewer.layers["low restored"].metadata["napari_lowlight"]["model"] == "other"
-    widget.alpha = 1.7  # the live slider moves the new result, not the kept one
+    set_alpha(qtbot, widget, 1.7)  # the live slider moves the new result, not the kept one
     np.testing.assert_array_equal(kept.data, kept_data)
 
 
@@ -224,7 +331,7 @@ def test_the_slider_leaves_a_renamed_result_alone(qtbot, viewer, widget, helpers
     kept = viewer.layers["low restored"]
     kept.name = "keep"
     kept_data = kept.data.copy()
-    widget.alpha = 1.9
+    assert widget.set_alpha(1.9) is None
     np.testing.assert_array_equal(kept.data, kept_data)
     assert "renamed" in widget.status.message
 
@@ -378,11 +485,11 @@ def test_many_alpha_changes_keep_memory_flat(qtbot, viewer, widget, helpers):
     run(qtbot, widget)
     alphas = np.linspace(0.5, 2.0, 20)
     for alpha in alphas[:10]:  # warm-up
-        widget.alpha = float(alpha)
+        set_alpha(qtbot, widget, float(alpha))
     qtbot.wait(50)
     before = _rss_bytes()
     for index in range(100):
-        widget.alpha = float(alphas[index % len(alphas)])
+        set_alpha(qtbot, widget, float(alphas[index % len(alphas)]))
     qtbot.wait(50)
     growth = _rss_bytes() - before
     assert growth < 0.1 * before, f"RSS grew by {growth / 2**20:.0f} MiB over 100 alpha changes"
@@ -418,5 +525,5 @@ def test_data_range_for_12_bit_data_reaches_the_core_and_the_slider(qtbot, viewe
     difference = core.estimate_difference(image, **options)
     np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 1.0, **options))
     assert restored.data.max() <= 4095
-    widget.alpha = 1.8  # the live path keeps the run's data range
+    set_alpha(qtbot, widget, 1.8)  # the live path keeps the run's data range
     np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 1.8, **options))

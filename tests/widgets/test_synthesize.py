@@ -48,7 +48,12 @@ def test_adds_low_light_layer_and_keeps_source(qtbot, viewer, helpers, shape, dt
     assert low.data.astype(float).mean() < image.astype(float).mean()
     difference = viewer.layers[2]
     assert difference.name == "clean true difference map (gamma=1)"
-    assert difference.data.dtype == np.float32 and difference.data.shape == image.shape
+    # One value map in magma, for a colour image the mean of its channels' maps.
+    true_map = core.difference_map(image, 1.0, channel_axis=-1 if rgb else None)
+    shown = true_map.mean(axis=-1) if rgb else true_map
+    assert difference.data.dtype == np.float32 and difference.data.shape == shown.shape and not difference.rgb
+    np.testing.assert_allclose(difference.data, shown, atol=1e-6)
+    assert difference.colormap.name == "magma"
     # The source layer is untouched, data and identity.
     np.testing.assert_array_equal(source.data, image)
     assert viewer.layers[0].name == "clean"

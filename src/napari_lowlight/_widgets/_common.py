@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Iterable, Iterator
 
 from napari.layers import Image
-from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QListWidget, QListWidgetItem, QSpinBox, QWidget
+from qtpy.QtCore import QEvent, QObject, Qt, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QProgressBar,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 __all__ = [
+    "CloseWatcher",
     "ImageLayerCombo",
     "ImageLayerList",
     "OWNER_KEY",
+    "ProgressBar",
+    "Section",
     "channel_axis_of",
     "check_property",
     "combo_property",
@@ -26,6 +45,7 @@ __all__ = [
     "layer_snapshot",
     "optional_spin_property",
     "output_layers",
+    "scrolling_layout",
     "set_combo_text",
     "spin_property",
 ]
@@ -365,3 +385,142 @@ class ImageLayerList(QListWidget, _LayerTracker):
         for row in range(self.count()):
             item = self.item(row)
             item.setCheckState(Qt.CheckState.Checked if item.text() in names else Qt.CheckState.Unchecked)
+
+
+# --------------------------------------------------------------------------- panel layout
+class _VerticalScrollArea(QScrollArea):
+    """Scrolls up and down only: as wide as its contents need, as short as the room it gets."""
+
+    def _with_content_width(self, hint, content_hint):
+        hint.setWidth(content_hint.width() + self.verticalScrollBar().sizeHint().width())
+        return hint
+
+    def minimumSizeHint(self):
+        hint = super().minimumSizeHint()
+        return hint if self.widget() is None else self._with_content_width(hint, self.widget().minimumSizeHint())
+
+    def sizeHint(self):
+        hint = super().sizeHint()
+        return hint if self.widget() is None else self._with_content_width(hint, self.widget().sizeHint())
+
+
+def scrolling_layout(panel: QWidget) -> QVBoxLayout:
+    """Give ``panel`` a frameless, vertical scroll area and return the layout of its contents.
+
+    Docked panels then shrink to the room the window has (a scroll bar appears)
+    instead of forcing the window taller than the screen.
+    """
+    content = QWidget()
+    area = _VerticalScrollArea()
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setWidget(content)
+    outer = QVBoxLayout(panel)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return QVBoxLayout(content)
+
+
+class ProgressBar(QProgressBar):
+    """A determinate progress bar that repaints with the rest of the window.
+
+    ``QProgressBar.setValue`` repaints at once; in a window holding napari's OpenGL
+    canvas that recomposes the whole window then and there (tens of milliseconds with
+    software OpenGL, in the middle of whatever slot set the value).
+    """
+
+    def setValue(self, value: int) -> None:
+        self.setUpdatesEnabled(False)
+        try:
+            super().setValue(value)
+        finally:
+            self.setUpdatesEnabled(True)  # an ordinary, deferred update
+
+
+class Section(QWidget):
+    """A titled group of form rows that folds away (collapsed by default): the fields
+    most runs leave alone, so that a panel fits a small screen."""
+
+    def __init__(self, title: str, parent: QWidget | None = None, *, expanded: bool = False) -> None:
+        super().__init__(parent)
+        self._toggle = QToolButton()
+        self._toggle.setText(title)
+        self._toggle.setCheckable(True)
+        self._toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self._toggle.setAutoRaise(True)
+        self._body = QWidget()
+        #: The rows of the section.
+        self.form = QFormLayout(self._body)
+        self.form.setContentsMargins(12, 0, 0, 0)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self._toggle)
+        layout.addWidget(self._body)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        self._toggle.toggled.connect(self._show)
+        self.expanded = expanded
+        self._show(expanded)
+
+    @property
+    def expanded(self) -> bool:
+        return self._toggle.isChecked()
+
+    @expanded.setter
+    def expanded(self, value: bool) -> None:
+        self._toggle.setChecked(bool(value))
+
+    def _show(self, shown: bool) -> None:
+        self._body.setVisible(shown)
+        self._toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+
+# --------------------------------------------------------------------------- closing
+class CloseWatcher(QObject):
+    """Calls ``on_close()`` when the panel it watches goes away.
+
+    That is: the napari window holding the panel closes (``viewer.close()``, the
+    window's close button once confirmed, quitting napari), the panel is taken out of
+    its dock (its close button), or it is deleted. The panel then cancels and awaits
+    its workers, so no thread outlives the viewer; ``on_close`` must be harmless to call
+    twice and touch no Qt object of the panel (it may be gone). :meth:`watch_window` is
+    called whenever the panel starts a worker: by then it is docked.
+    """
+
+    def __init__(self, panel: QWidget, on_close) -> None:
+        super().__init__(panel)
+        self._on_close = on_close
+        self._window = None
+        panel.installEventFilter(self)
+        # Not through this object (the panel's children are deleted before it), and
+        # without keeping the panel alive.
+        method = weakref.WeakMethod(on_close)
+        panel.destroyed.connect(lambda *_: method() is not None and method()())
+
+    def watch_window(self) -> None:
+        """Watch the main window the panel is docked in (if any) from now on."""
+        window = self.parent().parentWidget()
+        while window is not None and not isinstance(window, QMainWindow):
+            window = window.parentWidget()
+        watched = self._watched()
+        if window is not None and window is not watched:
+            if watched is not None and is_alive(watched):
+                watched.removeEventFilter(self)
+            # Weakly: the window's Python side holds the whole viewer.
+            self._window = weakref.ref(window)
+            window.installEventFilter(self)
+
+    def _watched(self):
+        return None if self._window is None else self._window()
+
+    def eventFilter(self, watched, event) -> bool:
+        kind = event.type()
+        if watched is self._watched():
+            # A program's close is final; a user's may still be cancelled in a dialog and
+            # is final once the window hides. Minimising hides it spontaneously.
+            if kind in (QEvent.Type.Close, QEvent.Type.Hide) and not event.spontaneous():
+                self._on_close()
+        elif kind == QEvent.Type.ParentChange and self._window is not None and watched.parentWidget() is None:
+            self._on_close()  # taken out of its dock
+        return False

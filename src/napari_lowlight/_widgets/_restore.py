@@ -1,9 +1,11 @@
 """The "Restore low light" panel: run the network, then tune alpha live.
 
-A run adds ``<name> restored`` and ``<name> difference map``. The difference map of
-the last run is cached, so moving the alpha slider re-runs only Enhance-Net: a 2-D
-image updates at once, a stack updates its visible plane at once and the other planes
-in a worker (with progress), plane by plane; a newer alpha aborts an older update.
+A run adds ``<name> difference map`` (hidden, below) and ``<name> restored`` (on top,
+in view). The difference map of the last run is cached, so moving the alpha slider
+re-runs only Enhance-Net, in a worker: the GUI thread only puts the planes it gets in
+place. A plane above ``PREVIEW_PIXELS`` pixels first shows a preview of the part on
+screen, then full resolution; on a stack the plane on screen comes first, the others
+follow; a newer alpha cancels an older update.
 
 Scripting::
 
@@ -12,11 +14,12 @@ Scripting::
     widget.model_name = "default (shipped)"   # or a trained model, or widget.load_weights(path)
     widget.alpha = 1.0
     wait_for_worker(widget.run())
-    widget.alpha = 1.6                         # live update of "camera low restored"
+    wait_for_worker(widget.set_alpha(1.6))     # live update of "camera low restored"
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -33,7 +36,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -41,12 +43,15 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 import napari_lowlight as core
-from napari_lowlight.inference import DEFAULT_TILE_SIZE, enhance_preview
+from napari_lowlight.inference import DEFAULT_TILE_SIZE
 from napari_lowlight.intensity import is_dask
 
 from ._common import (
     OWNER_KEY,
+    CloseWatcher,
     ImageLayerCombo,
+    ProgressBar,
+    Section,
     blocked,
     check_image_layer,
     check_property,
@@ -60,18 +65,21 @@ from ._common import (
     layer_snapshot,
     optional_spin_property,
     output_layers,
+    scrolling_layout,
 )
 from ._state import ModelRegistry, RunState, TaskStatus, model_registry
-from ._workers import RESTORE_STAGES, enhance_job, enhance_planes_job, restore_job, start_worker
+from ._workers import RESTORE_STAGES, alpha_update_job, restore_job, start_worker, stop_workers
 
 __all__ = ["LiveResult", "RestoreWidget"]
 
-#: 2-D images up to this many pixels are re-enhanced in the main thread on an alpha change.
-SYNC_PIXELS = 1024 * 1024
-#: Bigger planes first show a coarse preview computed on at most this many pixels.
+#: Planes with more pixels (Y x X, whatever the colour channels) first show a preview
+#: of their part on screen, computed on at most this many pixels.
 PREVIEW_PIXELS = 256 * 1024
 #: Slider movements closer together than this (ms) are coalesced into one update.
-DEBOUNCE_MS = 60
+DEBOUNCE_MS = 30
+#: Alpha updates that compute at once: the newest, and an older one finishing the
+#: computation it is in (it stops before its next); more wait for their turn.
+ALPHA_COMPUTATIONS = 2
 ALPHA_MIN, ALPHA_MAX = 0.0, 3.0  # 0: denoise only
 
 
@@ -97,6 +105,17 @@ class LiveResult:
     lead_ndim: int
     extra: dict = field(default_factory=dict)
 
+    @property
+    def options(self) -> dict:
+        """Keyword arguments of :func:`napari_lowlight.enhance` that the run used."""
+        return {
+            "model": self.model,
+            "channel_axis": self.channel_axis,
+            "device": self.device,
+            "tile_size": self.tile_size,
+            "data_range": self.data_range,
+        }
+
 
 def _renamed(layer) -> bool:
     """Whether the user renamed an output layer of this widget (it is then theirs to keep)."""
@@ -111,7 +130,8 @@ class RestoreWidget(QWidget):
     run_finished
         Emitted after a run's result was written to the viewer (or its error reported).
     alpha_applied
-        Emitted once an alpha change has reached every plane of the restored layer.
+        Emitted once an alpha change has reached every plane of the restored layer at
+        full resolution.
     """
 
     run_finished = Signal()
@@ -138,7 +158,11 @@ class RestoreWidget(QWidget):
         # How the latest run ended, (state, message): the panel shows it once no run is left.
         self._outcome: tuple[RunState, str] | None = None
         self._alpha_generation = 0
-        self._pending = (0, 1)  # planes left / planes queued by the running alpha update
+        self._alpha_cancel = threading.Event()  # set: the running alpha update is stale
+        self._alpha_gate = threading.Semaphore(ALPHA_COMPUTATIONS)
+        self._pending = (0, 1)  # full-resolution planes left / planes of the running alpha update
+        self._stages_done = 0  # of the latest restore run
+        self._workers: list = []  # every worker started, until closing awaits them
 
         self._layer = ImageLayerCombo(napari_viewer)
         self._layer.setToolTip("The low-light image to restore (it is never modified)")
@@ -162,7 +186,9 @@ class RestoreWidget(QWidget):
         self._data_range = data_range_spin()
         self._run = QPushButton("Restore")
         self._run.setToolTip("Restore the selected layer (replaces this widget's earlier output for it)")
-        self._progress = QProgressBar()
+        # Determinate only: a busy animation repaints the window all the time (and with
+        # software OpenGL, that takes CPU from the restore itself).
+        self._progress = ProgressBar()
         self._progress.setRange(0, 100)
         self._progress.setValue(0)
         self._progress.setTextVisible(False)
@@ -180,15 +206,19 @@ class RestoreWidget(QWidget):
         form.addRow("image", self._layer)
         form.addRow("model", model_row)
         form.addRow("alpha", alpha_row)
-        form.addRow("device", self._device)
-        form.addRow("tile size", self._tile)
-        form.addRow("data range", self._data_range)
-        layout = QVBoxLayout(self)
+        #: Device, tile size and data range, folded away by default.
+        self.advanced = Section("advanced: device, tiles, data range")
+        self.advanced.form.addRow("device", self._device)
+        self.advanced.form.addRow("tile size", self._tile)
+        self.advanced.form.addRow("data range", self._data_range)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
+        layout.addWidget(self.advanced)
         layout.addWidget(self._run)
         layout.addWidget(self._progress)
         layout.addWidget(self._message)
         layout.addStretch(1)
+        self._close_watcher = CloseWatcher(self, self.close_workers)
 
         self._alpha_timer = QTimer(self)
         self._alpha_timer.setSingleShot(True)
@@ -210,11 +240,8 @@ class RestoreWidget(QWidget):
 
     @property
     def alpha(self) -> float:
-        """Restoration strength. Setting it updates the restored layer of the last run now.
-
-        The visible plane is written before the setter returns; the other planes of a
-        stack follow in ``self.alpha_worker``.
-        """
+        """Restoration strength. Setting it starts the update of the last run's restored
+        layer in ``self.alpha_worker`` (see :meth:`set_alpha`)."""
         return float(self._slider.value())
 
     @alpha.setter
@@ -238,10 +265,10 @@ class RestoreWidget(QWidget):
 
     # ------------------------------------------------------------------ actions
     def set_alpha(self, value: float):
-        """Move the slider to ``value`` and update the last result now.
+        """Move the slider to ``value`` and start updating the last result at once.
 
-        Returns the worker that updates the rest of a stack, or None when nothing is
-        left to do in the background. Unticks "auto".
+        Returns the worker that computes the update (``wait_for_worker`` it in a script
+        without an event loop), or None when there is nothing to update. Unticks "auto".
 
         Raises
         ------
@@ -298,10 +325,12 @@ class RestoreWidget(QWidget):
         self._in_flight.add(run_id)
         self._outcome = None
         alpha = "auto" if self.auto_alpha else self.alpha
+        what = f"restoring {source['name']!r} with {model_name!r}"
         self.status.state = RunState.RUNNING
-        self.status.progress = -1.0
-        self.status.message = f"restoring {source['name']!r} with {model_name!r}..."
+        self.status.progress = 0.0
+        self.status.message = f"{what}..."
         stages = RESTORE_STAGES if alpha == "auto" else RESTORE_STAGES - 1
+        self._stages_done = 0
         options = {
             "model": model,
             "channel_axis": source["channel_axis"],
@@ -310,21 +339,42 @@ class RestoreWidget(QWidget):
             "data_range": self.data_range,
         }
         settings = {"model_name": model_name, **options}
-        self.worker = start_worker(
+        # No napari progress bar: its activity indicator animates, so it repaints the
+        # window for as long as the run lasts. The panel's bar counts the stages.
+        self.worker = self._start(
             restore_job,
             run_id,
             source["data"],
             alpha=alpha,
             **options,
             connect={
+                "yielded": partial(self._on_stage, run_id, stages, what),
                 "returned": partial(self._on_restored, source, settings, alpha == "auto"),
                 "errored": partial(self._on_errored, run_id),
                 "finished": partial(self._on_run_finished, run_id),
             },
-            progress={"total": stages, "desc": "napari-lowlight: restore"},
             error_prefix=f"Restore of {source['name']!r} failed",
         )
         return self.worker
+
+    def close_workers(self, timeout: float | None = None) -> bool:
+        """Cancel every run and alpha update of this panel and wait for their threads.
+
+        Called when the viewer or the panel closes. A computation in progress finishes
+        first; nothing is written to the viewer afterwards. Returns True if all ended.
+        """
+        self._cancel_alpha_update()
+        self._latest_run.clear()  # no run's result is written either
+        workers, self._workers = self._workers, []
+        return stop_workers(workers, timeout)
+
+    def _start(self, job, *args, **kwargs):
+        """:func:`start_worker`, remembered until closing the panel awaits it."""
+        self._close_watcher.watch_window()
+        self._workers = [worker for worker in self._workers if not worker.thread_done.is_set()]
+        worker = start_worker(job, *args, **kwargs)
+        self._workers.append(worker)
+        return worker
 
     # ------------------------------------------------------------------ models
     def _get_model(self, name: str):
@@ -362,33 +412,45 @@ class RestoreWidget(QWidget):
         self.load_weights()
 
     # ------------------------------------------------------------------ run results
+    def _on_stage(self, run_id: int, stages: int, what: str, stage: str) -> None:
+        """A stage of the latest run starts: the panel's bar counts the stages done."""
+        if is_alive(self) and run_id == self._run_id:
+            self.status.progress = min(self._stages_done / stages, 1.0)
+            self._stages_done += 1
+            self.status.message = f"{what}: {stage}..."
+
     def _on_restored(self, source: dict, settings: dict, auto: bool, result) -> None:
         if not is_alive(self):
             return
         uid = source["unique_id"]
         if self._latest_run.get(uid) != result.run_id:
-            return  # a newer run on the same layer was started: its result wins
-        restored = self._put_layer(
+            return  # a newer run on the same layer was started (or the panel closed): its result wins
+        # The difference map first, hidden: the restored layer goes on top, in view.
+        difference, added = self._put_layer(
+            "difference map",
+            source,
+            result.difference_view,
+            name=f"{source['name']} difference map",
+            rgb=False,
+            display={"colormap": "magma", "contrast_limits": (0.0, result.difference_max), "visible": False},
+            extra={"model": settings["model_name"]},
+        )
+        restored, _ = self._put_layer(
             "restored",
             source,
             result.restored,
             name=f"{source['name']} restored",
+            rgb=source["rgb"],
             extra={"alpha": result.alpha, "model": settings["model_name"]},
         )
-        difference = self._put_layer(
-            "difference map",
-            source,
-            result.difference,
-            name=f"{source['name']} difference map",
-            display={"colormap": None if source["rgb"] else "magma", "contrast_limits": (0.0, result.difference_max)},
-            extra={"model": settings["model_name"]},
-        )
+        layers = self.viewer.layers
+        if added and layers.index(difference) > layers.index(restored):
+            layers.move(layers.index(difference), layers.index(restored))  # just below it
         if auto:
             with blocked(self._slider):
                 self._slider.setValue(result.alpha)
         if result.run_id >= (self.live.run_id if self.live else 0):
-            self._alpha_generation += 1  # stale any running alpha update
-            self._quit_alpha_worker()
+            self._cancel_alpha_update()
             lead = result.image.ndim - 2 - (1 if source["rgb"] else 0)
             self.live = LiveResult(
                 run_id=result.run_id,
@@ -419,15 +481,16 @@ class RestoreWidget(QWidget):
             # The slider moved while the run was in flight: bring the result up to date.
             self._apply_alpha()
 
-    def _put_layer(self, role: str, source: dict, data, *, name: str, display=None, extra=None):
+    def _put_layer(self, role: str, source: dict, data, *, name: str, rgb: bool, display=None, extra=None):
         """Replace this widget's ``role`` layer for ``source`` or add a new one.
 
         A layer the user renamed is theirs to keep (e.g. to compare models): it is left
         alone and a new one is added. A replaced layer takes the source's current name,
-        transform and a fresh contrast range, as a new layer would.
+        transform and a fresh contrast range, as a new layer would; its visibility and
+        place in the layer list stay the user's. Returns ``(layer, added)``.
         """
         tag = {"role": role, "source_id": str(source["unique_id"]), "source_name": source["name"], **(extra or {})}
-        display = display or {}
+        display = dict(display or {})
         mine = [layer for layer in output_layers(self.viewer, role, source["unique_id"]) if not _renamed(layer)]
         if mine:
             layer = mine[0]
@@ -442,11 +505,11 @@ class RestoreWidget(QWidget):
                 layer.reset_contrast_limits(mode="data")
         else:
             layer = self.viewer.add_image(
-                data, name=name, rgb=source["rgb"], scale=source["scale"], translate=source["translate"], **display
+                data, name=name, rgb=rgb, scale=source["scale"], translate=source["translate"], **display
             )
         # napari may have made the name unique ("... [1]"): remember the one it holds.
         layer.metadata = {**layer.metadata, OWNER_KEY: {**tag, "name": layer.name}}
-        return layer
+        return layer, not mine
 
     def _on_run_finished(self, run_id: int) -> None:
         # Every run ends here, one that a newer run made stale included: the panel settles
@@ -476,12 +539,19 @@ class RestoreWidget(QWidget):
         self._auto.setChecked(False)
         self._alpha_timer.start()
 
-    def _quit_alpha_worker(self) -> None:
+    def _cancel_alpha_update(self) -> None:
+        """Make the running alpha update stale: it computes nothing more and writes nothing."""
+        self._alpha_generation += 1
+        self._alpha_cancel.set()
         if self.alpha_worker is not None:
             self.alpha_worker.quit()
 
     def _apply_alpha(self):
-        """Re-run Enhance-Net on the cached difference map with the slider's alpha."""
+        """Start Enhance-Net on the cached difference map with the slider's alpha, in a worker.
+
+        Runs in the GUI thread at every (coalesced) slider move, so it only reads what
+        the update needs (the plane and the region on screen) and starts the worker.
+        """
         live = self.live
         if live is None or not is_alive(self):
             return None
@@ -493,92 +563,52 @@ class RestoreWidget(QWidget):
             self.status.message = f"the restored layer was {gone}: run Restore again"
             return None
         alpha = self.alpha
-        self._alpha_generation += 1
+        self._cancel_alpha_update()
         generation = self._alpha_generation
-        self._quit_alpha_worker()
+        self._alpha_cancel = cancelled = threading.Event()
         live.alpha = alpha
         layer.metadata = {**layer.metadata, OWNER_KEY: {**layer.metadata.get(OWNER_KEY, {}), "alpha": alpha}}
-        options = {
-            "model": live.model,
-            "channel_axis": live.channel_axis,
-            "device": live.device,
-            "tile_size": live.tile_size,
-            "data_range": live.data_range,
-        }
         if is_dask(live.image):
             # Lazy data: building the new lazy result is instant; napari computes what it shows.
-            layer.data = core.enhance(live.image, live.difference, alpha, **options)
+            layer.data = core.enhance(live.image, live.difference, alpha, **live.options)
             self.status.message = f"alpha={alpha:.3g}"
             self.alpha_applied.emit()
             return None
-        if live.lead_ndim == 0:
-            try:
-                if live.image.size <= SYNC_PIXELS:
-                    layer.data = core.enhance(live.image, live.difference, alpha, **options)
-                    self.status.message = f"alpha={alpha:.3g}"
-                    self.alpha_applied.emit()
-                    return None
-                # A big image: a coarse preview now, full resolution from the worker.
-                layer.data = enhance_preview(live.image, live.difference, alpha, max_pixels=PREVIEW_PIXELS, **options)
-            except Exception as error:  # noqa: BLE001 (shown to the user, never raised into Qt)
-                show_error(f"Restore: alpha update failed: {error}")
-                return None
-            self.status.message = f"alpha={alpha:.3g}: updating..."
-            self.status.progress = -1.0
-            self.alpha_worker = start_worker(
-                enhance_job,
-                generation,
-                live.image,
-                live.difference,
-                alpha,
-                connect={"returned": self._on_enhanced, "errored": self._on_alpha_errored},
-                progress={"desc": "napari-lowlight: alpha update"},
-                error_prefix="Restore: alpha update failed",
-                **options,
-            )
-            return self.alpha_worker
-        indices = list(np.ndindex(*live.image.shape[: live.lead_ndim]))
         visible = self._visible_index(layer, live)
-        if visible is not None:
-            big = live.image[visible].size > SYNC_PIXELS
-            enhance_visible = partial(enhance_preview, max_pixels=PREVIEW_PIXELS) if big else core.enhance
-            try:
-                plane = enhance_visible(
-                    live.image[visible], live.difference[visible], alpha, context_image=live.image, **options
-                )
-            except Exception as error:  # noqa: BLE001
-                show_error(f"Restore: alpha update failed: {error}")
-                return None
-            self._write_plane(layer, visible, plane, refresh=True)
-            indices.remove(visible)
-            if big:  # the preview is replaced first, at full resolution
-                indices.insert(0, visible)
-        if not indices:
-            self.alpha_applied.emit()
-            return None
-        self.status.message = f"alpha={alpha:.3g}: updating {len(indices)} more planes..."
+        shown = layer.data
+        if not (isinstance(shown, np.ndarray) and shown.shape == live.image.shape and shown.dtype == live.image.dtype):
+            shown = None  # no preview over data that is not this run's result
+        planes = int(np.prod(live.image.shape[: live.lead_ndim]))
+        self._pending = (planes, planes)  # full-resolution planes to come
         self.status.progress = 0.0
-        self._pending = (len(indices), len(indices))
-        self.alpha_worker = start_worker(
-            enhance_planes_job,
+        self.status.message = f"alpha={alpha:.3g}: updating..."
+        self.alpha_worker = self._start(
+            alpha_update_job,
             generation,
             live.image,
             live.difference,
             alpha,
-            indices,
+            lead_ndim=live.lead_ndim,
+            visible=visible,
+            region=self._visible_region(layer, live),
+            shown=shown,
+            preview_pixels=PREVIEW_PIXELS,
+            cancelled=cancelled,
+            gate=self._alpha_gate,
             connect={
-                "yielded": self._on_plane,
-                "finished": partial(self._on_planes_finished, generation),
+                "yielded": self._on_alpha_update,
+                "finished": partial(self._on_alpha_finished, generation),
                 "errored": self._on_alpha_errored,
             },
-            progress={"total": len(indices), "desc": "napari-lowlight: alpha update"},
             error_prefix="Restore: alpha update failed",
-            **options,
+            **live.options,
         )
         return self.alpha_worker
 
     def _visible_index(self, layer, live: LiveResult) -> tuple[int, ...] | None:
         """Leading-axis index of the plane on screen, or None (3-D view, transposed axes)."""
+        if live.lead_ndim == 0:
+            return ()
         dims = self.viewer.dims
         if dims.ndisplay != 2 or list(dims.displayed) != [dims.ndim - 2, dims.ndim - 1]:
             return None
@@ -589,46 +619,49 @@ class RestoreWidget(QWidget):
         shape = live.image.shape[: live.lead_ndim]
         return tuple(int(np.clip(np.round(c), 0, n - 1)) for c, n in zip(coords[: live.lead_ndim], shape, strict=True))
 
-    def _write_plane(self, layer, index, plane, *, refresh: bool) -> None:
-        data = layer.data
-        if isinstance(data, np.ndarray) and data.shape[len(index) :] == plane.shape:
-            data[index] = plane
-            if refresh:
-                layer.refresh()
+    def _visible_region(self, layer, live: LiveResult) -> tuple[int, int, int, int] | None:
+        """``(y0, y1, x0, x1)`` of the plane that the canvas shows, or None (all of it, or unknown)."""
+        height, width = live.image.shape[live.lead_ndim : live.lead_ndim + 2]
+        corners = np.asarray(layer.corner_pixels)  # updated by napari on every draw, inclusive
+        if corners.shape != (2, layer.ndim):
+            return None
+        (y0, x0), (y1, x1) = corners[:, -2:]
+        y0, x0 = max(int(y0), 0), max(int(x0), 0)
+        y1, x1 = min(int(y1) + 1, height), min(int(x1) + 1, width)
+        if y1 - y0 < 2 or x1 - x0 < 2:  # never drawn (a hidden viewer)
+            return None
+        return y0, y1, x0, x1
 
-    def _on_plane(self, item) -> None:
-        generation, index, plane = item
-        if generation != self._alpha_generation or not is_alive(self) or self.live is None:
+    def _on_alpha_update(self, update) -> None:
+        """Put one plane of the update in place (the GUI thread's only share of the work)."""
+        if update.generation != self._alpha_generation or not is_alive(self) or self.live is None:
             return
         layer = find_layer(self.viewer, self.live.restored_id)
         if layer is None:
             return
-        visible = self._visible_index(layer, self.live)
-        self._write_plane(layer, index, plane, refresh=index == visible)
-        left, total = self._pending
-        self._pending = (max(left - 1, 0), total)
-        self.status.progress = 1.0 - self._pending[0] / max(total, 1)
+        if update.index == ():
+            layer.data = update.plane  # a 2-D image: swap it
+        else:
+            self._write_plane(layer, update.index, update.plane)
+        if not update.preview:
+            left, total = self._pending
+            self._pending = (max(left - 1, 0), total)
+            self.status.progress = 1.0 - self._pending[0] / max(total, 1)
 
-    def _on_planes_finished(self, generation: int) -> None:
+    def _write_plane(self, layer, index, plane) -> None:
+        data = layer.data
+        if isinstance(data, np.ndarray) and data.shape[len(index) :] == plane.shape:
+            data[index] = plane
+            if index == self._visible_index(layer, self.live):
+                layer.refresh()
+
+    def _on_alpha_finished(self, generation: int) -> None:
         if generation != self._alpha_generation or not is_alive(self) or self.live is None:
             return
-        layer = find_layer(self.viewer, self.live.restored_id)
-        if layer is not None:
-            layer.refresh()
-        self.status.progress = 1.0
-        self.status.message = f"alpha={self.live.alpha:.3g}: all planes updated"
-        self.alpha_applied.emit()
-
-    def _on_enhanced(self, result) -> None:
-        generation, restored = result
-        if generation != self._alpha_generation or not is_alive(self) or self.live is None:
-            return
-        layer = find_layer(self.viewer, self.live.restored_id)
-        if layer is not None:
-            layer.data = restored
-        self.status.progress = 1.0
-        self.status.message = f"alpha={self.live.alpha:.3g}"
-        self.alpha_applied.emit()
+        if self._pending[0] == 0:
+            self.status.progress = 1.0
+            self.status.message = f"alpha={self.live.alpha:.3g}"
+            self.alpha_applied.emit()
 
     def _on_alpha_errored(self, error: Exception) -> None:
         if is_alive(self):
@@ -644,10 +677,5 @@ class RestoreWidget(QWidget):
             self._run.setEnabled(not RunState(state).active)
 
     def _on_progress(self, value: float) -> None:
-        if not is_alive(self):
-            return
-        if value < 0:
-            self._progress.setRange(0, 0)  # busy indicator
-        else:
-            self._progress.setRange(0, 100)
+        if is_alive(self):
             self._progress.setValue(int(round(100 * value)))

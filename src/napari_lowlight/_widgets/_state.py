@@ -64,7 +64,7 @@ class TaskStatus:
 
     state: RunState = RunState.IDLE
     message: str = ""
-    #: Fraction done in [0, 1], or -1 while unknown.
+    #: Fraction done in [0, 1] (stages of a run, planes of an alpha update).
     progress: float = 0.0
 
 

@@ -16,11 +16,13 @@ from functools import partial
 import napari
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QPushButton, QWidget
 
 from ._common import (
     OWNER_KEY,
+    CloseWatcher,
     ImageLayerCombo,
+    Section,
     check_image_layer,
     check_property,
     combo_property,
@@ -31,10 +33,11 @@ from ._common import (
     int_spin,
     is_alive,
     layer_snapshot,
+    scrolling_layout,
     spin_property,
 )
 from ._state import RunState, TaskStatus
-from ._workers import start_worker, synthesize_job
+from ._workers import start_worker, stop_workers, synthesize_job
 
 __all__ = ["NOISE_MODELS", "SynthesizeWidget", "low_light_name"]
 
@@ -75,6 +78,7 @@ class SynthesizeWidget(QWidget):
         self.viewer = napari_viewer
         self.status = TaskStatus()
         self.worker = None
+        self._closed = False  # closing the panel drops the result of a run in progress
 
         self._layer = ImageLayerCombo(napari_viewer)
         self._layer.setToolTip("The clean image to darken (it is never modified)")
@@ -105,14 +109,18 @@ class SynthesizeWidget(QWidget):
         form.addRow("noise", self._noise)
         form.addRow("noise sigma", self._sigma)
         form.addRow("photons", self._photons)
-        form.addRow("seed", self._seed)
-        form.addRow("data range", self._data_range)
-        layout = QVBoxLayout(self)
+        #: Seed and data range, folded away by default.
+        self.advanced = Section("advanced: seed, data range")
+        self.advanced.form.addRow("seed", self._seed)
+        self.advanced.form.addRow("data range", self._data_range)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
+        layout.addWidget(self.advanced)
         layout.addWidget(self._difference)
         layout.addWidget(self._run)
         layout.addWidget(self._message)
         layout.addStretch(1)
+        self._close_watcher = CloseWatcher(self, self.close_workers)
 
         self._noise.currentTextChanged.connect(self._on_noise_changed)
         self._run.clicked.connect(self.run)
@@ -162,6 +170,9 @@ class SynthesizeWidget(QWidget):
         )
         self.status.state = RunState.RUNNING
         self.status.message = f"synthesising {name!r}..."
+        self._close_watcher.watch_window()
+        self._closed = False
+        # No napari progress bar: its animated activity indicator repaints the window.
         self.worker = start_worker(
             synthesize_job,
             source["data"],
@@ -170,33 +181,44 @@ class SynthesizeWidget(QWidget):
                 "errored": self._on_errored,
                 "finished": self._on_finished,
             },
-            progress={"desc": "napari-lowlight: synthesize"},
             error_prefix="Synthesize low light failed",
             **params,
         )
         return self.worker
 
+    def close_workers(self, timeout: float | None = None) -> bool:
+        """Wait for a running synthesis (its result is then dropped); True if none is left.
+
+        Called when the viewer or the panel closes.
+        """
+        self._closed = True
+        return stop_workers([self.worker], timeout)
+
     # ------------------------------------------------------------------ callbacks
     def _on_returned(self, source: dict, params: dict, name: str, result) -> None:
+        if self._closed or not is_alive(self):
+            return
         tag = {"role": "synthesized", "source_id": str(source["unique_id"])}
         tag.update({key: value for key, value in params.items() if key != "with_difference"})
-        common = {"scale": source["scale"], "translate": source["translate"], "rgb": source["rgb"]}
+        common = {"scale": source["scale"], "translate": source["translate"]}
         # The source's contrast limits keep the darkening visible (autoscaling would undo it).
         self.viewer.add_image(
             result.low,
             name=name,
             contrast_limits=source["contrast_limits"],
             metadata={OWNER_KEY: tag},
+            rgb=source["rgb"],
             **common,
         )
         if result.difference is not None:
             top = float(result.difference.max()) or 1.0
             self.viewer.add_image(
-                result.difference,
+                result.difference,  # one value map, also for a colour image
                 name=f"{source['name']} true difference map (gamma={params['gamma']:g})",
-                colormap="magma" if not source["rgb"] else None,
+                colormap="magma",
                 contrast_limits=(0.0, top),
                 metadata={OWNER_KEY: {"role": "true difference", "source_id": str(source["unique_id"])}},
+                rgb=False,
                 **common,
             )
         self.status.state = RunState.DONE

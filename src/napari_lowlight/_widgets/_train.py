@@ -36,7 +36,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QRadioButton,
     QStackedWidget,
@@ -48,8 +47,11 @@ import napari_lowlight as core
 from napari_lowlight.training import FINE_TUNE_LR, SCRATCH_LR
 
 from ._common import (
+    CloseWatcher,
     ImageLayerCombo,
     ImageLayerList,
+    ProgressBar,
+    Section,
     channel_axis_of,
     check_image_layer,
     combo_property,
@@ -58,11 +60,13 @@ from ._common import (
     int_spin,
     is_alive,
     optional_spin_property,
+    scrolling_layout,
     spin_property,
 )
 from ._loss_curve import LossCurve
 from ._state import DEFAULT_MODEL_NAME, ModelRegistry, RunState, TrainingStatus, model_registry
 from ._training_run import TrainingRun
+from ._workers import stop_workers
 
 __all__ = ["START_FROM", "TRAIN_NOISE", "TrainWidget"]
 
@@ -176,8 +180,9 @@ class TrainWidget(QWidget):
             "Raise it for frames that are dim by nature, such as fluorescence",
         )
         self._undarkened.setSpecialValueText("as the starting weights")
-        self._synthesis_box = QGroupBox("Synthesis ranges (clean images)")
-        synthesis_form = QFormLayout(self._synthesis_box)
+        # Folded away by default: the recipe's ranges suit most images.
+        self._synthesis_box = Section("synthesis ranges (clean images)")
+        synthesis_form = self._synthesis_box.form
         synthesis_form.addRow("alpha", self._alpha_range)
         synthesis_form.addRow("gamma", self._gamma_range)
         synthesis_form.addRow("noise", self._noise)
@@ -211,14 +216,19 @@ class TrainWidget(QWidget):
         self._device.addItems(core.available_devices())
         self._validate = int_spin(50, 0, 1_000_000, tooltip="Steps between validation PSNRs (0: never)")
         training_box = QGroupBox("Training")
-        training_form = QFormLayout(training_box)
+        training_layout = QVBoxLayout(training_box)
+        training_form = QFormLayout()
         training_form.addRow("steps", self._steps)
-        training_form.addRow("batch size", self._batch)
-        training_form.addRow("patch size", self._patch)
-        training_form.addRow("learning rate", self._lr)
-        training_form.addRow("seed", self._seed)
         training_form.addRow("device", self._device)
-        training_form.addRow("validate every", self._validate)
+        training_layout.addLayout(training_form)
+        #: Batch, patch, learning rate, seed and validation, folded away by default.
+        self.advanced = Section("advanced: batch, patch, learning rate, seed")
+        self.advanced.form.addRow("batch size", self._batch)
+        self.advanced.form.addRow("patch size", self._patch)
+        self.advanced.form.addRow("learning rate", self._lr)
+        self.advanced.form.addRow("seed", self._seed)
+        self.advanced.form.addRow("validate every", self._validate)
+        training_layout.addWidget(self.advanced)
 
         # --- actions and progress
         self._train = QPushButton("Train")
@@ -230,15 +240,16 @@ class TrainWidget(QWidget):
         buttons.addWidget(self._train)
         buttons.addWidget(self._stop)
         buttons.addWidget(self._save)
-        self._progress = QProgressBar()
+        self._progress = ProgressBar()
         self._progress.setRange(0, 1)
         self._progress.setValue(0)
         self._numbers = QLabel("")
+        self._numbers.setWordWrap(True)  # a long line would widen the panel
         self._message = QLabel("")
         self._message.setWordWrap(True)
         self.loss_curve = LossCurve()
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addWidget(data_box)
         layout.addWidget(self._synthesis_box)
         layout.addWidget(model_box)
@@ -259,6 +270,7 @@ class TrainWidget(QWidget):
         self.status.events.state.connect(self._on_state)
         self.status.events.step.connect(self._on_step)
         self.status.events.message.connect(self._on_message)
+        self._close_watcher = CloseWatcher(self, self.close_workers)
         self._on_mode(True)
         self._on_start_from()
 
@@ -374,7 +386,20 @@ class TrainWidget(QWidget):
         )
         self.run.stop_when_destroyed(self)
         self.run.finished_callbacks.append(self._on_finished)
+        self._close_watcher.watch_window()
         return self.run.start()
+
+    def close_workers(self, timeout: float | None = None) -> bool:
+        """Stop a training run after its step in progress and wait for its thread.
+
+        Called when the viewer or the panel closes; the (averaged) weights trained so far
+        still reach the registry once the run's last signal is handled. Returns True if
+        no thread is left.
+        """
+        if self.run is None or self.run.worker is None:
+            return True
+        self.run.stop()
+        return stop_workers([self.run.worker], timeout)
 
     def stop(self, *_) -> None:
         """Stop the run after the step in progress, keeping the (averaged) weights trained so far."""

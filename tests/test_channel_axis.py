@@ -111,11 +111,6 @@ def test_the_cli_does_not_warn_when_planes_were_asked_for(tmp_path, tiny_model, 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="synthesis.py still checks channel_axis with normalise_channel_axis(channel_axis, image.ndim); "
-    "resolve_channel_axis(channel_axis, image.shape) there gives it 'auto' and the warning",
-)
 def test_synthesis_takes_auto_too(photo):
     auto = nl.synthesize_low_light(photo, 1.0, 1.0, noise_sigma=0.0, channel_axis="auto")
     np.testing.assert_array_equal(auto, nl.synthesize_low_light(photo, 1.0, 1.0, noise_sigma=0.0, channel_axis=-1))

@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from .intensity import as_image, from_unit_float, image_scale, is_dask, to_unit_float
-from .planes import normalise_channel_axis, opacity_channel, split_planes
+from .planes import opacity_channel, resolve_channel_axis, split_planes
 
 __all__ = ["synthesize_low_light", "difference_map", "add_noise", "NOISE_MODELS"]
 
@@ -44,7 +44,7 @@ def difference_map(image, gamma, *, channel_axis=None, data_range=None) -> np.nd
     """
     gamma = check_positive(gamma, "gamma")
     image = np.asarray(image)
-    channel_axis = normalise_channel_axis(channel_axis, image.ndim)
+    channel_axis = resolve_channel_axis(channel_axis, image.shape)
     unit, _ = to_unit_float(image, scale=image_scale(image, data_range, channel_axis=channel_axis))
     planes, passthrough, layout = split_planes(unit, channel_axis)
     diff = (1.0 - planes**gamma) * planes
@@ -150,7 +150,7 @@ def synthesize_low_light(
     image = as_image(image)
     if image.ndim < 2:
         raise ValueError(f"image has shape {image.shape}; expected at least 2 dimensions (Y, X)")
-    channel_axis = normalise_channel_axis(channel_axis, image.ndim)
+    channel_axis = resolve_channel_axis(channel_axis, image.shape)
     noise, noise_sigma, photons = check_noise(noise, noise_sigma, photons)
     scale = image_scale(image, data_range, channel_axis=channel_axis)
     settings = dict(noise=noise, noise_sigma=noise_sigma, photons=photons, channel_axis=channel_axis, scale=scale)

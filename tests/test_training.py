@@ -226,6 +226,11 @@ def test_bad_settings_are_named(smooth_image, kwargs, word):
         train([smooth_image], **arguments)
 
 
+def test_a_diverging_run_stops_with_an_error_naming_the_learning_rate(smooth_image):
+    with pytest.raises(ValueError, match=r"diverged at step \d+ .*lower the learning rate \(lr=1e\+30\)"):
+        _run(train([smooth_image], steps=20, lr=1e30, **_tiny()))
+
+
 def test_mismatched_pairs_are_refused(smooth_image):
     with pytest.raises(ValueError, match="pairs"):
         train(pairs=[(smooth_image, smooth_image[:10])], steps=2)

@@ -647,6 +647,11 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
                         loss = loss + config.difference_weight * estimate_loss
                     alpha_loss = F.mse_loss(model.alpha_estimator(estimator_context).float(), estimator_alpha)
                     loss = loss + config.alpha_weight * alpha_loss
+            if not torch.isfinite(loss):
+                # Non-finite weights would restore every image to black or NaN: stop, name the cause.
+                raise ValueError(
+                    f"training diverged at step {step + 1} (loss {float(loss.detach())}); lower the learning rate (lr={config.lr:g})"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -105,7 +105,7 @@ def test_the_cli_does_not_warn_when_planes_were_asked_for(tmp_path, tiny_model, 
     nl.save_model(tiny_model, model_file)
     assert main(["restore", str(source), "-o", str(tmp_path / "planes.png"), "--model", str(model_file), "--channel-axis", "none"]) == 0
     assert "looks like colour" not in capsys.readouterr().err
-    assert main(["restore", str(source), "-o", str(tmp_path / "auto.png"), "--model", str(model_file)]) == 0
+    assert main(["restore", str(source), "-o", str(tmp_path / "auto.png"), "--model", str(model_file), "--alpha", "1"]) == 0
     np.testing.assert_array_equal(
         nl.read_image(tmp_path / "auto.png"), nl.restore(photo, 1.0, model=tiny_model, channel_axis=-1, device="cpu")
     )

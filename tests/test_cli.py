@@ -294,7 +294,8 @@ def test_zarr_streams_through_dask(tmp_path, rng, model_file):
     stack = (rng.random((3, 70, 90)) * 65535).astype(np.uint16)
     da.from_array(stack, chunks=(1, 35, 45)).to_zarr(str(tmp_path / "big.zarr"))
     out = tmp_path / "out.zarr"
-    argv = ["restore", str(tmp_path / "big.zarr"), "-o", str(out), "--model", model_file, "--difference", str(tmp_path / "d.zarr")]
+    argv = ["restore", str(tmp_path / "big.zarr"), "-o", str(out), "--model", model_file, "--alpha", "1"]
+    argv += ["--difference", str(tmp_path / "d.zarr")]
     assert main([*argv, "--scheduler", "synchronous"]) == 0
     written = da.from_zarr(str(out)).compute()
     assert written.shape == stack.shape and written.dtype == np.uint16

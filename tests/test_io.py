@@ -18,7 +18,8 @@ def model_file(tiny_model, tmp_path):
 
 
 def _restore(source, target, model_file, *options):
-    assert main(["restore", str(source), "-o", str(target), "--model", model_file, *options]) == 0
+    # alpha 1, as the expected results below are computed (the CLI's default is "auto").
+    assert main(["restore", str(source), "-o", str(target), "--model", model_file, "--alpha", "1", *options]) == 0
 
 
 @pytest.fixture
@@ -219,10 +220,19 @@ def test_a_corrupt_file_in_a_batch_is_named_without_plugin_hints(tmp_path, rng, 
     assert "pip install" not in err and "pyav" not in err
 
 
+def test_restore_defaults_to_the_automatic_alpha(tmp_path, rng, model_file):
+    image = rng.integers(0, 256, (40, 50)).astype(np.uint8)
+    source, out = tmp_path / "dark.png", tmp_path / "out.png"
+    write_image(source, image)
+    assert main(["restore", str(source), "-o", str(out), "--model", model_file]) == 0
+    expected = restore(image, "auto", model=load_model(model_file, device="cpu"))
+    assert np.abs(read_image(out).astype(int) - expected.astype(int)).max() <= 1
+
+
 def test_restore_help_gives_the_default_alpha(capsys):
     with pytest.raises(SystemExit):
         main(["restore", "--help"])
-    assert "(default: 1)" in " ".join(capsys.readouterr().out.split())
+    assert "(default: auto)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_metadata_of_other_formats_is_empty(tmp_path):

@@ -460,7 +460,7 @@ def _parser() -> argparse.ArgumentParser:
     rest.add_argument("inputs", nargs="+", help="image files or folders")
     rest.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
     rest.add_argument(
-        "--alpha", type=_alpha, default=1.0, help="restoration strength (>= 0; 0: denoise only) or 'auto' (default: 1)"
+        "--alpha", type=_alpha, default="auto", help="restoration strength (>= 0; 0: denoise only) or 'auto' (default: auto)"
     )
     rest.add_argument("--model", help="weights file (.safetensors); the shipped default if omitted")
     rest.add_argument("--difference", help="also write the difference map (float TIFF) here")

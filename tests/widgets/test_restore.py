@@ -264,7 +264,7 @@ def test_newer_alpha_aborts_older_stack_update(qtbot, viewer, widget, tiny_model
 def test_auto_alpha_sets_the_slider(qtbot, viewer, widget, tiny_model, helpers):
     image = helpers.grey()
     viewer.add_image(image, name="low")
-    widget.auto_alpha = True
+    assert widget.auto_alpha  # the panel opens with "auto" ticked
     run(qtbot, widget)
     estimate = core.estimate_alpha(image, model=tiny_model)
     assert widget.alpha == pytest.approx(estimate, abs=0.01)
@@ -376,6 +376,7 @@ def test_switching_layer_mid_run_writes_to_the_right_layer(qtbot, viewer, widget
 
     monkeypatch.setattr(core, "estimate_difference", slow)
     widget.layer = "A"
+    widget.alpha = 1.0  # unticks "auto"
     with qtbot.waitSignal(widget.run_finished, timeout=30_000):
         widget.run()
         widget.layer = "B"  # the user picks another layer while A is being restored
@@ -519,6 +520,7 @@ def test_data_range_for_12_bit_data_reaches_the_core_and_the_slider(qtbot, viewe
     image = (helpers.grey((32, 32), np.uint16) // 16).astype(np.uint16)  # a 12-bit camera's values
     viewer.add_image(image, name="camera12")
     widget.data_range = 4095
+    widget.alpha = 1.0  # unticks "auto"
     run(qtbot, widget)
     restored = viewer.layers["camera12 restored"]
     options = dict(model=tiny_model, device="cpu", data_range=4095)

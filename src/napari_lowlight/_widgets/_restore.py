@@ -177,6 +177,8 @@ class RestoreWidget(QWidget):
         self._slider.setToolTip("Restoration strength; moving it updates the restored layer live")
         self._auto = QCheckBox("auto")
         self._auto.setToolTip("Estimate alpha from the image when running")
+        # The shipped weights tell an underexposed photograph from a normal one: start there.
+        self._auto.setChecked(True)
         self._device = QComboBox()
         self._device.addItems(core.available_devices())
         self._tile = int_spin(

@@ -46,7 +46,8 @@ __all__ = ["camera_darkening", "srgb_to_linear", "linear_to_srgb", "run", "main"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 W2S_DIR = SHARED / "real" / "w2s"
 DARK_PHOTOS_DIR = SHARED / "real" / "dark_photos"
-#: Held out of every recipe: BSDS500's test split (the recipes train on its train and val splits).
+#: Held out of every recipe: BSDS500's test split (the recipes train on its train and val splits;
+#: grey400, DnCNN's Train400, holds grey crops of some of the same scenes).
 P3_DIR = SHARED / "train" / "bsds500" / "test"
 CONTACT_SHEET = _report.ROOT / "docs" / "images" / "real_dark_photos.jpg"
 GAUSSIAN_SIGMAS = (1.0, 1.5, 2.0, 3.0)
@@ -362,7 +363,8 @@ def format_report(result, *, columns, model_text, machine, command, quick):
         "",
         "### P3: held-out photographs darkened as a camera records them",
         "",
-        f"{len(p3['photos'])} photographs of BSDS500's test split (no recipe trains on it), darkened by"
+        f"{len(p3['photos'])} photographs of BSDS500's test split (no recipe trains on them; grey400 holds grey"
+        " 180x180 crops of some of the same scenes), darkened by"
         " `camera_darkening` (BENCHMARK.md's P3: linear exposure / [8, 30], Poisson shot noise of [20, 500]"
         " photons for white per channel, read noise, sRGB, 8-bit PNG or JPEG 90), seed"
         f" {result['seed']}. Everyone gets the stored dark image only; ours chose alpha"

@@ -82,6 +82,21 @@ class Helpers:
         return np.stack([Helpers.grey(shape, np.uint8, seed + c) for c in range(3)], axis=-1)
 
     @staticmethod
+    def gated(monkeypatch, name: str):
+        """Make ``core.<name>`` wait until the returned event is set (at most 10 s) before it computes."""
+        import threading
+
+        gate = threading.Event()
+        original = getattr(core, name)
+
+        def waits(*args, **kwargs):
+            gate.wait(10)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(core, name, waits)
+        return gate
+
+    @staticmethod
     def errors(records) -> list[str]:
         from napari.utils.notifications import NotificationSeverity
 

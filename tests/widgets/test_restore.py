@@ -367,14 +367,7 @@ def test_switching_layer_mid_run_writes_to_the_right_layer(qtbot, viewer, widget
     a, b = helpers.grey(seed=1), helpers.grey(seed=2)
     viewer.add_image(a.copy(), name="A")
     viewer.add_image(b.copy(), name="B")
-    gate = threading.Event()
-    original = core.estimate_difference
-
-    def slow(*args, **kwargs):
-        gate.wait(10)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(core, "estimate_difference", slow)
+    gate = helpers.gated(monkeypatch, "estimate_difference")
     widget.layer = "A"
     widget.alpha = 1.0  # unticks "auto"
     with qtbot.waitSignal(widget.run_finished, timeout=30_000):

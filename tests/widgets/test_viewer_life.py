@@ -102,14 +102,7 @@ class _PaintCounter(QObject):
 @needs_display
 def test_nothing_repaints_the_window_while_a_restore_runs(qtbot, shown, docked, helpers, monkeypatch):
     shown.add_image(helpers.grey((64, 64)), name="low")
-    gate = threading.Event()
-    original = core.estimate_difference
-
-    def slow(*args, **kwargs):
-        gate.wait(10)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(core, "estimate_difference", slow)
+    gate = helpers.gated(monkeypatch, "estimate_difference")
     window = docked.window()
     counter = _PaintCounter()
     with qtbot.waitSignal(docked.run_finished, timeout=30_000):

@@ -200,15 +200,16 @@ def run_fluorescence(model, count, log):
     scores = {name: [] for name in methods}
     seconds = {name: 0.0 for name in methods}
     names = sorted(path.name for path in (W2S_DIR / "low").glob("*.png"))[:count]
+    alphas = []
     for name in names:
         stored = iio.imread(W2S_DIR / "low" / name)
         reference = _unit(iio.imread(W2S_DIR / "high" / name))
+        alphas.append(napari_lowlight.estimate_alpha(stored, model=model))
         for method, function in methods.items():
             began = time.perf_counter()
             scores[method].append(affine_psnr(reference, function(stored, reference)))
             seconds[method] += time.perf_counter() - began
         print(f"w2s {name}: " + ", ".join(f"{m} {s[-1]:.2f}" for m, s in scores.items()), file=log)
-    alphas = [napari_lowlight.estimate_alpha(iio.imread(W2S_DIR / "low" / n), model=model) for n in names]
     return dict(
         frames=names,
         psnr={m: float(np.mean(s)) for m, s in scores.items()},

@@ -80,6 +80,41 @@ def test_train_on_generated_scenes_alone(tmp_path):
     assert read_metadata(out)["training"]["data"] == {"paths": [], "files": 0, "scenes": 2, "pairs": 0}
 
 
+def test_self_supervised_fine_tune_on_a_12_bit_stack_then_restore_with_it(tmp_path, rng, model_file):
+    # A time-lapse of a 12-bit camera: every plane is a noisy frame, --data-range says what is white.
+    stack = tmp_path / "timelapse.tif"
+    tifffile.imwrite(stack, rng.integers(0, 4096, (3, 40, 40)).astype(np.uint16))
+    tuned, restored = tmp_path / "tuned.safetensors", tmp_path / "restored.tif"
+    argv = ["train", str(stack), "--self-supervised", "--from", model_file, "-o", str(tuned), "--data-range", "4095"]
+    assert main([*argv, "--steps", "2", "--batch-size", "4", "--patch-size", "16", "--device", "cpu"]) == 0
+    from napari_lowlight.weights import read_metadata
+
+    training = read_metadata(tuned)["training"]
+    assert training["self_supervised"] is True and training["steps"] == 2 and training["batch_size"] == 4
+    assert training["data"]["files"] == 1
+    assert main(["restore", str(stack), "--model", str(tuned), "--alpha", "0", "-o", str(restored), "--data-range", "4095"]) == 0
+    assert tifffile.imread(restored).shape == (3, 40, 40)
+
+
+def test_self_supervised_defaults_apply_unless_overridden(monkeypatch, tmp_path, png):
+    from napari_lowlight import cli
+    from napari_lowlight.training import SELF_SUPERVISED_DEFAULTS
+
+    seen = {}
+
+    def recording_train(**arguments):
+        seen.update(arguments)
+        raise SystemExit(0)  # what reached train() is all this test needs
+
+    monkeypatch.setattr("napari_lowlight.training.train", recording_train)
+    with pytest.raises(SystemExit):
+        cli.main(["train", str(png), "--self-supervised", "--steps", "7", "-o", str(tmp_path / "m.safetensors")])
+    assert seen["noisy"] and "images" not in seen
+    assert seen["steps"] == 7
+    for name in ("batch_size", "patch_size", "lr"):
+        assert seen[name] == SELF_SUPERVISED_DEFAULTS[name]
+
+
 def test_a_recipe_sets_the_undarkened_share_of_the_scenes(tmp_path, png):
     recipe, out = tmp_path / "recipe.toml", tmp_path / "m.safetensors"
     recipe.write_text("[train]\nscenes = 2\nsteps = 2\nbatch_size = 4\npatch_size = 16\ndim_denoise_fraction = 0.7\n")
@@ -154,6 +189,8 @@ def _bad_inputs(tmp_path, png, model_file):
         "shape": (["restore", str(line), "-o", str(tmp_path / "o.tif"), "--model", model_file], "dimensions"),
         "alpha negative": (["restore", str(png), "-o", out, "--alpha", "-1", "--model", model_file], ">= 0"),
         "alpha text": (["restore", str(png), "-o", out, "--alpha", "bright", "--model", model_file], "not a number"),
+        "self-supervised with scenes": (["train", str(png), "--self-supervised", "--scenes", "2", "-o", str(tmp_path / "m.safetensors")], "--self-supervised"),
+        "self-supervised without frames": (["train", "--self-supervised", "-o", str(tmp_path / "m.safetensors")], "no noisy frames"),
         "scenes with pairs": (["train", "--scenes", "2", "--pairs", str(png), str(png), "-o", str(tmp_path / "m.safetensors")], "--pairs"),
         "data range": (["restore", str(png), "-o", out, "--data-range", "0", "--model", model_file], "positive"),
         "scenes in recipe": (["train", "--config", str(recipe), "-o", str(tmp_path / "m.safetensors")], "scenes"),

@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from napari_lowlight import estimate_alpha, load_model, new_model, train
+from napari_lowlight import estimate_alpha, load_model, new_model, restore, train
 from napari_lowlight.network import CONTEXT_QUANTILES
-from napari_lowlight.training import TrainingConfig, WeightAverage, _context_batch, _PatchSource, _synthetic_batch
+from napari_lowlight.training import (
+    BLIND_SPOT_RADIUS,
+    TrainingConfig,
+    WeightAverage,
+    _blind_spot_batch,
+    _context_batch,
+    _PatchSource,
+    _synthetic_batch,
+)
 from napari_lowlight.weights import load_weights, save_model
 
 
@@ -245,7 +253,7 @@ def test_mismatched_pairs_are_refused(smooth_image):
 def test_undarkened_samples_are_the_clean_patches_with_only_their_noise(smooth_image):
     source = _PatchSource([smooth_image], 16, None, "images")
     config = TrainingConfig(steps=1, denoise_fraction=0.5, noise=None, quantize_fraction=0.0)
-    low, clean, _, alpha, _ = _synthetic_batch(source, config, step=0, count=64)
+    low, clean, _, alpha, _, _ = _synthetic_batch(source, config, step=0, count=64)
     undarkened = alpha == 0
     assert 10 < int(undarkened.sum()) < 54
     torch.testing.assert_close(low[undarkened], clean[undarkened], rtol=0, atol=0)
@@ -257,7 +265,7 @@ def test_exposure_samples_are_the_clean_patches_scaled_down_with_saturation_kept
     image[:8] = 1.0  # a saturated light source
     source = _PatchSource([image], 16, None, "images")
     config = TrainingConfig(steps=1, exposure_fraction=0.5, noise=None, quantize_fraction=0.0)
-    low, clean, difference, alpha, _ = _synthetic_batch(source, config, step=0, count=64)
+    low, clean, difference, alpha, _, _ = _synthetic_batch(source, config, step=0, count=64)
     # Exposure samples are at alpha 1 (Eq. 5's draws never are exactly).
     exposure = alpha == 1
     assert 10 < int(exposure.sum()) < 54
@@ -278,7 +286,8 @@ def test_dim_images_stay_undarkened_in_their_own_share(smooth_image):
     bright, dim = smooth_image, smooth_image * 0.25
     source = _PatchSource([bright, dim], 16, None, "images", dim=[False, True])
     config = TrainingConfig(steps=1, denoise_fraction=0.0, dim_denoise_fraction=0.9, noise=None, quantize_fraction=0.0)
-    _, clean, _, alpha, _ = _synthetic_batch(source, config, step=0, count=256)
+    batch = _synthetic_batch(source, config, step=0, count=256)
+    clean, alpha = batch.target, batch.alpha
     from_dim = clean.amax(dim=(1, 2, 3)) <= 0.25
     assert 50 < int(from_dim.sum()) < 206
     assert (alpha[~from_dim] > 0).all()
@@ -359,3 +368,105 @@ def test_fine_tuning_keeps_the_undarkened_share_of_the_run_that_trained_the_mode
     assert told.training_config["denoise_fraction"] == 0.0
     _, fresh = _run(train([smooth_image], model=new_model(width=4), **small))
     assert fresh.training_config["denoise_fraction"] == 0.0
+
+
+# Self-supervised training on noisy frames alone (train(noisy=...), blind-spot masking).
+
+
+@pytest.fixture
+def noise_frames(rng):
+    """Pure noise: nothing in a pixel's neighbours tells its value, only the mean."""
+    return [np.clip(rng.normal(0.5, 0.1, (64, 64)), 0, 1).astype(np.float32) for _ in range(4)]
+
+
+def test_blind_spots_never_show_the_input_the_value_they_are_scored_on():
+    side, patch = 96, 32
+    # Every pixel value occurs once, so a value seen in the input tells which pixel it came from.
+    frame = (np.arange(side * side, dtype=np.float64).reshape(side, side) + 1) / (side * side + 1)
+    config = TrainingConfig(steps=1, self_supervised=True, mask_fraction=0.04)
+    source = _PatchSource([frame], patch + 2 * BLIND_SPOT_RADIUS, None, "noisy")
+    for step in range(5):
+        batch = _blind_spot_batch(source, config, step, 8)
+        assert batch.low.shape == batch.target.shape == batch.mask.shape == (8, 1, patch, patch)
+        assert torch.all(batch.alpha == 0) and batch.difference is None
+        for low, target, mask in zip(batch.low, batch.target, batch.mask, strict=True):
+            scored = target[mask].numpy()
+            assert 0.03 < mask.float().mean() < 0.05
+            # Each blind spot's value appears nowhere in the input: not in place, not as another's replacement.
+            assert not np.isin(scored, low.numpy()).any()
+            # It holds a value of the frame (a neighbour's), and every other pixel is as it was.
+            assert np.isin(low[mask].numpy(), source.images[0]).all()
+            torch.testing.assert_close(low[~mask], target[~mask], rtol=0, atol=0)
+
+
+def test_a_fine_tune_on_pure_noise_does_not_learn_the_identity(noise_frames, rng):
+    model = new_model(width=4, seed=0, alpha_min=0.0)
+    options = _tiny(model=model, patch_size=32) | dict(lr=1e-2, mask_fraction=0.0625)
+    events, _ = _run(train(noisy=noise_frames, steps=300, **options))
+    # A network that saw the pixels it is scored on would copy them and drive the loss to 0;
+    # hidden, the best guess is the mean and the loss cannot fall below the noise's variance.
+    assert np.mean([e.loss for e in events[-20:]]) > 0.8 * np.var(noise_frames)
+    fresh = np.clip(rng.normal(0.5, 0.1, (64, 64)), 0, 1).astype(np.float32)
+    restored = restore(fresh, 0.0, model=model, device="cpu")
+    assert np.std(restored) < 0.6 * np.std(fresh)
+    assert abs(np.mean(restored) - 0.5) < 0.05
+
+
+def test_the_frames_are_learned_as_needing_no_brightening_and_estimate_net_is_left_alone(smooth_image, rng):
+    model = new_model(width=4, seed=0, alpha_min=0.0)
+    _run(train([smooth_image], steps=3, **_tiny(model=model)))  # learned BatchNorm statistics
+    estimate_before = {name: t.clone() for name, t in model.estimate.state_dict().items()}
+    noisy = np.clip(smooth_image + rng.normal(0, 0.05, smooth_image.shape), 0, 1).astype(np.float32)
+    alpha_before = estimate_alpha(noisy, model=model)
+    events, _ = _run(train(noisy=[noisy], steps=40, lr=3e-3, alpha_weight=1.0, **_tiny(model=model)))
+    assert estimate_alpha(noisy, model=model) < 0.5 * alpha_before
+    # Alpha 0 never uses the difference map, and a fine-tune keeps BatchNorm's statistics.
+    _assert_same_weights(model.estimate.state_dict(), estimate_before)
+    assert model.training_config["self_supervised"] is True
+    assert all(e.validation_psnr is None for e in events)  # no reference to score against
+
+
+def test_the_preview_is_restored_as_training_goes(noise_frames):
+    preview = (noise_frames[0][:24, :20] * 65535).astype(np.uint16)
+    events, _ = _run(train(noisy=noise_frames[1:], steps=4, preview=preview, **_tiny(validate_every=2)))
+    assert events[0].preview is None
+    shown = events[1].preview
+    assert shown.shape == preview.shape and shown.dtype == np.uint16
+    assert not np.array_equal(shown, preview)
+
+
+def test_resuming_a_self_supervised_run_continues_exactly(noise_frames, tmp_path):
+    straight = _run(train(noisy=noise_frames, steps=6, seed=3, **_tiny()))[1]
+    checkpoint = tmp_path / "self-supervised.safetensors"
+    interrupted = train(noisy=noise_frames, steps=6, seed=3, checkpoint=checkpoint, checkpoint_every=3, **_tiny())
+    for event in interrupted:
+        if event.step == 4:
+            break
+    interrupted.close()
+    assert int(load_weights(checkpoint)[2]["step"][0]) == 3
+    resumed = _run(train(noisy=noise_frames, steps=6, seed=3, checkpoint=checkpoint, **_tiny(model=None)))[1]
+    assert resumed.training_config["self_supervised"] is True
+    _assert_same_weights(resumed.state_dict(), straight.state_dict())
+
+
+def test_data_range_scales_the_frames():
+    frame = np.full((40, 40), 4095, np.uint16)
+    source = _PatchSource([frame], 16, None, "noisy", data_range=4095)
+    assert source.images[0].max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"images": "clean"}, "give one kind of training data, not images and noisy"),
+        ({"denoise_fraction": 0.2}, "denoise_fraction"),
+        ({"dim_images": "clean"}, "dim_images"),
+        ({"alpha_batch_size": 8}, "alpha_batch_size"),
+        ({"mask_fraction": 0.5}, "mask_fraction must be in"),
+        ({"data_range": -1}, "data_range"),
+    ],
+)
+def test_settings_that_do_not_fit_noisy_frames_are_refused(noise_frames, kwargs, message):
+    kwargs = {key: [noise_frames[0]] if value == "clean" else value for key, value in kwargs.items()}
+    with pytest.raises(ValueError, match=message):
+        train(noisy=noise_frames, steps=2, **kwargs)

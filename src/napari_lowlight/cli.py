@@ -317,8 +317,8 @@ def _scheduler(address):
         yield
 
 
-def _training_options(args) -> dict:
-    """Options of ``train()`` from ``--config`` (a TOML file), overridden by flags."""
+def _training_options(args, defaults: dict) -> dict:
+    """Options of ``train()`` from ``--config`` (a TOML file), overridden by flags, else ``defaults``."""
     options = {}
     if args.config:
         try:
@@ -330,7 +330,8 @@ def _training_options(args) -> dict:
         value = getattr(args, name)
         if value is not None:
             options[name] = value
-    options.setdefault("steps", 1000)
+    for name, value in defaults.items():
+        options.setdefault(name, value)
     for name, limit in (("scenes", math.inf), ("seed", SEED_LIMIT)):  # numpy or torch would refuse them in words that name neither
         value = options.get(name, 0)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
@@ -352,12 +353,12 @@ def _train(args) -> None:
 
     from .io import read_image
     from .scenes import generated_scenes
-    from .training import FINE_TUNE_LR, train
+    from .training import FINE_TUNE_LR, SELF_SUPERVISED_DEFAULTS, train
     from .weights import save_model
 
     output = _file_target(Path(args.output))
     _writable_folder(output)
-    options = _training_options(args)
+    options = _training_options(args, SELF_SUPERVISED_DEFAULTS if args.self_supervised else {"steps": 1000})
     scene_count = options.pop("scenes", 0)
     clean_paths = list(args.clean) + list(options.pop("data", []))
     data_root = Path(args.config).parent if args.config else Path()
@@ -367,6 +368,10 @@ def _train(args) -> None:
         raise CommandError("--pairs takes LOW HIGH file pairs; an odd number of files was given")
     if pair_files and scene_count:
         raise CommandError("--scenes adds clean images; it cannot be combined with --pairs")
+    if args.self_supervised and (pair_files or scene_count):
+        raise CommandError("--self-supervised learns from the noisy FRAMES given; it cannot be combined with --pairs or --scenes")
+    if args.self_supervised and not files:
+        raise CommandError("no noisy frames: give image files or folders to --self-supervised")
     if not files and not pair_files and not scene_count:
         raise CommandError("no training images: give CLEAN files or folders, --scenes N or --pairs LOW HIGH")
     _check_not_input(output, files + pair_files)
@@ -383,9 +388,8 @@ def _train(args) -> None:
     # Grey and colour files can be mixed: each image gets its own channel axis.
     channel_axes = [_resolve_channel_axis(args.channel_axis, image) for image in images or [low for low, _ in pairs or []]]
     channel_axes += [None] * len(scenes)
-    run = train(
-        images, dim_images=scenes, pairs=pairs, model=model, device=args.device, channel_axis=channel_axes, **options
-    )
+    data = dict(noisy=images) if args.self_supervised else dict(images=images, dim_images=scenes, pairs=pairs)
+    run = train(**data, model=model, device=args.device, channel_axis=channel_axes, data_range=args.data_range, **options)
     bar = tqdm(total=options["steps"], desc="training", unit="step", file=sys.stderr)
     try:
         while True:
@@ -398,8 +402,8 @@ def _train(args) -> None:
     finally:
         bar.close()
     # What it learned from, beside how: the data are not part of TrainingConfig.
-    data = {"paths": clean_paths, "files": len(files), "scenes": scene_count, "pairs": len(pairs or [])}
-    save_model(trained, output, training={**trained.training_config, "data": data})
+    sources = {"paths": clean_paths, "files": len(files), "scenes": scene_count, "pairs": len(pairs or [])}
+    save_model(trained, output, training={**trained.training_config, "data": sources})
 
 
 def _demo(args) -> None:
@@ -481,10 +485,16 @@ def _parser() -> argparse.ArgumentParser:
     rest.set_defaults(run=_restore)
 
     tr = commands.add_parser("train", help="train or fine-tune the network")
-    tr.add_argument("clean", nargs="*", help="clean image files or folders")
+    tr.add_argument("clean", nargs="*", help="clean image files or folders (noisy frames with --self-supervised)")
     tr.add_argument("-o", "--output", required=True, help="weights file to write (.safetensors)")
     tr.add_argument("--from", dest="start", help="'scratch' (default), 'default' or a weights file to fine-tune")
     tr.add_argument("--pairs", nargs="+", metavar="FILE", help="LOW HIGH file pairs of real data")
+    tr.add_argument(
+        "--self-supervised",
+        action="store_true",
+        help="the files are noisy frames with no clean version: learn to denoise them (alpha 0) from themselves;"
+        " every plane of a Z/T stack is a frame (defaults: steps, patch size and learning rate for a few dozen frames)",
+    )
     tr.add_argument("--config", help="TOML recipe with a [train] table (see benchmarks/default_model.toml)")
     tr.add_argument("--steps", type=_positive_int)
     tr.add_argument("--batch-size", type=_positive_int)
@@ -500,6 +510,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--checkpoint", help="resumable checkpoint file, written as training goes")
     tr.add_argument("--device", default="auto")
     tr.add_argument("--channel-axis", type=_channel_axis, default="auto", help=channel_help)
+    tr.add_argument("--data-range", type=_positive_float, help=range_help)
     tr.set_defaults(run=_train)
 
     demo = commands.add_parser("demo", help="restore a sample image with the shipped weights")

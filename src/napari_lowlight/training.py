@@ -21,6 +21,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -28,12 +29,12 @@ import torch.nn.functional as F
 
 from .devices import mixed_precision, resolve_device
 from ._warnings import warn_user
-from .intensity import to_unit_float
+from .intensity import IntensityScale, check_data_range, to_unit_float
 from .network import ALPHA_RANGE, LowLightNet, image_context
 from .planes import split_planes
 from .weights import load_weights, new_model, read_metadata, save_model
 
-__all__ = ["TrainingConfig", "TrainingProgress", "WeightAverage", "train", "FINE_TUNE_LR"]
+__all__ = ["TrainingConfig", "TrainingProgress", "WeightAverage", "train", "FINE_TUNE_LR", "SELF_SUPERVISED_DEFAULTS"]
 
 #: Pixels per image drawn to compute the image context during training.
 CONTEXT_SAMPLES = 4096
@@ -42,8 +43,13 @@ NOISE_CHOICES = ("gaussian", "poisson-gaussian", "mixed", None)
 SCRATCH_LR = 1e-3
 #: Learning rate for fine-tuning existing weights: the from-scratch rate first knocks them far off.
 FINE_TUNE_LR = 1e-4
+#: ``train(noisy=...)`` settings for fine-tuning trained weights on a few dozen noisy frames
+#: (chosen on the W2S frames by benchmarks/bench_self_supervised.py; about 12 minutes on 2 CPU cores).
+SELF_SUPERVISED_DEFAULTS = dict(steps=2400, batch_size=32, patch_size=64, lr=3e-4)
 #: Randomness index of the held-back validation batch (beyond any training step).
 VALIDATION_STEP = 2**40
+#: A blind spot's value is replaced by that of another pixel at most this far away (Noise2Void's 5x5).
+BLIND_SPOT_RADIUS = 2
 
 
 @dataclass
@@ -80,6 +86,10 @@ class TrainingConfig:
     freeze_batchnorm: bool = False
     seed: int = 0
     paired: bool = False
+    #: Trained on noisy frames alone (``train(noisy=...)``), by blind-spot masking at alpha 0.
+    self_supervised: bool = False
+    #: Share of each self-supervised patch's pixels that are blind spots (one per grid cell).
+    mask_fraction: float = 0.02
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "patch_size"):
@@ -115,6 +125,11 @@ class TrainingConfig:
             raise ValueError(f"freeze_batchnorm must be True or False, got {self.freeze_batchnorm!r}")
         if self.noise not in NOISE_CHOICES:
             raise ValueError(f"noise must be one of {NOISE_CHOICES}, got {self.noise!r}")
+        largest = 1 / (BLIND_SPOT_RADIUS + 2) ** 2  # blind spots must stay apart (see _blind_spots)
+        if isinstance(self.mask_fraction, bool) or not (
+            isinstance(self.mask_fraction, (int, float)) and 0 < self.mask_fraction <= largest
+        ):
+            raise ValueError(f"mask_fraction must be in (0, {largest:.4g}], got {self.mask_fraction!r}")
 
 
 @dataclass
@@ -128,6 +143,25 @@ class TrainingProgress:
     images_per_second: float
     validation_psnr: float | None = None
     model: LowLightNet | None = field(default=None, repr=False)
+    #: ``train(preview=...)`` restored by the averaged weights, whenever they are validated.
+    preview: np.ndarray | None = field(default=None, repr=False)
+
+
+class _Batch(NamedTuple):
+    """One step's tensors: inputs ``low`` (B, 1, P, P), ``alpha`` (B,), ``context`` (B, K), and what is scored."""
+
+    low: torch.Tensor
+    #: The output's target: the clean patches, the high of a pair, or the noisy patch itself.
+    target: torch.Tensor
+    #: The true difference map (synthesised samples only).
+    difference: torch.Tensor | None
+    alpha: torch.Tensor
+    context: torch.Tensor
+    #: Where the output is scored (self-supervised: the blind spots); None: everywhere.
+    mask: torch.Tensor | None = None
+
+    def to(self, device) -> _Batch:
+        return _Batch(*(t if t is None else t.to(device) for t in self))
 
 
 class _PatchSource:
@@ -139,14 +173,16 @@ class _PatchSource:
     stored image).
     """
 
-    def __init__(self, images, patch_size: int, channel_axis, name: str, dim=None):
+    def __init__(self, images, patch_size: int, channel_axis, name: str, dim=None, data_range=None):
         self.images, dim_flags = [], []
         axes = list(channel_axis) if isinstance(channel_axis, (list, tuple)) else [channel_axis] * len(images)
         if len(axes) != len(images):
             raise ValueError(f"channel_axis has {len(axes)} entries for {len(images)} images")
         dim = [False] * len(images) if dim is None else list(dim)
         for position, (image, axis, is_dim) in enumerate(zip(images, axes, dim, strict=True)):
-            unit, _ = to_unit_float(image, name=f"{name}[{position}]")
+            # data_range: a 12-bit camera's uint16 frames, say, would otherwise train as 1/16 as bright.
+            scale = None if data_range is None else IntensityScale(np.asarray(image).dtype, 0.0, data_range)
+            unit, _ = to_unit_float(image, name=f"{name}[{position}]", scale=scale)
             planes, _, layout = split_planes(unit, axis)
             # Colour channels of one image stay together; every other plane stands alone.
             per_image = 1 if layout.channel_axis is None else layout.colour_shape[-1] - int(layout.has_opacity)
@@ -278,8 +314,8 @@ class _Degradation:
         )
 
 
-def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, count: int):
-    """A batch of (low, clean, difference, alpha, context) tensors for ``step``."""
+def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, count: int) -> _Batch:
+    """The batch of synthesised low-light patches for ``step``."""
     rng = np.random.default_rng([config.seed, step])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     indices = rng.integers(len(source.images), size=count)
@@ -290,7 +326,7 @@ def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, co
     low = degradation.apply(clean_t, config, generator)
     low_pixels = degradation.apply(pixels_t, config, generator)
     difference = _difference(clean_t, degradation.gamma.view(-1, 1, 1, 1), degradation.depth.view(-1, 1, 1, 1))
-    return low, clean_t, difference, degradation.alpha, image_context(low_pixels)
+    return _Batch(low, clean_t, difference, degradation.alpha, image_context(low_pixels))
 
 
 def _context_batch(source: _PatchSource, config: TrainingConfig, step: int, count: int):
@@ -321,7 +357,75 @@ def _paired_batch(low_source: _PatchSource, high_source: _PatchSource, config: T
     context = image_context(torch.from_numpy(np.stack(pixel_rows)))
     low = torch.from_numpy(np.ascontiguousarray(np.stack(lows)))
     high = torch.from_numpy(np.ascontiguousarray(np.stack(highs)))
-    return low, high, None, torch.ones(count), context
+    return _Batch(low, high, None, torch.ones(count), context)
+
+
+#: Offsets (dy, dx) a blind spot takes its value from: its neighbourhood without itself.
+_NEIGHBOURS = np.array(
+    [(dy, dx) for dy in range(-BLIND_SPOT_RADIUS, BLIND_SPOT_RADIUS + 1) for dx in range(-BLIND_SPOT_RADIUS, BLIND_SPOT_RADIUS + 1) if dy or dx]
+)
+
+
+def _blind_spots(patch: np.ndarray, mask_fraction: float, rng: np.random.Generator):
+    """Noise2Void's masking of a noisy patch with a margin of ``BLIND_SPOT_RADIUS`` pixels.
+
+    One pixel of each ``spacing x spacing`` cell of the patch's interior becomes a blind
+    spot: its value is replaced by that of a random other pixel of its 5x5 neighbourhood,
+    so the network cannot copy it and only the noise-free part, which neighbours share,
+    is predictable. Blind spots sit at least ``BLIND_SPOT_RADIUS + 1`` pixels apart, so
+    no blind spot's own value can reach the input as another's replacement.
+
+    Parameters
+    ----------
+    patch : ndarray, shape (P + 2r, P + 2r)
+        The noisy patch with its margin (replacements near the edge come from it).
+    mask_fraction : float
+        Share of blind spots, at most ``1 / (r + 2)**2``.
+
+    Returns
+    -------
+    masked : ndarray, shape (P, P)
+        The interior with the blind spots replaced: the network's input.
+    noisy : ndarray, shape (P, P)
+        The interior as it is: the target at the blind spots.
+    mask : ndarray of bool, shape (P, P)
+        The blind spots.
+    """
+    margin = BLIND_SPOT_RADIUS
+    noisy = patch[margin:-margin, margin:-margin]
+    size = noisy.shape[0]
+    spacing = max(margin + 2, round(mask_fraction**-0.5))
+    cells = -(-size // spacing)
+    # Within its cell a blind spot keeps `margin` pixels clear of the next cell's.
+    corners = np.arange(cells) * spacing
+    ys = corners[:, None] + rng.integers(spacing - margin, size=(cells, cells))
+    xs = corners[None, :] + rng.integers(spacing - margin, size=(cells, cells))
+    inside = (ys < size) & (xs < size)
+    ys, xs = ys[inside], xs[inside]
+    dy, dx = _NEIGHBOURS[rng.integers(len(_NEIGHBOURS), size=len(ys))].T
+    masked = noisy.copy()
+    masked[ys, xs] = patch[ys + margin + dy, xs + margin + dx]
+    mask = np.zeros(noisy.shape, bool)
+    mask[ys, xs] = True
+    return masked, noisy, mask
+
+
+def _blind_spot_batch(source: _PatchSource, config: TrainingConfig, step: int, count: int) -> _Batch:
+    """A batch of masked noisy patches, scored at their blind spots, at alpha 0 (see :func:`_blind_spots`).
+
+    ``source`` crops patches with the blind spots' margin on each side.
+    """
+    rng = np.random.default_rng([config.seed, step])
+    inputs, targets, masks, pixel_rows = [], [], [], []
+    for index in rng.integers(len(source.images), size=count):
+        masked, noisy, mask = _blind_spots(_augment(source.crop(rng, index)[0], rng), config.mask_fraction, rng)
+        inputs.append(masked[None])
+        targets.append(noisy[None])
+        masks.append(mask[None])
+        pixel_rows.append(source.pixels(rng, index, CONTEXT_SAMPLES))
+    low, target, mask = (torch.from_numpy(np.ascontiguousarray(np.stack(a))) for a in (inputs, targets, masks))
+    # The frames as they are: alpha 0 ("denoise only") is their true strength.
+    return _Batch(low, target, None, torch.zeros(count), image_context(torch.from_numpy(np.stack(pixel_rows))), mask)
 
 
 class WeightAverage:
@@ -395,6 +499,7 @@ def train(
     *,
     dim_images=(),
     pairs=None,
+    noisy=None,
     model=None,
     steps,
     batch_size=32,
@@ -412,6 +517,8 @@ def train(
     checkpoint_every=500,
     freeze_batchnorm=None,
     denoise_fraction=None,
+    data_range=None,
+    preview=None,
     **options,
 ):
     """Train or fine-tune the network; a generator of :class:`TrainingProgress` events.
@@ -430,6 +537,16 @@ def train(
     pairs : sequence of (low, high) array_like, optional
         Real aligned pairs instead of ``images``: the network learns low -> high at
         alpha = 1 (Estimate-Net is then supervised only through the output).
+    noisy : sequence of array_like, optional
+        Noisy frames with no clean version, instead of ``images`` (self-supervised, as
+        Noise2Void): the network learns to denoise them as they are, at alpha 0. A few
+        pixels of each patch (``mask_fraction``, a further option: 2%) become blind
+        spots, replaced by a neighbour's value, and only they are scored against their
+        own noisy value: noise that is independent from pixel to pixel cannot be
+        predicted from the neighbours, the signal can. The alpha estimator learns that
+        the frames need no brightening (alpha 0); Estimate-Net is not trained (alpha 0
+        does not use its difference map). ``SELF_SUPERVISED_DEFAULTS`` holds settings
+        for fine-tuning the shipped weights on a few dozen frames.
     model : LowLightNet, optional
         Weights to fine-tune (trained in place, and left holding the averaged weights
         when training ends or is stopped); a new default-size model when None. Unused
@@ -477,6 +594,15 @@ def train(
         (a ``model`` passed in keeps its own range). None (default): the share of the
         run being resumed from ``checkpoint``, else of the run that trained ``model``
         (the shipped weights: 0.2), else 0 (the paper's recipe).
+    data_range : float, optional
+        The value of full intensity in every training image, e.g. 4095 for a 12-bit
+        camera's frames stored as uint16 (as in :func:`~napari_lowlight.restore`).
+        Default: the dtype's range for integers, [0, 1] for floats.
+    preview : array_like, optional
+        An image (a 2-D crop of a frame held out of the data, say) that the averaged
+        weights restore whenever they are validated, into ``TrainingProgress.preview``:
+        at alpha 0 for ``noisy`` frames, which have no reference to score against, at
+        "auto" otherwise.
     **options
         Further :class:`TrainingConfig` fields (e.g. ``difference_weight``;
         ``average_decay``: the decay of the weight average, 0 to hand back the last
@@ -497,7 +623,12 @@ def train(
     LowLightNet
         The trained model (``StopIteration.value``) with the averaged weights, in eval mode.
     """
+    data_range = check_data_range(data_range)
+    modes = [name for name, given in (("images", len(images)), ("pairs", pairs is not None), ("noisy", noisy is not None)) if given]
+    if len(modes) > 1:
+        raise ValueError(f"give one kind of training data, not {' and '.join(modes)}")
     resumed = _resumed_training(checkpoint)
+    self_supervised = noisy is not None
     config = TrainingConfig(
         steps=steps,
         batch_size=batch_size,
@@ -509,9 +640,10 @@ def train(
         noise_sigma_range=tuple(noise_sigma_range),
         seed=seed,
         paired=pairs is not None,
+        self_supervised=self_supervised,
         freeze_batchnorm=_default_freeze(model, resumed) if freeze_batchnorm is None else freeze_batchnorm,
         denoise_fraction=(
-            _default_denoise_fraction(model, resumed, pairs) if denoise_fraction is None else denoise_fraction
+            _default_denoise_fraction(model, resumed, pairs, noisy) if denoise_fraction is None else denoise_fraction
         ),
         **options,
     )
@@ -526,17 +658,33 @@ def train(
         for position, (low, high) in enumerate(pairs):
             if np.shape(low) != np.shape(high):
                 raise ValueError(f"pairs[{position}]: low shape {np.shape(low)} differs from high shape {np.shape(high)}")
-        low_source = _PatchSource([low for low, _ in pairs], patch_size, channel_axis, "pairs (low)")
-        high_source = _PatchSource([high for _, high in pairs], patch_size, channel_axis, "pairs (high)")
+        low_source = _PatchSource([low for low, _ in pairs], patch_size, channel_axis, "pairs (low)", data_range=data_range)
+        high_source = _PatchSource([high for _, high in pairs], patch_size, channel_axis, "pairs (high)", data_range=data_range)
 
         def batch(step, count):
             return _paired_batch(low_source, high_source, config, step, count)
 
         contexts = None
+    elif self_supervised:
+        if denoise_fraction:
+            raise ValueError("denoise_fraction leaves synthesised samples undarkened; noisy frames are not synthesised")
+        if len(dim_images):
+            raise ValueError("dim_images are clean images to synthesise from; they cannot be combined with noisy frames")
+        if config.alpha_batch_size:
+            raise ValueError("alpha_batch_size draws synthesised contexts for the alpha estimator; noisy frames have none")
+        # Patches come with the margin their blind spots' replacements are drawn from.
+        noisy_source = _PatchSource(
+            list(noisy), patch_size + 2 * BLIND_SPOT_RADIUS, channel_axis, "noisy", data_range=data_range
+        )
+
+        def batch(step, count):
+            return _blind_spot_batch(noisy_source, config, step, count)
+
+        contexts = None
     else:
         images, dim_images = list(images), list(dim_images)
         dim = [False] * len(images) + [True] * len(dim_images)
-        source = _PatchSource(images + dim_images, patch_size, channel_axis, "images", dim=dim)
+        source = _PatchSource(images + dim_images, patch_size, channel_axis, "images", dim=dim, data_range=data_range)
 
         def batch(step, count):
             return _synthetic_batch(source, config, step, count)
@@ -545,7 +693,32 @@ def train(
             return _context_batch(source, config, step, count)
 
     device = resolve_device(device)
-    return _train_loop(config, batch, contexts, model, device, validate_every, checkpoint, checkpoint_every)
+    if preview is not None:
+        preview = _Preview(preview, 0.0 if self_supervised else "auto", channel_axis, data_range, device)
+    return _train_loop(config, batch, contexts, model, device, validate_every, checkpoint, checkpoint_every, preview)
+
+
+@dataclass
+class _Preview:
+    """An image to restore with the weights as they train (see ``train(preview=...)``)."""
+
+    image: np.ndarray
+    alpha: float | str
+    channel_axis: object
+    data_range: float | None
+    device: torch.device
+
+    def __post_init__(self):
+        self.image = np.array(self.image)  # a copy: the caller's array may change while training runs
+        if isinstance(self.channel_axis, (list, tuple)):  # one per training image: the preview is apart
+            self.channel_axis = None
+
+    def restored(self, model) -> np.ndarray:
+        from .inference import restore  # restoring is inference's; it imports nothing of training
+
+        return restore(
+            self.image, self.alpha, model=model, channel_axis=self.channel_axis, device=self.device, data_range=self.data_range
+        )
 
 
 def _resumed_training(checkpoint) -> dict | None:
@@ -565,11 +738,11 @@ def _default_freeze(model, resumed: dict | None) -> bool:
     return model is not None and any(int(norm.num_batches_tracked) > 0 for norm in _batchnorms(model))
 
 
-def _default_denoise_fraction(model, resumed: dict | None, pairs) -> float:
-    """``denoise_fraction`` when not given: 0 for real pairs (nothing is synthesised), the
+def _default_denoise_fraction(model, resumed: dict | None, pairs, noisy=None) -> float:
+    """``denoise_fraction`` when not given: 0 for real pairs or noisy frames (nothing is synthesised), the
     resumed run's (``resumed``), else that of the run that trained ``model`` (fine-tuning
     keeps alpha 0 trained), else 0."""
-    if pairs is not None:
+    if pairs is not None or noisy is not None:
         return 0.0
     recorded = resumed if resumed is not None else getattr(model, "training_config", None) or {}
     return recorded.get("denoise_fraction", 0.0)  # TrainingConfig checks it
@@ -579,10 +752,11 @@ def _batchnorms(model) -> list:
     return [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
 
 
-def _train_loop(config, make_batch, make_contexts, model, device, validate_every, checkpoint, checkpoint_every):
+def _train_loop(config, make_batch, make_contexts, model, device, validate_every, checkpoint, checkpoint_every, preview):
     if model is None:
-        # The alpha estimator's range must hold the alpha 0 of undarkened samples.
-        model = new_model(seed=config.seed, alpha_min=0.0 if config.denoise_fraction else ALPHA_RANGE[0])
+        # The alpha estimator's range must hold the alpha 0 of undarkened samples (and noisy frames).
+        denoising = config.denoise_fraction or config.self_supervised
+        model = new_model(seed=config.seed, alpha_min=0.0 if denoising else ALPHA_RANGE[0])
     resuming = checkpoint is not None and Path(checkpoint).exists()
     extra, trained = {}, {}
     if resuming:
@@ -593,7 +767,10 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
     if trained:
         average.updates = int(extra["average_updates"][0])
         model.load_state_dict(trained)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # Noisy frames train alpha 0, which never uses the difference map: Estimate-Net would get zero
+    # gradients, and Adam would turn its weight decay alone into full-size steps.
+    learned = [p for name, p in model.named_parameters() if not (config.self_supervised and name.startswith("estimate."))]
+    optimizer = torch.optim.Adam(learned, lr=config.lr, weight_decay=config.weight_decay)
     start = _restore_optimizer(optimizer, extra) if resuming else 0
     if start and not trained:
         warn_user(
@@ -606,8 +783,8 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
     average.model.to(device, memory_format=memory_format)
     _move_optimizer_state(optimizer, device)
     milestones = [int(fraction * config.steps) for fraction in config.lr_milestones]
-    # Validation patches come from a step index no training step uses.
-    validation = [t if t is None else t.to(device) for t in make_batch(VALIDATION_STEP, min(64, 4 * config.batch_size))]
+    # Validation patches come from a step index no training step uses; noisy frames have no reference to score.
+    validation = None if config.self_supervised else make_batch(VALIDATION_STEP, min(64, 4 * config.batch_size)).to(device)
     autocast = mixed_precision(device)
     torch.manual_seed(config.seed)
 
@@ -618,14 +795,13 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
 
     # model.train() below puts them back in training mode at every step.
     frozen_norms = _batchnorms(model) if config.freeze_batchnorm else []
-    psnr = None
+    psnr = restored_preview = None
     try:
         for step in range(start, config.steps):
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * 0.1 ** sum(step >= milestone for milestone in milestones)
             began = time.perf_counter()
-            batch = (t if t is None else t.to(device) for t in make_batch(step, config.batch_size))
-            low, clean, difference, alpha, context = batch
+            low, target, difference, alpha, context, scored = make_batch(step, config.batch_size).to(device)
             low = low.contiguous(memory_format=memory_format)
             estimator_alpha, estimator_context = alpha, context
             if config.alpha_batch_size:
@@ -637,7 +813,11 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
                 norm.eval()
             with autocast:
                 restored, estimated = model(low, alpha, context)
-                loss = F.mse_loss(restored.float(), clean)
+                restored = restored.float()
+                if scored is None:
+                    loss = F.mse_loss(restored, target)
+                else:  # self-supervised: the blind spots only
+                    loss = F.mse_loss(restored[scored], target[scored])
                 if difference is not None:
                     # An undarkened sample (alpha 0) holds no trace of D: Estimate-Net, which
                     # never sees alpha, would learn to expect none in every image.
@@ -645,6 +825,8 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
                     if darkened.any():
                         estimate_loss = F.mse_loss(estimated[darkened].float(), difference[darkened])
                         loss = loss + config.difference_weight * estimate_loss
+                # Real pairs' alpha of 1 is a convention, not a measured strength: it is not taught.
+                if difference is not None or config.self_supervised:
                     alpha_loss = F.mse_loss(model.alpha_estimator(estimator_context).float(), estimator_alpha)
                     loss = loss + config.alpha_weight * alpha_loss
             if not torch.isfinite(loss):
@@ -659,9 +841,12 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
             elapsed = time.perf_counter() - began
             done = step + 1
             if validate_every and (done % validate_every == 0 or done == config.steps):
-                with torch.inference_mode():
-                    v_low, v_clean, _, v_alpha, v_context = validation
-                    psnr = _psnr(average.model(v_low, v_alpha, v_context)[0].float(), v_clean)
+                if validation is not None:
+                    with torch.inference_mode():
+                        restored = average.model(validation.low, validation.alpha, validation.context)[0]
+                        psnr = _psnr(restored.float(), validation.target)
+                if preview is not None:
+                    restored_preview = preview.restored(average.model)
             if checkpoint is not None and (done % checkpoint_every == 0 or done == config.steps):
                 save(done)
             yield TrainingProgress(
@@ -672,6 +857,7 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
                 images_per_second=config.batch_size / max(elapsed, 1e-9),
                 validation_psnr=psnr,
                 model=model,
+                preview=restored_preview,
             )
     finally:
         # Also when the caller stops early (close()): hand back the averaged weights, in eval mode.

@@ -242,5 +242,5 @@ def test_a_stop_before_the_first_step_trains_nothing(helpers):
     stop = threading.Event()
     stop.set()
     params = {"steps": 5, "batch_size": 2, "patch_size": 16, "device": "cpu", "validate_every": 0}
-    assert list(train_job(stop, [helpers.grey((40, 40))], None, model, params)) == []
+    assert list(train_job(stop, {"images": [helpers.grey((40, 40))]}, model, params)) == []
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())

@@ -23,6 +23,7 @@ import copy
 import inspect
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import napari
 from napari.utils.notifications import show_error, show_info
@@ -85,6 +86,16 @@ TRAIN_NOISE = {"mixed": "mixed", "gaussian": "gaussian", "poisson-gaussian": "po
 
 def _default_width() -> int:
     return int(inspect.signature(core.new_model).parameters["width"].default)
+
+
+class _TrainingData(NamedTuple):
+    """What the ticked or picked layers give a run."""
+
+    #: The core's data keyword argument: ``{"images": ...}`` or ``{"pairs": ...}``.
+    data: dict
+    channel_axis: int | None
+    #: What the run trains on, in words.
+    description: str
 
 
 class _RangeEdit(QWidget):
@@ -352,7 +363,6 @@ class TrainWidget(QWidget):
         data = self._training_data()
         if data is None:
             return None
-        images, pairs, channel_axis, description = data
         model = self._initial_model()
         if model is None:
             return None
@@ -363,10 +373,10 @@ class TrainWidget(QWidget):
             "lr": self.learning_rate,
             "seed": self.seed,
             "device": self.device,
-            "channel_axis": channel_axis,
+            "channel_axis": data.channel_axis,
             "validate_every": self.validate_every,
         }
-        if pairs is None:
+        if self.mode == "clean":
             params.update(
                 alpha_range=self.alpha_range,
                 gamma_range=self.gamma_range,
@@ -376,13 +386,12 @@ class TrainWidget(QWidget):
             )
         self.loss_curve.clear()
         self.run = TrainingRun(
-            images=images,
-            pairs=pairs,
+            data=data.data,
             model=model,
             params=params,
             status=self.status,
             registry=self.registry,
-            description=description,
+            description=data.description,
         )
         self.run.stop_when_destroyed(self)
         self.run.finished_callbacks.append(self._on_finished)
@@ -441,8 +450,8 @@ class TrainWidget(QWidget):
         return saved
 
     # ------------------------------------------------------------------ helpers
-    def _training_data(self):
-        """``(images, pairs, channel_axis, description)`` or None after a notification."""
+    def _training_data(self) -> _TrainingData | None:
+        """The data of the layers the mode uses, or None after a notification."""
         if self.mode == "clean":
             layers = self.train_layers
             if not layers:
@@ -458,7 +467,7 @@ class TrainWidget(QWidget):
                 show_error("Train: the ticked layers mix RGB and grey images; train on one kind at a time")
                 return None
             names = ", ".join(layer.name for layer in layers)
-            return [layer.data for layer in layers], None, kinds.pop(), f"on {names}"
+            return _TrainingData({"images": [layer.data for layer in layers]}, kinds.pop(), f"on {names}")
         low, high = self.low_layer, self.high_layer
         for layer in (low, high):
             problem = check_image_layer(layer)
@@ -474,7 +483,9 @@ class TrainWidget(QWidget):
                 f"{high.name!r} is {tuple(high.data.shape)}"
             )
             return None
-        return [], [(low.data, high.data)], channel_axis_of(low), f"on the pair {low.name!r} -> {high.name!r}"
+        return _TrainingData(
+            {"pairs": [(low.data, high.data)]}, channel_axis_of(low), f"on the pair {low.name!r} -> {high.name!r}"
+        )
 
     def _initial_model(self):
         """A fresh or copied model to train, or None after a notification."""

@@ -26,12 +26,14 @@ def active_runs() -> list[TrainingRun]:
 
 
 class TrainingRun:
-    """Train ``model`` on ``images`` (or ``pairs``) in a napari thread worker.
+    """Train ``model`` on ``data`` in a napari thread worker.
 
     Parameters
     ----------
-    images, pairs
-        As for :func:`napari_lowlight.train` (arrays or array-likes such as layer data).
+    data : dict
+        The training data as the keyword argument of :func:`napari_lowlight.train` of
+        its kind: ``{"images": [...]}`` (clean images) or ``{"pairs": [(low, high), ...]}``,
+        arrays or array-likes such as layer data.
     model
         The model to train, in place (the caller passes a copy when it must not change).
     params : dict
@@ -41,21 +43,21 @@ class TrainingRun:
     registry : ModelRegistry
         Receives the trained model when the run ends (finished or stopped after at
         least one step), as ``"trained #N (S steps)"``.
+    description : str
+        What the run trains on, in words (``"on camera"``), for its messages.
     """
 
     def __init__(
         self,
         *,
-        images,
-        pairs,
+        data: dict,
         model,
         params: dict,
         status: TrainingStatus,
         registry: ModelRegistry,
         description: str = "",
     ) -> None:
-        self.images = images
-        self.pairs = pairs
+        self.data = data
         self.model = model
         self.params = dict(params)
         self.status = status
@@ -94,8 +96,7 @@ class TrainingRun:
         self.worker = start_worker(
             train_job,
             self.stop_event,
-            self.images,
-            self.pairs,
+            self.data,
             self.model,
             self.params,
             holder=self._holder,

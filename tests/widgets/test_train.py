@@ -10,6 +10,7 @@ import torch
 
 import napari_lowlight as core
 from napari_lowlight._widgets import RestoreWidget, RunState, TrainWidget
+from napari_lowlight.training import FINE_TUNE_LR, SCRATCH_LR, SELF_SUPERVISED_DEFAULTS
 
 
 @pytest.fixture
@@ -38,6 +39,25 @@ def same_weights(a: dict, b: dict) -> bool:
     return all(torch.equal(a[name], b[name]) for name in a)
 
 
+def noisy(clean: np.ndarray, sigma: float = 0.1, seed: int = 1) -> np.ndarray:
+    """``clean`` (floats in [0, 1]) with Gaussian noise, as float32."""
+    rng = np.random.default_rng(seed)
+    return np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 1).astype(np.float32)
+
+
+def spy_on_train(monkeypatch) -> dict:
+    """Record the keyword arguments the widget passes to ``core.train``."""
+    passed = {}
+    original = core.train
+
+    def spy(*args, **kwargs):
+        passed.update(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(core, "train", spy)
+    return passed
+
+
 def test_training_finishes_and_model_is_selectable_in_restore(qtbot, viewer, widget, registry, helpers):
     image = helpers.grey((40, 40))
     viewer.add_image(image.copy(), name="clean")
@@ -60,9 +80,12 @@ def test_training_finishes_and_model_is_selectable_in_restore(qtbot, viewer, wid
     assert len(viewer.layers) == 1
 
 
-def test_stop_ends_within_one_step_and_keeps_the_weights(qtbot, viewer, widget, registry, helpers, monkeypatch):
-    viewer.add_image(helpers.grey((40, 40)), name="clean")
-    widget.train_layers = ["clean"]
+@pytest.mark.parametrize("mode", ["clean", "self-supervised"])
+def test_stop_ends_within_one_step_and_keeps_the_weights(qtbot, viewer, widget, registry, helpers, monkeypatch, mode):
+    viewer.add_image(helpers.grey((40, 40)), name="frame")
+    widget.mode = mode
+    widget.start_from = "scratch"
+    widget.train_layers = ["frame"]
     widget.steps = 100_000
     began_after_stop = []
     holder = []
@@ -127,7 +150,9 @@ def test_pairs_and_fine_tuning_the_last_model(qtbot, viewer, widget, registry, h
     assert same_weights(weights(first.model), before)  # fine-tuning worked on a copy
 
 
-@pytest.mark.parametrize("case", ["no layers", "mixed rgb", "pair shapes", "same pair", "no file", "no last"])
+@pytest.mark.parametrize(
+    "case", ["no layers", "no noisy layers", "mixed rgb", "pair shapes", "same pair", "no file", "no last"]
+)
 def test_bad_input_is_a_notification_and_starts_nothing(qtbot, viewer, registry, helpers, notifications, case):
     registry.clear()
     widget = TrainWidget(viewer, registry=registry)
@@ -135,7 +160,9 @@ def test_bad_input_is_a_notification_and_starts_nothing(qtbot, viewer, registry,
     viewer.add_image(helpers.grey((40, 40)), name="grey")
     viewer.add_image(helpers.rgb((40, 40)), name="colour", rgb=True)
     viewer.add_image(helpers.grey((30, 40)), name="small")
-    if case == "mixed rgb":
+    if case == "no noisy layers":
+        widget.mode = "self-supervised"
+    elif case == "mixed rgb":
         widget.train_layers = ["grey", "colour"]
     elif case in ("pair shapes", "same pair"):
         widget.mode = "pairs"
@@ -242,5 +269,105 @@ def test_a_stop_before_the_first_step_trains_nothing(helpers):
     stop = threading.Event()
     stop.set()
     params = {"steps": 5, "batch_size": 2, "patch_size": 16, "device": "cpu", "validate_every": 0}
-    assert list(train_job(stop, [helpers.grey((40, 40))], None, model, params)) == []
+    assert list(train_job(stop, {"images": [helpers.grey((40, 40))]}, model, params)) == []
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
+def test_self_supervised_training_previews_a_held_back_frame(qtbot, viewer, widget, registry, helpers, monkeypatch):
+    stack = noisy(helpers.grey((3, 40, 40), np.float32))
+    viewer.add_image(stack.copy(), name="noisy")
+    widget.mode = "self-supervised"
+    widget.start_from = "scratch"  # the mode's choice is the shipped weights; a tiny model is quicker
+    widget.train_layers = ["noisy"]
+    widget.steps = 4
+    assert not widget.preview.isHidden()
+    messages = []
+    widget.status.events.message.connect(messages.append)
+    passed = spy_on_train(monkeypatch)
+    train(qtbot, widget)
+
+    status = widget.status
+    assert status.state == RunState.DONE and status.step == 4
+    assert messages[0] == "training self-supervised on noisy..."
+    assert status.validation_psnr is None  # no reference to score against
+    assert [step for step, _ in widget.loss_curve.losses] == [1, 2, 3, 4]
+    assert registry.get(status.model_name).model is widget.model
+    assert widget.model.training_config["self_supervised"] is True
+    np.testing.assert_array_equal(viewer.layers["noisy"].data, stack)
+    # The last plane is held back: training sees the first two, the preview is the third.
+    assert set(passed) >= {"noisy", "preview"} and not {"images", "pairs", "denoise_fraction"} & set(passed)
+    trained_on = np.concatenate([np.reshape(frames, (-1, 40, 40)) for frames in passed["noisy"]])
+    np.testing.assert_array_equal(trained_on, stack[:2])
+    np.testing.assert_array_equal(passed["preview"], stack[2])
+    preview = status.preview
+    np.testing.assert_array_equal(preview.image, stack[2])
+    assert preview.restored.shape == (40, 40) and preview.restored.dtype == np.float32
+    assert not np.array_equal(preview.restored, preview.image)
+    shown = widget.preview
+    assert shown.before.shape == shown.after.shape == (40, 40) and shown.after.dtype == np.uint8
+    assert not np.array_equal(shown.before, shown.after)
+    assert "held back from training" in shown.caption
+
+    widget.mode = "clean"
+    assert widget.preview.isHidden()
+
+
+def test_a_single_rgb_frame_is_trained_on_and_previewed_from_its_centre(qtbot, viewer, widget, helpers, monkeypatch):
+    frame = (noisy(helpers.rgb((150, 200)) / 255.0) * 255).astype(np.uint8)
+    viewer.add_image(frame, name="photo", rgb=True)
+    widget.mode = "self-supervised"
+    widget.start_from = "scratch"
+    widget.train_layers = ["photo"]
+    widget.steps = 2
+    passed = spy_on_train(monkeypatch)
+    train(qtbot, widget)
+
+    assert widget.status.state == RunState.DONE
+    assert len(passed["noisy"]) == 1 and passed["noisy"][0] is viewer.layers["photo"].data
+    assert passed["channel_axis"] == -1
+    centre = frame[11:139, 36:164]  # 128 x 128 of 150 x 200
+    np.testing.assert_array_equal(passed["preview"], centre)
+    restored = widget.status.preview.restored
+    assert restored.shape == (128, 128, 3) and restored.dtype == np.uint8
+    assert widget.preview.after.shape == (128, 128, 3)
+    assert "not held back" in widget.preview.caption
+
+
+def test_the_self_supervised_mode_suggests_its_settings_but_keeps_typed_ones(viewer, registry):
+    widget = TrainWidget(viewer, registry=registry)
+    clean = (widget.steps, widget.batch_size, widget.patch_size)
+    assert widget.start_from == "scratch" and widget.preview.isHidden()
+    widget.batch_size = 8  # typed: kept in every mode
+
+    widget.mode = "self-supervised"
+    assert widget.start_from == "default"  # noisy frames teach no brightening to a new model
+    assert (widget.steps, widget.patch_size) == (SELF_SUPERVISED_DEFAULTS["steps"], SELF_SUPERVISED_DEFAULTS["patch_size"])
+    assert widget.batch_size == 8
+    assert widget.learning_rate == pytest.approx(SELF_SUPERVISED_DEFAULTS["lr"])
+    widget.start_from = "scratch"  # allowed; a new model takes the larger step
+    assert widget.learning_rate == pytest.approx(SCRATCH_LR)
+    widget.start_from = "default"
+    widget.steps = 100  # typed
+
+    widget.mode = "clean"
+    assert widget.start_from == "default"
+    assert (widget.steps, widget.batch_size, widget.patch_size) == (100, 8, clean[2])
+    assert widget.learning_rate == pytest.approx(FINE_TUNE_LR)
+    widget.learning_rate = 0.005  # typed
+    widget.mode = "self-supervised"
+    assert widget.learning_rate == pytest.approx(0.005)
+    with pytest.raises(ValueError, match="self-supervised"):
+        widget.mode = "noise2void"
+
+
+def test_holding_back_the_last_frame_of_a_stack_slices_without_copying():
+    from napari_lowlight._widgets._train import _split_last_frame
+
+    stack = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    last, others = _split_last_frame(stack, 2)
+    np.testing.assert_array_equal(last, stack[1, 2])
+    planes = np.concatenate([part.reshape(-1, 4, 5) for part in others])
+    np.testing.assert_array_equal(planes, stack.reshape(-1, 4, 5)[:-1])
+    assert all(np.shares_memory(part, stack) for part in others)
+    last, others = _split_last_frame(stack[:1, :1], 2)  # a single frame
+    assert others == [] and np.array_equal(last, stack[0, 0])

@@ -1,12 +1,22 @@
 """napari widgets of napari-lowlight (Qt); the core library never imports this package.
 
 One module per panel (``_synthesize``, ``_train``, ``_restore``), the thread-worker
-jobs in ``_workers``, the evented state the panels share in ``_state`` (the model
-registry the Restore panel follows, the training status the Train panel shows).
+jobs in ``_workers``, the Train panel's parts in ``_loss_curve`` and ``_preview``, the
+evented state the panels share in ``_state`` (the model registry the Restore panel
+follows, the training status the Train panel shows).
 """
 
 from ._restore import RestoreWidget
-from ._state import DEFAULT_MODEL_NAME, ModelEntry, ModelRegistry, RunState, TaskStatus, TrainingStatus, model_registry
+from ._state import (
+    DEFAULT_MODEL_NAME,
+    ModelEntry,
+    ModelRegistry,
+    RunState,
+    TaskStatus,
+    TrainingPreview,
+    TrainingStatus,
+    model_registry,
+)
 from ._synthesize import SynthesizeWidget
 from ._train import TrainWidget
 from ._training_run import TrainingRun, active_runs
@@ -21,6 +31,7 @@ __all__ = [
     "SynthesizeWidget",
     "TaskStatus",
     "TrainWidget",
+    "TrainingPreview",
     "TrainingRun",
     "TrainingStatus",
     "active_runs",

@@ -4,8 +4,8 @@
   trained in the Train widget, weight files loaded by hand). The Train widget adds to
   it; the Restore widget lists it and follows its ``changed`` signal.
 * :class:`TrainingStatus` and :class:`TaskStatus` — evented dataclasses describing a
-  run; the worker callbacks write them, the widgets' labels, buttons and loss curve
-  read them.
+  run; the worker callbacks write them, the widgets' labels, buttons, loss curve and
+  preview read them.
 
 Nothing here imports Qt: scripts and tests can use these objects headless.
 """
@@ -19,9 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psygnal import Signal, evented
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
@@ -29,6 +32,7 @@ __all__ = [
     "ModelRegistry",
     "RunState",
     "TaskStatus",
+    "TrainingPreview",
     "TrainingStatus",
     "model_registry",
 ]
@@ -68,13 +72,26 @@ class TaskStatus:
     progress: float = 0.0
 
 
+# eq=False: compared by identity, so that every new restoration is an event (arrays have no plain ==).
+@dataclass(frozen=True, eq=False)
+class TrainingPreview:
+    """A crop that a run restores with its averaged weights at every validation (``train(preview=...)``)."""
+
+    #: The crop as it is (a held-back noisy frame's, in a self-supervised run).
+    image: np.ndarray
+    #: Where the crop comes from, in words.
+    caption: str = ""
+    #: ``image`` restored at the last validation; None before the first.
+    restored: np.ndarray | None = None
+
+
 @evented
 @dataclass
 class TrainingStatus:
     """State of a training run, updated after every step.
 
     ``step`` is written last on every update, so a listener of ``events.step`` sees the
-    matching ``loss``, ``validation_psnr`` and ``images_per_second``.
+    matching ``loss``, ``validation_psnr``, ``images_per_second`` and ``preview``.
     """
 
     state: RunState = RunState.IDLE
@@ -87,6 +104,8 @@ class TrainingStatus:
     message: str = ""
     #: Registry name of the model the last run produced ("" before any).
     model_name: str = ""
+    #: The run's preview crop and its latest restoration (None: the run has no preview).
+    preview: TrainingPreview | None = None
 
 
 @dataclass

@@ -1,11 +1,14 @@
 """The "Train / fine-tune" panel.
 
 Trains on clean image layers (low-light versions are synthesised on the fly within the
-ranges set here) or on a real pair of layers (low, high), from scratch, from the
-shipped weights, from the last trained model or from a weights file. Progress shows in
-napari's activity dock and here (a live loss curve and validation PSNR); Stop ends the
-run after the step in progress and keeps the (averaged) weights trained so far. The result joins the
-model registry, so it is selectable in Restore at once; Save writes it as safetensors.
+ranges set here), on a real pair of layers (low, high), or self-supervised on layers of
+noisy frames alone (Noise2Void's blind spots, at alpha 0: denoising), from scratch, from
+the shipped weights, from the last trained model or from a weights file. Progress shows
+in napari's activity dock and here (a live loss curve and validation PSNR; for noisy
+frames, which have no reference, a held-back frame's crop before and after instead);
+Stop ends the run after the step in progress and keeps the (averaged) weights trained so
+far. The result joins the model registry, so it is selectable in Restore at once; Save
+writes it as safetensors.
 
 Scripting::
 
@@ -15,6 +18,10 @@ Scripting::
     widget.steps, widget.batch_size, widget.patch_size = 200, 8, 32
     wait_for_worker(widget.start())
     widget.save_weights("camera.safetensors")
+
+    widget.mode = "self-supervised"      # fine-tunes the shipped weights; the last frame is held back
+    widget.train_layers = ["noisy stack"]
+    wait_for_worker(widget.start())
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ import copy
 import inspect
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import napari
+import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
@@ -44,7 +53,7 @@ from qtpy.QtWidgets import (
 )
 
 import napari_lowlight as core
-from napari_lowlight.training import FINE_TUNE_LR, SCRATCH_LR
+from napari_lowlight.training import FINE_TUNE_LR, SCRATCH_LR, SELF_SUPERVISED_DEFAULTS
 
 from ._common import (
     CloseWatcher,
@@ -64,11 +73,19 @@ from ._common import (
     spin_property,
 )
 from ._loss_curve import LossCurve
-from ._state import DEFAULT_MODEL_NAME, ModelRegistry, RunState, TrainingStatus, model_registry
+from ._preview import TrainingPreviewView
+from ._state import DEFAULT_MODEL_NAME, ModelRegistry, RunState, TrainingPreview, TrainingStatus, model_registry
 from ._training_run import TrainingRun
 from ._workers import stop_workers
 
-__all__ = ["START_FROM", "TRAIN_NOISE", "TrainWidget"]
+__all__ = ["MODES", "START_FROM", "TRAIN_NOISE", "TrainWidget"]
+
+#: Data modes (scripting) -> labels shown in the widget.
+MODES = {
+    "clean": "clean images (synthesise low light)",
+    "pairs": "real pairs (low, high)",
+    "self-supervised": "noisy frames only (self-supervised)",
+}
 
 #: Start-from keys (scripting) -> labels shown in the widget.
 START_FROM = {
@@ -81,10 +98,52 @@ START_FROM = {
 UNDARKENED_INHERIT = -0.05
 #: Noise choices for synthesis during training -> the core's ``noise`` argument.
 TRAIN_NOISE = {"mixed": "mixed", "gaussian": "gaussian", "poisson-gaussian": "poisson-gaussian", "none": None}
+#: Settings suggested for clean images and real pairs (the learning rate follows the start:
+#: see ``TrainWidget._suggested_settings``); self-supervised runs get ``SELF_SUPERVISED_DEFAULTS``.
+SUPERVISED_DEFAULTS = dict(steps=500, batch_size=32, patch_size=48)
+#: Largest side of the held-back frame's crop that a self-supervised run restores as it trains.
+PREVIEW_SIZE = 128
 
 
 def _default_width() -> int:
     return int(inspect.signature(core.new_model).parameters["width"].default)
+
+
+class _TrainingData(NamedTuple):
+    """What the ticked or picked layers give a run."""
+
+    #: The core's data keyword argument: ``{"images": ...}``, ``{"pairs": ...}`` or ``{"noisy": ...}``.
+    data: dict
+    channel_axis: int | None
+    #: What the run trains on, in words.
+    description: str
+    preview: TrainingPreview | None = None
+
+
+def _frame_count(data, frame_ndim: int) -> int:
+    """How many frames (planes of ``frame_ndim`` dimensions) the array ``data`` stacks."""
+    return math.prod(data.shape[: data.ndim - frame_ndim])
+
+
+def _split_last_frame(data, frame_ndim: int):
+    """``(last, others)``: the last frame of the stack ``data`` and a list of views of all the others.
+
+    Slices only, so a large (or lazy) stack is neither copied nor read: a (T, Z, Y, X)
+    stack gives its first T - 1 time points whole and the first Z - 1 planes of the last.
+    """
+    others, index = [], ()
+    for _ in range(data.ndim - frame_ndim):
+        part = data[(*index, slice(None, -1))]
+        if part.shape[0]:
+            others.append(part)
+        index = (*index, -1)
+    return data[index], others
+
+
+def _central_crop(frame, size: int = PREVIEW_SIZE) -> np.ndarray:
+    """A copy of the central ``size`` x ``size`` part of ``frame`` (Y, X[, C]), or all of a smaller one."""
+    top, left = (max(0, (length - size) // 2) for length in frame.shape[:2])
+    return np.array(frame[top : top + size, left : left + size])
 
 
 class _RangeEdit(QWidget):
@@ -138,14 +197,12 @@ class TrainWidget(QWidget):
         self.run: TrainingRun | None = None
 
         # --- data
-        self._clean = QRadioButton("clean images (synthesise low light)")
-        self._pairs = QRadioButton("real pairs (low, high)")
-        self._clean.setChecked(True)
+        self._mode_buttons = {key: QRadioButton(label) for key, label in MODES.items()}
+        self._mode_buttons["clean"].setChecked(True)
         self._mode = QButtonGroup(self)
-        self._mode.addButton(self._clean)
-        self._mode.addButton(self._pairs)
+        for button in self._mode_buttons.values():
+            self._mode.addButton(button)
         self._layers = ImageLayerList(napari_viewer)
-        self._layers.setToolTip("Tick one or more clean image layers")
         self._low = ImageLayerCombo(napari_viewer)
         self._high = ImageLayerCombo(napari_viewer)
         pairs_page = QWidget()
@@ -158,8 +215,8 @@ class TrainWidget(QWidget):
         self._data_pages.addWidget(pairs_page)
         data_box = QGroupBox("Data")
         data_layout = QVBoxLayout(data_box)
-        data_layout.addWidget(self._clean)
-        data_layout.addWidget(self._pairs)
+        for button in self._mode_buttons.values():
+            data_layout.addWidget(button)
         data_layout.addWidget(self._data_pages)
 
         # --- synthesis ranges
@@ -207,14 +264,29 @@ class TrainWidget(QWidget):
         model_form.addRow("file", path_row)
 
         # --- training
-        self._steps = int_spin(500, 1, 10_000_000, step=100)
-        self._batch = int_spin(32, 1, 4096)
-        self._patch = int_spin(48, 8, 1024, step=8)
+        self._steps = int_spin(SUPERVISED_DEFAULTS["steps"], 1, 10_000_000, step=100)
+        self._batch = int_spin(SUPERVISED_DEFAULTS["batch_size"], 1, 4096)
+        self._patch = int_spin(SUPERVISED_DEFAULTS["patch_size"], 8, 1024, step=8)
         self._lr = double_spin(SCRATCH_LR, 1e-7, 1.0, step=1e-4, decimals=6)
         self._seed = int_spin(0, 0, 2**31 - 1)
         self._device = QComboBox()
         self._device.addItems(core.available_devices())
-        self._validate = int_spin(50, 0, 1_000_000, tooltip="Steps between validation PSNRs (0: never)")
+        self._validate = int_spin(
+            50,
+            0,
+            1_000_000,
+            tooltip="Steps between validations (0: never): the PSNR on held-back patches, "
+            "or for noisy frames the held-back frame's preview",
+        )
+        #: The fields the panel suggests values for (keys as in ``SELF_SUPERVISED_DEFAULTS``) and
+        #: the value it last put in each: a field holding another was set by the user and is kept.
+        self._suggested_fields = {
+            "steps": self._steps,
+            "batch_size": self._batch,
+            "patch_size": self._patch,
+            "lr": self._lr,
+        }
+        self._suggested = {name: field.value() for name, field in self._suggested_fields.items()}
         training_box = QGroupBox("Training")
         training_layout = QVBoxLayout(training_box)
         training_form = QFormLayout()
@@ -248,6 +320,8 @@ class TrainWidget(QWidget):
         self._message = QLabel("")
         self._message.setWordWrap(True)
         self.loss_curve = LossCurve()
+        #: Self-supervised runs: a held-back frame's crop before and after (hidden in the other modes).
+        self.preview = TrainingPreviewView(self.status)
 
         layout = scrolling_layout(self)
         layout.addWidget(data_box)
@@ -258,10 +332,11 @@ class TrainWidget(QWidget):
         layout.addWidget(self._progress)
         layout.addWidget(self._numbers)
         layout.addWidget(self.loss_curve)
+        layout.addWidget(self.preview)
         layout.addWidget(self._message)
         layout.addStretch(1)
 
-        self._clean.toggled.connect(self._on_mode)
+        self._mode.buttonToggled.connect(self._on_mode)
         self._start_from.currentIndexChanged.connect(self._on_start_from)
         self._browse.clicked.connect(self._on_browse)
         self._train.clicked.connect(self.start)
@@ -271,22 +346,30 @@ class TrainWidget(QWidget):
         self.status.events.step.connect(self._on_step)
         self.status.events.message.connect(self._on_message)
         self._close_watcher = CloseWatcher(self, self.close_workers)
-        self._on_mode(True)
+        self._on_mode()
         self._on_start_from()
 
     # ------------------------------------------------------------------ parameters
     @property
     def mode(self) -> str:
-        """``"clean"`` (synthesise from clean layers) or ``"pairs"`` (a low and a high layer)."""
-        return "clean" if self._clean.isChecked() else "pairs"
+        """``"clean"`` (synthesise from clean layers), ``"pairs"`` (a low and a high layer) or
+        ``"self-supervised"`` (layers of noisy frames alone; the last frame is held back for the preview).
+
+        Choosing ``"self-supervised"`` starts from the shipped weights instead of scratch (blind
+        spots teach denoising only: a new model would never learn to brighten); a mode suggests
+        its steps, batch size, patch size and learning rate for the fields the user has not set.
+        """
+        return next(key for key, button in self._mode_buttons.items() if button.isChecked())
 
     @mode.setter
     def mode(self, value: str) -> None:
-        if value not in ("clean", "pairs"):
-            raise ValueError(f"mode must be 'clean' or 'pairs', got {value!r}")
-        (self._clean if value == "clean" else self._pairs).setChecked(True)
+        if value not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {value!r}")
+        self._mode_buttons[value].setChecked(True)
 
-    train_layers = forwarded_property("_layers", "layers", "The ticked clean image layers (set layers or names).")
+    train_layers = forwarded_property(
+        "_layers", "layers", "The ticked image layers: clean images, or noisy frames (set layers or names)."
+    )
     low_layer = forwarded_property("_low", "layer", "The low-light layer of a pair (pairs mode).")
     high_layer = forwarded_property("_high", "layer", "The well-exposed layer of a pair (pairs mode).")
     alpha_range = forwarded_property("_alpha_range", "value")
@@ -352,7 +435,6 @@ class TrainWidget(QWidget):
         data = self._training_data()
         if data is None:
             return None
-        images, pairs, channel_axis, description = data
         model = self._initial_model()
         if model is None:
             return None
@@ -363,10 +445,10 @@ class TrainWidget(QWidget):
             "lr": self.learning_rate,
             "seed": self.seed,
             "device": self.device,
-            "channel_axis": channel_axis,
+            "channel_axis": data.channel_axis,
             "validate_every": self.validate_every,
         }
-        if pairs is None:
+        if self.mode == "clean":
             params.update(
                 alpha_range=self.alpha_range,
                 gamma_range=self.gamma_range,
@@ -376,13 +458,13 @@ class TrainWidget(QWidget):
             )
         self.loss_curve.clear()
         self.run = TrainingRun(
-            images=images,
-            pairs=pairs,
+            data=data.data,
             model=model,
             params=params,
             status=self.status,
             registry=self.registry,
-            description=description,
+            description=data.description,
+            preview=data.preview,
         )
         self.run.stop_when_destroyed(self)
         self.run.finished_callbacks.append(self._on_finished)
@@ -441,24 +523,50 @@ class TrainWidget(QWidget):
         return saved
 
     # ------------------------------------------------------------------ helpers
-    def _training_data(self):
-        """``(images, pairs, channel_axis, description)`` or None after a notification."""
+    def _training_data(self) -> _TrainingData | None:
+        """The data of the layers the mode uses, or None after a notification."""
+        if self.mode == "pairs":
+            return self._pair_data()
+        layers = self.train_layers
+        if not layers:
+            kind = "clean image layer" if self.mode == "clean" else "image layer of noisy frames"
+            show_error(f"Train: tick at least one {kind}")
+            return None
+        for layer in layers:
+            problem = check_image_layer(layer)
+            if problem is not None:
+                show_error(f"Train: {problem}")
+                return None
+        kinds = {channel_axis_of(layer) for layer in layers}
+        if len(kinds) > 1:
+            show_error("Train: the ticked layers mix RGB and grey images; train on one kind at a time")
+            return None
+        channel_axis = kinds.pop()
+        names = ", ".join(layer.name for layer in layers)
         if self.mode == "clean":
-            layers = self.train_layers
-            if not layers:
-                show_error("Train: tick at least one clean image layer")
-                return None
-            for layer in layers:
-                problem = check_image_layer(layer)
-                if problem is not None:
-                    show_error(f"Train: {problem}")
-                    return None
-            kinds = {channel_axis_of(layer) for layer in layers}
-            if len(kinds) > 1:
-                show_error("Train: the ticked layers mix RGB and grey images; train on one kind at a time")
-                return None
-            names = ", ".join(layer.name for layer in layers)
-            return [layer.data for layer in layers], None, kinds.pop(), f"on {names}"
+            return _TrainingData({"images": [layer.data for layer in layers]}, channel_axis, f"on {names}")
+        return self._noisy_frames_data(layers, channel_axis, f"self-supervised on {names}")
+
+    @staticmethod
+    def _noisy_frames_data(layers, channel_axis, description: str) -> _TrainingData:
+        """The noisy frames of ``layers`` but the last, whose central crop is the preview.
+
+        With a single frame in all, that frame is both trained on and previewed.
+        """
+        frame_ndim = 2 if channel_axis is None else 3  # napari's RGB(A) channels are last
+        frames = [layer.data for layer in layers]
+        name = layers[-1].name
+        if sum(_frame_count(data, frame_ndim) for data in frames) == 1:
+            held_back = frames[0]
+            caption = f"Centre of {name!r}, the only frame: not held back, so it is trained on too."
+        else:
+            held_back, others = _split_last_frame(frames[-1], frame_ndim)
+            frames = frames[:-1] + others
+            caption = f"Centre of the last frame of {name!r}, held back from training."
+        preview = TrainingPreview(_central_crop(held_back), caption=caption)
+        return _TrainingData({"noisy": frames}, channel_axis, description, preview)
+
+    def _pair_data(self) -> _TrainingData | None:
         low, high = self.low_layer, self.high_layer
         for layer in (low, high):
             problem = check_image_layer(layer)
@@ -474,7 +582,9 @@ class TrainWidget(QWidget):
                 f"{high.name!r} is {tuple(high.data.shape)}"
             )
             return None
-        return [], [(low.data, high.data)], channel_axis_of(low), f"on the pair {low.name!r} -> {high.name!r}"
+        return _TrainingData(
+            {"pairs": [(low.data, high.data)]}, channel_axis_of(low), f"on the pair {low.name!r} -> {high.name!r}"
+        )
 
     def _initial_model(self):
         """A fresh or copied model to train, or None after a notification."""
@@ -502,17 +612,46 @@ class TrainWidget(QWidget):
         return None
 
     # ------------------------------------------------------------------ UI callbacks
-    def _on_mode(self, *_) -> None:
-        clean = self._clean.isChecked()
-        self._data_pages.setCurrentIndex(0 if clean else 1)
-        self._synthesis_box.setEnabled(clean)
+    def _suggested_settings(self) -> dict:
+        """Steps, batch size, patch size and learning rate for the current mode and start."""
+        scratch = self.start_from == "scratch"
+        if self.mode == "self-supervised":
+            # Chosen for fine-tuning trained weights; a new model takes the larger step.
+            return SELF_SUPERVISED_DEFAULTS | ({"lr": SCRATCH_LR} if scratch else {})
+        # Fine-tuning wants a smaller step than training from scratch.
+        return SUPERVISED_DEFAULTS | {"lr": SCRATCH_LR if scratch else FINE_TUNE_LR}
+
+    def _suggest_settings(self) -> None:
+        """Put the suggested settings in the fields still holding the panel's last suggestion.
+
+        A value the user set (any other) is theirs and stays.
+        """
+        for name, value in self._suggested_settings().items():
+            field = self._suggested_fields[name]
+            if field.value() == self._suggested[name]:
+                field.setValue(value)
+                self._suggested[name] = field.value()
+
+    def _on_mode(self, _button=None, checked: bool = True) -> None:
+        if not checked:  # the button left; the one chosen reports too
+            return
+        mode = self.mode
+        self._data_pages.setCurrentIndex(1 if mode == "pairs" else 0)
+        self._layers.setToolTip(
+            "Tick one or more layers of noisy frames (each plane of a stack is a frame)"
+            if mode == "self-supervised"
+            else "Tick one or more clean image layers"
+        )
+        self._synthesis_box.setEnabled(mode == "clean")
+        self.preview.setVisible(mode == "self-supervised")
+        if mode == "self-supervised" and self.start_from == "scratch":
+            # Blind spots teach denoising at alpha 0 only: a new model would never learn to brighten.
+            self.start_from = "default"
+        self._suggest_settings()
 
     def _on_start_from(self, *_) -> None:
         key = self.start_from
-        # Fine-tuning wants a smaller step than training from scratch; a rate the user
-        # typed (anything but the rates this switch sets) is theirs and stays.
-        if self._lr.value() in (SCRATCH_LR, FINE_TUNE_LR):
-            self._lr.setValue(SCRATCH_LR if key == "scratch" else FINE_TUNE_LR)
+        self._suggest_settings()
         self._width.setEnabled(key == "scratch")
         self._path.setEnabled(key == "file")
         self._browse.setEnabled(key == "file")

@@ -8,11 +8,12 @@ worker always ends cleanly and the (averaged) weights trained so far still reach
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import threading
 import weakref
 
-from ._state import ModelRegistry, RunState, TrainingStatus, step_count
+from ._state import ModelRegistry, RunState, TrainingPreview, TrainingStatus, step_count
 from ._workers import start_worker, train_job
 
 __all__ = ["TrainingRun", "active_runs"]
@@ -26,12 +27,14 @@ def active_runs() -> list[TrainingRun]:
 
 
 class TrainingRun:
-    """Train ``model`` on ``images`` (or ``pairs``) in a napari thread worker.
+    """Train ``model`` on ``data`` in a napari thread worker.
 
     Parameters
     ----------
-    images, pairs
-        As for :func:`napari_lowlight.train` (arrays or array-likes such as layer data).
+    data : dict
+        The training data as the keyword argument of :func:`napari_lowlight.train` of
+        its kind: ``{"images": [...]}`` (clean images), ``{"pairs": [(low, high), ...]}``
+        or ``{"noisy": [...]}`` (self-supervised), arrays or array-likes such as layer data.
     model
         The model to train, in place (the caller passes a copy when it must not change).
     params : dict
@@ -41,23 +44,30 @@ class TrainingRun:
     registry : ModelRegistry
         Receives the trained model when the run ends (finished or stopped after at
         least one step), as ``"trained #N (S steps)"``.
+    description : str
+        What the run trains on, in words (``"on camera"``), for its messages.
+    preview : TrainingPreview, optional
+        A crop for the core to restore at every validation (its ``preview``);
+        ``status.preview`` holds it with its latest restoration.
     """
 
     def __init__(
         self,
         *,
-        images,
-        pairs,
+        data: dict,
         model,
         params: dict,
         status: TrainingStatus,
         registry: ModelRegistry,
         description: str = "",
+        preview: TrainingPreview | None = None,
     ) -> None:
-        self.images = images
-        self.pairs = pairs
+        self.data = data
         self.model = model
         self.params = dict(params)
+        self.preview = preview
+        if preview is not None:
+            self.params["preview"] = preview.image
         self.status = status
         self.registry = registry
         self.description = description
@@ -88,14 +98,14 @@ class TrainingRun:
         status.images_per_second = 0.0
         status.steps = int(self.params["steps"])
         status.step = 0
+        status.preview = self.preview
         status.message = f"training {self.description}..."
         status.state = RunState.RUNNING
         _ACTIVE.add(self)
         self.worker = start_worker(
             train_job,
             self.stop_event,
-            self.images,
-            self.pairs,
+            self.data,
             self.model,
             self.params,
             holder=self._holder,
@@ -138,6 +148,10 @@ class TrainingRun:
         status.images_per_second = float(event.images_per_second)
         if event.validation_psnr is not None:
             status.validation_psnr = float(event.validation_psnr)
+        # Between validations the core repeats its last restoration: only a new one is news.
+        shown = status.preview
+        if shown is not None and event.preview is not None and event.preview is not shown.restored:
+            status.preview = dataclasses.replace(shown, restored=event.preview)
         status.step = int(event.step)  # last: listeners of ``step`` see a consistent state
 
     def _on_errored(self, error: Exception) -> None:

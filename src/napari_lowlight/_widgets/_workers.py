@@ -300,10 +300,12 @@ def _preview_plane(image, difference, alpha, index, shown, region, preview_pixel
 
 
 # --------------------------------------------------------------------------- training
-def train_job(
-    stop: threading.Event, images, pairs, model, params: dict, *, holder: dict | None = None
-) -> Iterator[Any]:
+def train_job(stop: threading.Event, data: dict, model, params: dict, *, holder: dict | None = None) -> Iterator[Any]:
     """Iterate :func:`napari_lowlight.train`, yielding its progress events.
+
+    ``data`` holds the training data as the core's keyword argument of its kind
+    (``{"images": ...}``, ``{"pairs": ...}`` or ``{"noisy": ...}``), ``params`` the
+    further keyword arguments.
 
     ``stop`` is checked before every step, the first included: once set, the core
     generator is closed (so no further step starts) and the model holds the average of
@@ -312,7 +314,7 @@ def train_job(
     is the core generator, for the caller to close if the worker is aborted between
     two steps (then this function is never resumed).
     """
-    generator = core.train(images, pairs=pairs, model=model, **params)
+    generator = core.train(**data, model=model, **params)
     if holder is not None:
         holder["generator"] = generator
     try:

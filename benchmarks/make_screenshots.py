@@ -7,6 +7,9 @@ docks them; each widget is shown in use, on the offline samples:
   difference map side by side (grid view), the Synthesize tab in front.
 * ``train.png`` — the Train widget after a short fine-tuning run (the shipped weights
   when installed, otherwise a small model from scratch): live loss curve, PSNR.
+* ``train_self_supervised.png`` — the Train widget fine-tuning the shipped weights on the
+  noisy fluorescence Z-stack alone (self-supervised): loss curve, the held-back plane's
+  crop before and after.
 * ``restore.png`` — the Restore widget on the astronaut sample (RGB): low light,
   restored and the estimated difference map (one value map) side by side, the slider.
 * ``restore_stack.png`` — the fluorescence Z-stack restored, one plane shown.
@@ -161,8 +164,23 @@ def main(argv=None) -> int:
     _only(viewer, [low.name, restore.restored_layer.name, restore.difference_layer.name])
     _shot(viewer, args.out / "restore.png")
 
-    # ---------------------------------------------------------------- restore a stack
+    # ---------------------------------------------------------------- self-supervised on a noisy stack
     clean, stack = add(fluorescence_sample)
+    front(train)
+    train.mode = "self-supervised"
+    train.train_layers = [stack.name]
+    if not have_default:
+        train.start_from, train.model_width = "scratch", 8
+    train.steps, train.batch_size = args.steps, 8  # the patch size stays the mode's
+    train.validate_every = max(1, args.steps // 15)
+    _wait(train.start())
+    print(train.status.message)
+    _only(viewer, [stack.name])
+    _shot(viewer, args.out / "train_self_supervised.png")
+    train.mode = "clean"
+
+    # ---------------------------------------------------------------- restore a stack
+    front(restore)
     restore.layer = stack
     restore.alpha = 1.0  # the sample's true alpha
     _wait(restore.run())

@@ -110,6 +110,7 @@ def test_self_supervised_defaults_apply_unless_overridden(monkeypatch, tmp_path,
     with pytest.raises(SystemExit):
         cli.main(["train", str(png), "--self-supervised", "--steps", "7", "-o", str(tmp_path / "m.safetensors")])
     assert seen["noisy"] and "images" not in seen
+    assert seen["model"] is not None  # the shipped weights, fine-tuned
     assert seen["steps"] == 7
     for name in ("batch_size", "patch_size", "lr"):
         assert seen[name] == SELF_SUPERVISED_DEFAULTS[name]

@@ -449,10 +449,12 @@ def test_resuming_a_self_supervised_run_continues_exactly(noise_frames, tmp_path
     _assert_same_weights(resumed.state_dict(), straight.state_dict())
 
 
-def test_data_range_scales_the_frames():
+def test_data_range_scales_the_frames_and_not_the_generated_scenes():
     frame = np.full((40, 40), 4095, np.uint16)
-    source = _PatchSource([frame], 16, None, "noisy", data_range=4095)
-    assert source.images[0].max() == pytest.approx(1.0)
+    assert _PatchSource([frame], 16, None, "noisy", data_range=4095).images[0].max() == pytest.approx(1.0)
+    scene = np.full((40, 40), 0.5, np.float32)
+    source = _PatchSource([frame, scene], 16, None, "images", data_range=[4095, None])
+    assert source.images[0].max() == pytest.approx(1.0) and source.images[1].max() == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(

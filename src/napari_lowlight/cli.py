@@ -376,6 +376,8 @@ def _train(args) -> None:
         raise CommandError("no training images: give CLEAN files or folders, --scenes N or --pairs LOW HIGH")
     _check_not_input(output, files + pair_files)
     origin = args.start or options.pop("from", None)
+    if origin is None and args.self_supervised:
+        origin = "default"  # noisy frames teach denoising only: brightening comes from trained weights
     model = None if origin in (None, "scratch") else _load_model_argument(origin)
     if model is not None:
         options.setdefault("lr", FINE_TUNE_LR)
@@ -487,7 +489,11 @@ def _parser() -> argparse.ArgumentParser:
     tr = commands.add_parser("train", help="train or fine-tune the network")
     tr.add_argument("clean", nargs="*", help="clean image files or folders (noisy frames with --self-supervised)")
     tr.add_argument("-o", "--output", required=True, help="weights file to write (.safetensors)")
-    tr.add_argument("--from", dest="start", help="'scratch' (default), 'default' or a weights file to fine-tune")
+    tr.add_argument(
+        "--from",
+        dest="start",
+        help="'scratch', 'default' or a weights file to fine-tune (default: scratch; 'default' with --self-supervised)",
+    )
     tr.add_argument("--pairs", nargs="+", metavar="FILE", help="LOW HIGH file pairs of real data")
     tr.add_argument(
         "--self-supervised",

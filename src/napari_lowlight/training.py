@@ -44,7 +44,7 @@ SCRATCH_LR = 1e-3
 #: Learning rate for fine-tuning existing weights: the from-scratch rate first knocks them far off.
 FINE_TUNE_LR = 1e-4
 #: ``train(noisy=...)`` settings for fine-tuning trained weights on a few dozen noisy frames
-#: (chosen on the W2S frames by benchmarks/bench_self_supervised.py; about 12 minutes on 2 CPU cores).
+#: (chosen on real W2S frames; benchmarks/bench_self_supervised.py measures them and their time).
 SELF_SUPERVISED_DEFAULTS = dict(steps=2400, batch_size=32, patch_size=64, lr=3e-4)
 #: Randomness index of the held-back validation batch (beyond any training step).
 VALIDATION_STEP = 2**40
@@ -170,7 +170,8 @@ class _PatchSource:
     Each source image is kept as an array (C, H, W) of its planes: the channels of a
     colour image stay together, because the image context is computed over all of them.
     ``dim`` flags the input images that are dim by nature (``self.dim``: one flag per
-    stored image).
+    stored image). ``data_range`` is the value of full intensity, for all images or one per
+    image (None: :func:`~napari_lowlight.intensity.to_unit_float`'s mapping).
     """
 
     def __init__(self, images, patch_size: int, channel_axis, name: str, dim=None, data_range=None):
@@ -179,9 +180,10 @@ class _PatchSource:
         if len(axes) != len(images):
             raise ValueError(f"channel_axis has {len(axes)} entries for {len(images)} images")
         dim = [False] * len(images) if dim is None else list(dim)
-        for position, (image, axis, is_dim) in enumerate(zip(images, axes, dim, strict=True)):
+        ranges = list(data_range) if isinstance(data_range, (list, tuple)) else [data_range] * len(images)
+        for position, (image, axis, is_dim, full) in enumerate(zip(images, axes, dim, ranges, strict=True)):
             # data_range: a 12-bit camera's uint16 frames, say, would otherwise train as 1/16 as bright.
-            scale = None if data_range is None else IntensityScale(np.asarray(image).dtype, 0.0, data_range)
+            scale = None if full is None else IntensityScale(np.asarray(image).dtype, 0.0, full)
             unit, _ = to_unit_float(image, name=f"{name}[{position}]", scale=scale)
             planes, _, layout = split_planes(unit, axis)
             # Colour channels of one image stay together; every other plane stands alone.
@@ -595,9 +597,10 @@ def train(
         run being resumed from ``checkpoint``, else of the run that trained ``model``
         (the shipped weights: 0.2), else 0 (the paper's recipe).
     data_range : float, optional
-        The value of full intensity in every training image, e.g. 4095 for a 12-bit
-        camera's frames stored as uint16 (as in :func:`~napari_lowlight.restore`).
-        Default: the dtype's range for integers, [0, 1] for floats.
+        The value of full intensity in the images of ``images``, ``pairs`` or ``noisy``
+        (not ``dim_images``), e.g. 4095 for a 12-bit camera's frames stored as uint16 (as
+        in :func:`~napari_lowlight.restore`). Default: the dtype's range for integers,
+        [0, 1] for floats.
     preview : array_like, optional
         An image (a 2-D crop of a frame held out of the data, say) that the averaged
         weights restore whenever they are validated, into ``TrainingProgress.preview``:
@@ -684,7 +687,9 @@ def train(
     else:
         images, dim_images = list(images), list(dim_images)
         dim = [False] * len(images) + [True] * len(dim_images)
-        source = _PatchSource(images + dim_images, patch_size, channel_axis, "images", dim=dim, data_range=data_range)
+        # dim_images (generated scenes, say) keep their own range.
+        ranges = [data_range] * len(images) + [None] * len(dim_images)
+        source = _PatchSource(images + dim_images, patch_size, channel_axis, "images", dim=dim, data_range=ranges)
 
         def batch(step, count):
             return _synthetic_batch(source, config, step, count)

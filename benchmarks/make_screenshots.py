@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     import napari
-    from qtpy.QtWidgets import QDockWidget
+    from qtpy.QtWidgets import QDockWidget, QScrollArea
 
     from napari_lowlight._demo_viewer import dock_panels
     from napari_lowlight._sample_data import astronaut_sample, camera_sample, fluorescence_sample
@@ -176,6 +176,7 @@ def main(argv=None) -> int:
     _wait(train.start())
     print(train.status.message)
     _only(viewer, [stack.name])
+    train.findChild(QScrollArea).ensureWidgetVisible(train.preview)  # the panel scrolls to its before/after
     _shot(viewer, args.out / "train_self_supervised.png")
     train.mode = "clean"
 

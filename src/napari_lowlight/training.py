@@ -772,10 +772,7 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
     if trained:
         average.updates = int(extra["average_updates"][0])
         model.load_state_dict(trained)
-    # Noisy frames train alpha 0, which never uses the difference map: Estimate-Net would get zero
-    # gradients, and Adam would turn its weight decay alone into full-size steps.
-    learned = [p for name, p in model.named_parameters() if not (config.self_supervised and name.startswith("estimate."))]
-    optimizer = torch.optim.Adam(learned, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start = _restore_optimizer(optimizer, extra) if resuming else 0
     if start and not trained:
         warn_user(
@@ -817,7 +814,13 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
             for norm in frozen_norms:
                 norm.eval()
             with autocast:
-                restored, estimated = model(low, alpha, context)
+                if config.self_supervised:
+                    # Alpha 0 multiplies the difference map away: Estimate-Net's pass would change
+                    # nothing but the time a step takes. Left without gradients, Adam leaves it alone
+                    # (zero gradients would let weight decay alone move it by full-size steps).
+                    restored = model.enhance(low, torch.zeros_like(low), alpha.view(-1, 1, 1, 1), context)
+                else:
+                    restored, estimated = model(low, alpha, context)
                 restored = restored.float()
                 if scored is None:
                     loss = F.mse_loss(restored, target)

@@ -77,7 +77,7 @@ def test_train_on_generated_scenes_alone(tmp_path):
     assert main(["train", "--scenes", "2", "-o", str(out), "--steps", "2", "--batch-size", "4", "--patch-size", "16"]) == 0
     from napari_lowlight.weights import read_metadata
 
-    assert read_metadata(out)["training"]["data"] == {"paths": [], "files": 0, "scenes": 2, "pairs": 0}
+    assert read_metadata(out)["training"]["data"] == {"paths": [], "files": 0, "scenes": 2, "pairs": 0, "data_range": None}
 
 
 def test_self_supervised_fine_tune_on_a_12_bit_stack_then_restore_with_it(tmp_path, rng, model_file):
@@ -91,7 +91,7 @@ def test_self_supervised_fine_tune_on_a_12_bit_stack_then_restore_with_it(tmp_pa
 
     training = read_metadata(tuned)["training"]
     assert training["self_supervised"] is True and training["steps"] == 2 and training["batch_size"] == 4
-    assert training["data"]["files"] == 1
+    assert training["data"]["files"] == 1 and training["data"]["data_range"] == 4095
     assert main(["restore", str(stack), "--model", str(tuned), "--alpha", "0", "-o", str(restored), "--data-range", "4095"]) == 0
     assert tifffile.imread(restored).shape == (3, 40, 40)
 

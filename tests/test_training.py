@@ -373,6 +373,11 @@ def test_fine_tuning_keeps_the_undarkened_share_of_the_run_that_trained_the_mode
 # Self-supervised training on noisy frames alone (train(noisy=...), blind-spot masking).
 
 
+def _tiny_denoiser(**kwargs):
+    """``_tiny()`` with a model whose automatic alpha can answer 0, as noisy frames teach it."""
+    return _tiny(model=new_model(width=4, seed=0, alpha_min=0.0)) | kwargs
+
+
 @pytest.fixture
 def noise_frames(rng):
     """Pure noise: nothing in a pixel's neighbours tells its value, only the mean."""
@@ -394,9 +399,18 @@ def test_blind_spots_never_show_the_input_the_value_they_are_scored_on():
             assert 0.03 < mask.float().mean() < 0.05
             # Each blind spot's value appears nowhere in the input: not in place, not as another's replacement.
             assert not np.isin(scored, low.numpy()).any()
-            # It holds a value of the frame (a neighbour's), and every other pixel is as it was.
-            assert np.isin(low[mask].numpy(), source.images[0]).all()
+            # Its replacement is another pixel's of its 5x5 neighbourhood, and every other pixel is as it was.
+            where = {value: divmod(index, side) for index, value in enumerate(source.images[0].ravel())}
+            for own, replacement in zip(scored, low[mask].numpy(), strict=True):
+                (y, x), (ry, rx) = where[own], where[replacement]
+                assert 1 <= max(abs(y - ry), abs(x - rx)) <= BLIND_SPOT_RADIUS
             torch.testing.assert_close(low[~mask], target[~mask], rtol=0, atol=0)
+
+
+def test_every_patch_has_a_blind_spot_however_small_the_fraction(smooth_image):
+    config = TrainingConfig(steps=1, self_supervised=True, mask_fraction=1e-6)
+    source = _PatchSource([smooth_image], 16 + 2 * BLIND_SPOT_RADIUS, None, "noisy")
+    assert (_blind_spot_batch(source, config, 0, 16).mask.sum(dim=(1, 2, 3)) >= 1).all()
 
 
 def test_a_fine_tune_on_pure_noise_does_not_learn_the_identity(noise_frames, rng):
@@ -428,17 +442,24 @@ def test_the_frames_are_learned_as_needing_no_brightening_and_estimate_net_is_le
 
 def test_the_preview_is_restored_as_training_goes(noise_frames):
     preview = (noise_frames[0][:24, :20] * 65535).astype(np.uint16)
-    events, _ = _run(train(noisy=noise_frames[1:], steps=4, preview=preview, **_tiny(validate_every=2)))
+    events, model = _run(train(noisy=noise_frames[1:], steps=4, preview=preview, **_tiny_denoiser(validate_every=2)))
     assert events[0].preview is None
     shown = events[1].preview
     assert shown.shape == preview.shape and shown.dtype == np.uint16
     assert not np.array_equal(shown, preview)
+    # The last one is the handed-back weights' restoration at alpha 0.
+    np.testing.assert_array_equal(events[-1].preview, restore(preview, 0.0, model=model, device="cpu"))
+
+
+def test_the_preview_also_comes_at_the_end_without_validations(noise_frames):
+    events, _ = _run(train(noisy=noise_frames[1:], steps=3, preview=noise_frames[0], **_tiny_denoiser()))
+    assert [event.preview is None for event in events] == [True, True, False]
 
 
 def test_resuming_a_self_supervised_run_continues_exactly(noise_frames, tmp_path):
-    straight = _run(train(noisy=noise_frames, steps=6, seed=3, **_tiny()))[1]
+    straight = _run(train(noisy=noise_frames, steps=6, seed=3, **_tiny_denoiser()))[1]
     checkpoint = tmp_path / "self-supervised.safetensors"
-    interrupted = train(noisy=noise_frames, steps=6, seed=3, checkpoint=checkpoint, checkpoint_every=3, **_tiny())
+    interrupted = train(noisy=noise_frames, steps=6, seed=3, checkpoint=checkpoint, checkpoint_every=3, **_tiny_denoiser())
     for event in interrupted:
         if event.step == 4:
             break
@@ -447,6 +468,24 @@ def test_resuming_a_self_supervised_run_continues_exactly(noise_frames, tmp_path
     resumed = _run(train(noisy=noise_frames, steps=6, seed=3, checkpoint=checkpoint, **_tiny(model=None)))[1]
     assert resumed.training_config["self_supervised"] is True
     _assert_same_weights(resumed.state_dict(), straight.state_dict())
+
+
+def test_a_checkpoint_resumes_only_with_its_kind_of_data(noise_frames, smooth_image, tmp_path):
+    checkpoint = tmp_path / "noisy.safetensors"
+    _run(train(noisy=noise_frames, steps=2, checkpoint=checkpoint, **_tiny_denoiser()))
+    with pytest.raises(ValueError, match="self_supervised=True; resume it with the same kind of data"):
+        train([smooth_image], steps=4, checkpoint=checkpoint, **_tiny_denoiser())
+
+
+def test_frames_smaller_than_a_patch_with_its_margin_are_refused(rng):
+    small = rng.random((18, 30)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"18 pixels a side .* use patch_size <= 14"):
+        train(noisy=[small], steps=2, patch_size=16)
+
+
+def test_a_model_whose_auto_alpha_cannot_reach_zero_is_warned_about(noise_frames):
+    with pytest.warns(UserWarning, match='cannot go below 0.5: after this fine-tune "auto" still brightens'):
+        train(noisy=noise_frames, steps=1, **_tiny(model=new_model(width=4, seed=0)))
 
 
 def test_data_range_scales_the_frames_and_not_the_generated_scenes():
@@ -466,9 +505,11 @@ def test_data_range_scales_the_frames_and_not_the_generated_scenes():
         ({"alpha_batch_size": 8}, "alpha_batch_size"),
         ({"mask_fraction": 0.5}, "mask_fraction must be in"),
         ({"data_range": -1}, "data_range"),
+        ({"noisy": "one array"}, "noisy is one array; pass a list of frames"),
     ],
 )
 def test_settings_that_do_not_fit_noisy_frames_are_refused(noise_frames, kwargs, message):
-    kwargs = {key: [noise_frames[0]] if value == "clean" else value for key, value in kwargs.items()}
+    replacements = {"clean": [noise_frames[0]], "one array": np.stack(noise_frames)}
+    arguments = {"noisy": noise_frames} | {key: replacements.get(value, value) for key, value in kwargs.items()}
     with pytest.raises(ValueError, match=message):
-        train(noisy=noise_frames, steps=2, **kwargs)
+        train(steps=2, **arguments)

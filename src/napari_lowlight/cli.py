@@ -358,7 +358,9 @@ def _train(args) -> None:
 
     output = _file_target(Path(args.output))
     _writable_folder(output)
-    options = _training_options(args, SELF_SUPERVISED_DEFAULTS if args.self_supervised else {"steps": 1000})
+    # The learning rate depends on the start (below).
+    defaults = {name: v for name, v in SELF_SUPERVISED_DEFAULTS.items() if name != "lr"} if args.self_supervised else {"steps": 1000}
+    options = _training_options(args, defaults)
     scene_count = options.pop("scenes", 0)
     clean_paths = list(args.clean) + list(options.pop("data", []))
     data_root = Path(args.config).parent if args.config else Path()
@@ -380,7 +382,7 @@ def _train(args) -> None:
         origin = "default"  # noisy frames teach denoising only: brightening comes from trained weights
     model = None if origin in (None, "scratch") else _load_model_argument(origin)
     if model is not None:
-        options.setdefault("lr", FINE_TUNE_LR)
+        options.setdefault("lr", SELF_SUPERVISED_DEFAULTS["lr"] if args.self_supervised else FINE_TUNE_LR)
     options.pop("from", None)
     images = [read_image(path) for path in files]
     scenes = generated_scenes(scene_count, seed=options.get("seed", 0))
@@ -405,6 +407,7 @@ def _train(args) -> None:
         bar.close()
     # What it learned from, beside how: the data are not part of TrainingConfig.
     sources = {"paths": clean_paths, "files": len(files), "scenes": scene_count, "pairs": len(pairs or [])}
+    sources["data_range"] = args.data_range  # what restoring these data needs too
     save_model(trained, output, training={**trained.training_config, "data": sources})
 
 

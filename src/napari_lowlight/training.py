@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 from .devices import mixed_precision, resolve_device
 from ._warnings import warn_user
-from .intensity import IntensityScale, check_data_range, to_unit_float
+from .inference import restore
+from .intensity import IntensityScale, check_data_range, check_image, to_unit_float
 from .network import ALPHA_RANGE, LowLightNet, image_context
 from .planes import split_planes
 from .weights import load_weights, new_model, read_metadata, save_model
@@ -127,7 +128,7 @@ class TrainingConfig:
             raise ValueError(f"noise must be one of {NOISE_CHOICES}, got {self.noise!r}")
         largest = 1 / (BLIND_SPOT_RADIUS + 2) ** 2  # blind spots must stay apart (see _blind_spots)
         if isinstance(self.mask_fraction, bool) or not (
-            isinstance(self.mask_fraction, (int, float)) and 0 < self.mask_fraction <= largest
+            isinstance(self.mask_fraction, (int, float, np.floating)) and 0 < self.mask_fraction <= largest
         ):
             raise ValueError(f"mask_fraction must be in (0, {largest:.4g}], got {self.mask_fraction!r}")
 
@@ -143,7 +144,8 @@ class TrainingProgress:
     images_per_second: float
     validation_psnr: float | None = None
     model: LowLightNet | None = field(default=None, repr=False)
-    #: ``train(preview=...)`` restored by the averaged weights, whenever they are validated.
+    #: ``train(preview=...)`` restored by the averaged weights at the last validation (the same
+    #: array until the next one).
     preview: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -176,14 +178,17 @@ class _PatchSource:
 
     def __init__(self, images, patch_size: int, channel_axis, name: str, dim=None, data_range=None):
         self.images, dim_flags = [], []
+        #: The shortest side of any plane before padding to ``patch_size``.
+        self.smallest_side = math.inf
         axes = list(channel_axis) if isinstance(channel_axis, (list, tuple)) else [channel_axis] * len(images)
         if len(axes) != len(images):
             raise ValueError(f"channel_axis has {len(axes)} entries for {len(images)} images")
         dim = [False] * len(images) if dim is None else list(dim)
         ranges = list(data_range) if isinstance(data_range, (list, tuple)) else [data_range] * len(images)
         for position, (image, axis, is_dim, full) in enumerate(zip(images, axes, dim, ranges, strict=True)):
+            image = np.asarray(image)
             # data_range: a 12-bit camera's uint16 frames, say, would otherwise train as 1/16 as bright.
-            scale = None if full is None else IntensityScale(np.asarray(image).dtype, 0.0, full)
+            scale = None if full is None else IntensityScale(image.dtype, 0.0, full)
             unit, _ = to_unit_float(image, name=f"{name}[{position}]", scale=scale)
             planes, _, layout = split_planes(unit, axis)
             # Colour channels of one image stay together; every other plane stands alone.
@@ -191,6 +196,7 @@ class _PatchSource:
             for group in planes.reshape(-1, per_image, *planes.shape[-2:]):
                 self.images.append(_pad_to(group.astype(np.float32), patch_size))
                 dim_flags.append(is_dim)
+            self.smallest_side = min(self.smallest_side, *planes.shape[-2:])
         if not self.images:
             raise ValueError(f"{name} is empty; give at least one image")
         self.patch_size = patch_size
@@ -382,7 +388,10 @@ def _blind_spots(patch: np.ndarray, mask_fraction: float, rng: np.random.Generat
     patch : ndarray, shape (P + 2r, P + 2r)
         The noisy patch with its margin (replacements near the edge come from it).
     mask_fraction : float
-        Share of blind spots, at most ``1 / (r + 2)**2``.
+        Share of blind spots, at most ``1 / (r + 2)**2``: one per cell of
+        ``round(mask_fraction**-0.5)`` pixels a side (0.02: 7x7 cells, 2.04%).
+    rng : numpy.random.Generator
+        Draws the blind spots and their replacements.
 
     Returns
     -------
@@ -396,7 +405,8 @@ def _blind_spots(patch: np.ndarray, mask_fraction: float, rng: np.random.Generat
     margin = BLIND_SPOT_RADIUS
     noisy = patch[margin:-margin, margin:-margin]
     size = noisy.shape[0]
-    spacing = max(margin + 2, round(mask_fraction**-0.5))
+    # Capped at the patch: however small the fraction, every patch has a blind spot to score.
+    spacing = min(max(margin + 2, round(mask_fraction**-0.5)), size)
     cells = -(-size // spacing)
     # Within its cell a blind spot keeps `margin` pixels clear of the next cell's.
     corners = np.arange(cells) * spacing
@@ -603,9 +613,9 @@ def train(
         [0, 1] for floats.
     preview : array_like, optional
         An image (a 2-D crop of a frame held out of the data, say) that the averaged
-        weights restore whenever they are validated, into ``TrainingProgress.preview``:
-        at alpha 0 for ``noisy`` frames, which have no reference to score against, at
-        "auto" otherwise.
+        weights restore whenever they are validated and at the last step, into
+        ``TrainingProgress.preview``: at alpha 0 for ``noisy`` frames, which have no
+        reference to score against, at 1 for ``pairs``, at "auto" for ``images``.
     **options
         Further :class:`TrainingConfig` fields (e.g. ``difference_weight``;
         ``average_decay``: the decay of the weight average, 0 to hand back the last
@@ -627,11 +637,19 @@ def train(
         The trained model (``StopIteration.value``) with the averaged weights, in eval mode.
     """
     data_range = check_data_range(data_range)
+    if isinstance(noisy, np.ndarray):
+        raise ValueError("noisy is one array; pass a list of frames ([stack]: every plane of a stack is a frame)")
     modes = [name for name, given in (("images", len(images)), ("pairs", pairs is not None), ("noisy", noisy is not None)) if given]
     if len(modes) > 1:
         raise ValueError(f"give one kind of training data, not {' and '.join(modes)}")
     resumed = _resumed_training(checkpoint)
     self_supervised = noisy is not None
+    if resumed is not None:
+        for name, now in (("self_supervised", self_supervised), ("paired", pairs is not None)):
+            if bool(resumed.get(name, False)) != now:
+                raise ValueError(
+                    f"checkpoint {str(checkpoint)!r} holds a run with {name}={not now}; resume it with the same kind of data"
+                )
     config = TrainingConfig(
         steps=steps,
         batch_size=batch_size,
@@ -646,7 +664,7 @@ def train(
         self_supervised=self_supervised,
         freeze_batchnorm=_default_freeze(model, resumed) if freeze_batchnorm is None else freeze_batchnorm,
         denoise_fraction=(
-            _default_denoise_fraction(model, resumed, pairs, noisy) if denoise_fraction is None else denoise_fraction
+            _default_denoise_fraction(model, resumed, pairs) if denoise_fraction is None else denoise_fraction
         ),
         **options,
     )
@@ -675,10 +693,22 @@ def train(
             raise ValueError("dim_images are clean images to synthesise from; they cannot be combined with noisy frames")
         if config.alpha_batch_size:
             raise ValueError("alpha_batch_size draws synthesised contexts for the alpha estimator; noisy frames have none")
+        if model is not None and model.config.alpha_min > 0:
+            warn_user(
+                f"the model's automatic alpha cannot go below {model.config.alpha_min:g}: after this fine-tune"
+                ' "auto" still brightens these frames; restore them at alpha 0'
+            )
         # Patches come with the margin their blind spots' replacements are drawn from.
         noisy_source = _PatchSource(
             list(noisy), patch_size + 2 * BLIND_SPOT_RADIUS, channel_axis, "noisy", data_range=data_range
         )
+        # A frame padded to the patch repeats its edge pixels: a blind spot could meet a copy of itself.
+        side = noisy_source.smallest_side
+        if side < noisy_source.patch_size:
+            raise ValueError(
+                f"noisy frames of {side} pixels a side are smaller than a patch with its blind spots' margin"
+                f" ({noisy_source.patch_size} pixels); use patch_size <= {side - 2 * BLIND_SPOT_RADIUS}"
+            )
 
         def batch(step, count):
             return _blind_spot_batch(noisy_source, config, step, count)
@@ -699,7 +729,9 @@ def train(
 
     device = resolve_device(device)
     if preview is not None:
-        preview = _Preview(preview, 0.0 if self_supervised else "auto", channel_axis, data_range, device)
+        # Each mode's own strength: noisy frames as they are, pairs at the 1 they define.
+        alpha = 0.0 if self_supervised else 1.0 if pairs is not None else "auto"
+        preview = _Preview(preview, alpha, channel_axis, data_range, device)
     return _train_loop(config, batch, contexts, model, device, validate_every, checkpoint, checkpoint_every, preview)
 
 
@@ -714,13 +746,12 @@ class _Preview:
     device: torch.device
 
     def __post_init__(self):
-        self.image = np.array(self.image)  # a copy: the caller's array may change while training runs
-        if isinstance(self.channel_axis, (list, tuple)):  # one per training image: the preview is apart
-            self.channel_axis = None
+        # A copy (the caller's array may change while training runs), checked now, not at the first validation.
+        self.image = np.array(check_image(self.image, name="preview"))
+        if isinstance(self.channel_axis, (list, tuple)):  # one per training image: the preview takes theirs if shared
+            self.channel_axis = self.channel_axis[0] if len(set(self.channel_axis)) == 1 else None
 
     def restored(self, model) -> np.ndarray:
-        from .inference import restore  # restoring is inference's; it imports nothing of training
-
         return restore(
             self.image, self.alpha, model=model, channel_axis=self.channel_axis, device=self.device, data_range=self.data_range
         )
@@ -743,11 +774,11 @@ def _default_freeze(model, resumed: dict | None) -> bool:
     return model is not None and any(int(norm.num_batches_tracked) > 0 for norm in _batchnorms(model))
 
 
-def _default_denoise_fraction(model, resumed: dict | None, pairs, noisy=None) -> float:
-    """``denoise_fraction`` when not given: 0 for real pairs or noisy frames (nothing is synthesised), the
+def _default_denoise_fraction(model, resumed: dict | None, pairs) -> float:
+    """``denoise_fraction`` when not given: 0 for real pairs (nothing is synthesised), the
     resumed run's (``resumed``), else that of the run that trained ``model`` (fine-tuning
     keeps alpha 0 trained), else 0."""
-    if pairs is not None or noisy is not None:
+    if pairs is not None:
         return 0.0
     recorded = resumed if resumed is not None else getattr(model, "training_config", None) or {}
     return recorded.get("denoise_fraction", 0.0)  # TrainingConfig checks it
@@ -848,13 +879,13 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
             average.update(model)
             elapsed = time.perf_counter() - began
             done = step + 1
-            if validate_every and (done % validate_every == 0 or done == config.steps):
-                if validation is not None:
-                    with torch.inference_mode():
-                        restored = average.model(validation.low, validation.alpha, validation.context)[0]
-                        psnr = _psnr(restored.float(), validation.target)
-                if preview is not None:
-                    restored_preview = preview.restored(average.model)
+            if validation is not None and validate_every and (done % validate_every == 0 or done == config.steps):
+                with torch.inference_mode():
+                    validated = average.model(validation.low, validation.alpha, validation.context)[0]
+                    psnr = _psnr(validated.float(), validation.target)
+            # The preview also at the end, so a run without validations still shows its result.
+            if preview is not None and ((validate_every and done % validate_every == 0) or done == config.steps):
+                restored_preview = preview.restored(average.model)
             if checkpoint is not None and (done % checkpoint_every == 0 or done == config.steps):
                 save(done)
             yield TrainingProgress(

@@ -333,6 +333,21 @@ def test_a_single_rgb_frame_is_trained_on_and_previewed_from_its_centre(qtbot, v
     assert "not held back" in widget.preview.caption
 
 
+def test_a_one_frame_stack_previews_its_frame_and_a_new_model_can_answer_alpha_zero(qtbot, viewer, widget, rng, monkeypatch):
+    stack = rng.random((1, 40, 40)).astype(np.float32)
+    viewer.add_image(stack, name="one plane")
+    widget.mode = "self-supervised"
+    widget.start_from = "scratch"
+    widget.train_layers = ["one plane"]
+    widget.steps = 2
+    passed = spy_on_train(monkeypatch)
+    train(qtbot, widget)
+
+    np.testing.assert_array_equal(passed["preview"], stack[0])  # the plane, not a strip of the stack
+    assert widget.preview.before.shape == (40, 40)
+    assert widget.model.config.alpha_min == 0.0  # noisy frames teach "auto" alpha 0
+
+
 def test_the_self_supervised_mode_suggests_its_settings_but_keeps_typed_ones(viewer, registry):
     widget = TrainWidget(viewer, registry=registry)
     clean = (widget.steps, widget.batch_size, widget.patch_size)

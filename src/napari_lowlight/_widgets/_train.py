@@ -557,7 +557,7 @@ class TrainWidget(QWidget):
         frames = [layer.data for layer in layers]
         name = layers[-1].name
         if sum(_frame_count(data, frame_ndim) for data in frames) == 1:
-            held_back = frames[0]
+            held_back = _split_last_frame(frames[0], frame_ndim)[0]  # without a stack's axes of length 1
             caption = f"Centre of {name!r}, the only frame: not held back, so it is trained on too."
         else:
             held_back, others = _split_last_frame(frames[-1], frame_ndim)
@@ -591,7 +591,9 @@ class TrainWidget(QWidget):
         key = self.start_from
         try:
             if key == "scratch":
-                return core.new_model(width=self.model_width, seed=self.seed)
+                # Noisy frames teach "auto" alpha 0: a new model's estimator must reach it.
+                floor = {"alpha_min": 0.0} if self.mode == "self-supervised" else {}
+                return core.new_model(width=self.model_width, seed=self.seed, **floor)
             if key == "default":
                 return copy.deepcopy(self.registry.get(DEFAULT_MODEL_NAME).get_model())
             if key == "last trained":

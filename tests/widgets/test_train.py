@@ -58,6 +58,17 @@ def spy_on_train(monkeypatch) -> dict:
     return passed
 
 
+def train_self_supervised(qtbot, widget, monkeypatch, layer: str, steps: int = 2) -> dict:
+    """Train a new tiny model on ``layer``'s noisy frames; returns what reached ``core.train``."""
+    widget.mode = "self-supervised"
+    widget.start_from = "scratch"  # the mode's choice is the shipped weights; a tiny model is quicker
+    widget.train_layers = [layer]
+    widget.steps = steps
+    passed = spy_on_train(monkeypatch)
+    train(qtbot, widget)
+    return passed
+
+
 def test_training_finishes_and_model_is_selectable_in_restore(qtbot, viewer, widget, registry, helpers):
     image = helpers.grey((40, 40))
     viewer.add_image(image.copy(), name="clean")
@@ -315,12 +326,7 @@ def test_self_supervised_training_previews_a_held_back_frame(qtbot, viewer, widg
 def test_a_single_rgb_frame_is_trained_on_and_previewed_from_its_centre(qtbot, viewer, widget, helpers, monkeypatch):
     frame = (noisy(helpers.rgb((150, 200)) / 255.0) * 255).astype(np.uint8)
     viewer.add_image(frame, name="photo", rgb=True)
-    widget.mode = "self-supervised"
-    widget.start_from = "scratch"
-    widget.train_layers = ["photo"]
-    widget.steps = 2
-    passed = spy_on_train(monkeypatch)
-    train(qtbot, widget)
+    passed = train_self_supervised(qtbot, widget, monkeypatch, "photo")
 
     assert widget.status.state == RunState.DONE
     assert len(passed["noisy"]) == 1 and passed["noisy"][0] is viewer.layers["photo"].data
@@ -336,12 +342,7 @@ def test_a_single_rgb_frame_is_trained_on_and_previewed_from_its_centre(qtbot, v
 def test_a_one_frame_stack_previews_its_frame_and_a_new_model_can_answer_alpha_zero(qtbot, viewer, widget, rng, monkeypatch):
     stack = rng.random((1, 40, 40)).astype(np.float32)
     viewer.add_image(stack, name="one plane")
-    widget.mode = "self-supervised"
-    widget.start_from = "scratch"
-    widget.train_layers = ["one plane"]
-    widget.steps = 2
-    passed = spy_on_train(monkeypatch)
-    train(qtbot, widget)
+    passed = train_self_supervised(qtbot, widget, monkeypatch, "one plane")
 
     np.testing.assert_array_equal(passed["preview"], stack[0])  # the plane, not a strip of the stack
     assert widget.preview.before.shape == (40, 40)

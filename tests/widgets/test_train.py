@@ -349,6 +349,14 @@ def test_a_one_frame_stack_previews_its_frame_and_a_new_model_can_answer_alpha_z
     assert widget.model.config.alpha_min == 0.0  # noisy frames teach "auto" alpha 0
 
 
+def test_the_data_range_of_12_bit_frames_reaches_the_core(qtbot, viewer, widget, rng, monkeypatch):
+    viewer.add_image(rng.integers(0, 4096, (2, 40, 40)).astype(np.uint16), name="camera")
+    widget.data_range = 4095
+    passed = train_self_supervised(qtbot, widget, monkeypatch, "camera")
+    assert passed["data_range"] == 4095
+    assert widget.status.state == RunState.DONE
+
+
 def test_the_self_supervised_mode_suggests_its_settings_but_keeps_typed_ones(viewer, registry):
     widget = TrainWidget(viewer, registry=registry)
     clean = (widget.steps, widget.batch_size, widget.patch_size)

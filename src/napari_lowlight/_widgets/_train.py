@@ -64,6 +64,8 @@ from ._common import (
     channel_axis_of,
     check_image_layer,
     combo_property,
+    data_range_property,
+    data_range_spin,
     double_spin,
     forwarded_property,
     int_spin,
@@ -269,6 +271,8 @@ class TrainWidget(QWidget):
         self._patch = int_spin(SUPERVISED_DEFAULTS["patch_size"], 8, 1024, step=8)
         self._lr = double_spin(SCRATCH_LR, 1e-7, 1.0, step=1e-4, decimals=6)
         self._seed = int_spin(0, 0, 2**31 - 1)
+        # A 12-bit camera's uint16 frames would otherwise train as 1/16 as bright as they are.
+        self._data_range = data_range_spin()
         self._device = QComboBox()
         self._device.addItems(core.available_devices())
         self._validate = int_spin(
@@ -294,11 +298,12 @@ class TrainWidget(QWidget):
         training_form.addRow("device", self._device)
         training_layout.addLayout(training_form)
         #: Batch, patch, learning rate, seed and validation, folded away by default.
-        self.advanced = Section("advanced: batch, patch, learning rate, seed")
+        self.advanced = Section("advanced: batch, patch, learning rate, seed, data range")
         self.advanced.form.addRow("batch size", self._batch)
         self.advanced.form.addRow("patch size", self._patch)
         self.advanced.form.addRow("learning rate", self._lr)
         self.advanced.form.addRow("seed", self._seed)
+        self.advanced.form.addRow("data range", self._data_range)
         self.advanced.form.addRow("validate every", self._validate)
         training_layout.addWidget(self.advanced)
 
@@ -415,6 +420,7 @@ class TrainWidget(QWidget):
     learning_rate = spin_property("_lr")
     seed = spin_property("_seed")
     validate_every = spin_property("_validate")
+    data_range = data_range_property
     device = combo_property("_device", "device")
 
     @property
@@ -447,6 +453,7 @@ class TrainWidget(QWidget):
             "device": self.device,
             "channel_axis": data.channel_axis,
             "validate_every": self.validate_every,
+            "data_range": self.data_range,
         }
         if self.mode == "clean":
             params.update(

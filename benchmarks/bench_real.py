@@ -194,27 +194,34 @@ def _fluorescence_methods(model):
     }
 
 
-def run_fluorescence(model, count, log):
-    """Mean affine-fit PSNR per method over the first ``count`` W2S pairs."""
-    methods = _fluorescence_methods(model)
+def w2s_pairs(count):
+    """The first ``count`` W2S pairs: (file name, noisy uint8 frame, reference in [0, 1])."""
+    names = sorted(path.name for path in (W2S_DIR / "low").glob("*.png"))[:count]
+    return [(name, iio.imread(W2S_DIR / "low" / name), _unit(iio.imread(W2S_DIR / "high" / name))) for name in names]
+
+
+def score_fluorescence(pairs, methods, log):
+    """Per method (name -> function (noisy frame, reference)): each pair's affine PSNR and the seconds in all."""
     scores = {name: [] for name in methods}
     seconds = {name: 0.0 for name in methods}
-    names = sorted(path.name for path in (W2S_DIR / "low").glob("*.png"))[:count]
-    alphas = []
-    for name in names:
-        stored = iio.imread(W2S_DIR / "low" / name)
-        reference = _unit(iio.imread(W2S_DIR / "high" / name))
-        alphas.append(napari_lowlight.estimate_alpha(stored, model=model))
+    for name, stored, reference in pairs:
         for method, function in methods.items():
             began = time.perf_counter()
             scores[method].append(affine_psnr(reference, function(stored, reference)))
             seconds[method] += time.perf_counter() - began
-        print(f"w2s {name}: " + ", ".join(f"{m} {s[-1]:.2f}" for m, s in scores.items()), file=log)
+        print(f"w2s {name}: " + ", ".join(f"{m} {s[-1]:.2f}" for m, s in scores.items()), file=log, flush=True)
+    return scores, seconds
+
+
+def run_fluorescence(model, count, log):
+    """Mean affine-fit PSNR per method over the first ``count`` W2S pairs."""
+    pairs = w2s_pairs(count)
+    scores, seconds = score_fluorescence(pairs, _fluorescence_methods(model), log)
     return dict(
-        frames=names,
+        frames=[name for name, _, _ in pairs],
         psnr={m: float(np.mean(s)) for m, s in scores.items()},
-        seconds_per_frame={m: s / len(names) for m, s in seconds.items()},
-        auto_alpha=float(np.mean(alphas)),
+        seconds_per_frame={m: s / len(pairs) for m, s in seconds.items()},
+        auto_alpha=float(np.mean([napari_lowlight.estimate_alpha(stored, model=model) for _, stored, _ in pairs])),
     )
 
 

@@ -17,15 +17,13 @@ Run from the repository root: ``python -m benchmarks.bench_self_supervised``.
 import sys
 import time
 
-import imageio.v3 as iio
 import numpy as np
 
 import napari_lowlight
 from napari_lowlight.training import SELF_SUPERVISED_DEFAULTS
 
 from . import _report
-from .bench_real import W2S_DIR, _fluorescence_methods, _ours, _unit
-from .bench_shot_noise import affine_psnr
+from .bench_real import _fluorescence_methods, _ours, score_fluorescence, w2s_pairs
 
 #: Frames fine-tuned on and frames scored; --quick: a smoke run of a few steps.
 FULL = dict(train=10, frames=30, steps=None)
@@ -36,15 +34,8 @@ SHIPPED, TUNED = "shipped weights, α=0", "fine-tuned here, α=0"
 TUNED_AUTO = 'fine-tuned here, α="auto"'
 
 
-def w2s_pairs(count):
-    """The first ``count`` W2S pairs: (file name, noisy uint8 frame, reference in [0, 1])."""
-    names = sorted(path.name for path in (W2S_DIR / "low").glob("*.png"))[:count]
-    return [(name, iio.imread(W2S_DIR / "low" / name), _unit(iio.imread(W2S_DIR / "high" / name))) for name in names]
-
-
-def fine_tune(frames, *, steps=None, seed=0, device="auto", log=sys.stderr):
-    """The shipped weights fine-tuned on noisy ``frames`` with the defaults; returns (model, seconds)."""
-    settings = SELF_SUPERVISED_DEFAULTS | ({} if steps is None else {"steps": steps})
+def fine_tune(frames, settings, *, seed=0, device="auto", log=sys.stderr):
+    """The shipped weights fine-tuned on noisy ``frames`` with ``settings`` (of ``train``); returns (model, seconds)."""
     model = napari_lowlight.load_model(device=device)
     began = time.perf_counter()
     for event in napari_lowlight.train(noisy=frames, model=model, seed=seed, device=device, validate_every=0, **settings):
@@ -58,24 +49,20 @@ def run(*, quick=False, seed=0, device="auto", log=sys.stderr):
     size = QUICK if quick else FULL
     pairs = w2s_pairs(size["frames"])
     shipped = napari_lowlight.load_model(device=device)
-    tuned, seconds = fine_tune([noisy for _, noisy, _ in pairs[: size["train"]]], steps=size["steps"], seed=seed, device=device, log=log)
+    settings = SELF_SUPERVISED_DEFAULTS | ({} if size["steps"] is None else {"steps": size["steps"]})
+    tuned, seconds = fine_tune([noisy for _, noisy, _ in pairs[: size["train"]]], settings, seed=seed, device=device, log=log)
     baselines = _fluorescence_methods(shipped)
     methods = {name: baselines[name] for name in BASELINES} | {
         SHIPPED: lambda stored, reference: _ours(stored, shipped, 0.0),
         TUNED: lambda stored, reference: _ours(stored, tuned, 0.0),
         TUNED_AUTO: lambda stored, reference: _ours(stored, tuned, "auto"),
     }
-    scores = {name: [] for name in methods}
-    for name, stored, reference in pairs:
-        for method, function in methods.items():
-            scores[method].append(affine_psnr(reference, function(stored, reference)))
-        print(f"w2s {name}: " + ", ".join(f"{m} {s[-1]:.2f}" for m, s in scores.items()), file=log, flush=True)
+    scores, _ = score_fluorescence(pairs, methods, log)
     split = size["train"]
     return dict(
         frames=[name for name, _, _ in pairs],
         train_frames=split,
-        steps=tuned.training_config["steps"],
-        settings=SELF_SUPERVISED_DEFAULTS,
+        settings=settings,
         seconds=seconds,
         tuned_auto_alpha=float(np.mean([napari_lowlight.estimate_alpha(stored, model=tuned) for _, stored, _ in pairs])),
         psnr={m: (float(np.mean(s[:split])), float(np.mean(s[split:])) if s[split:] else None) for m, s in scores.items()},
@@ -99,7 +86,7 @@ def format_report(result, *, machine, command, quick):
         f"The shipped weights fine-tuned by `train(noisy=...)` with `SELF_SUPERVISED_DEFAULTS` ({settings};"
         f" blind-spot masking, alpha 0, seed {result['seed']}) on the first {tuned_on} noisy frames of"
         " `../shared/data/real/w2s` (512x512, 8-bit, one widefield frame each; their 400-frame averages"
-        f" only score). The fine-tune took {result['seconds'] / 60:.1f} minutes ({result['steps']} steps) on"
+        f" only score). The fine-tune took {result['seconds'] / 60:.1f} minutes ({result['settings']['steps']} steps) on"
         f" this machine. Affine PSNR (dB) against the 400-frame average (BENCHMARK.md), averaged over the"
         f" {tuned_on} frames tuned on and over the {total - tuned_on} other frames of the set, which the fine-tune"
         " never saw. The Gaussian's sigma is chosen per frame with the reference (an oracle); VST + BM3D as in"

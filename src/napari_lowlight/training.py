@@ -668,13 +668,16 @@ def train(
         ),
         **options,
     )
-    if pairs is not None:
-        if config.denoise_fraction:
-            raise ValueError("denoise_fraction leaves synthesised samples undarkened; real pairs have none")
+    if pairs is not None or self_supervised:
+        # Options of synthesis: real pairs and noisy frames are used as they are.
+        kind = "real pairs" if pairs is not None else "noisy frames"
+        if denoise_fraction:
+            raise ValueError(f"denoise_fraction leaves synthesised samples undarkened; {kind} are not synthesised")
         if len(dim_images):
-            raise ValueError("dim_images are clean images to synthesise from; they cannot be combined with pairs")
+            raise ValueError(f"dim_images are clean images to synthesise from; they cannot be combined with {kind}")
         if config.alpha_batch_size:
-            raise ValueError("alpha_batch_size draws synthesised contexts for the alpha estimator; real pairs have none")
+            raise ValueError(f"alpha_batch_size draws synthesised contexts for the alpha estimator; {kind} have none")
+    if pairs is not None:
         pairs = list(pairs)
         for position, (low, high) in enumerate(pairs):
             if np.shape(low) != np.shape(high):
@@ -687,12 +690,6 @@ def train(
 
         contexts = None
     elif self_supervised:
-        if denoise_fraction:
-            raise ValueError("denoise_fraction leaves synthesised samples undarkened; noisy frames are not synthesised")
-        if len(dim_images):
-            raise ValueError("dim_images are clean images to synthesise from; they cannot be combined with noisy frames")
-        if config.alpha_batch_size:
-            raise ValueError("alpha_batch_size draws synthesised contexts for the alpha estimator; noisy frames have none")
         if model is not None and model.config.alpha_min > 0:
             warn_user(
                 f"the model's automatic alpha cannot go below {model.config.alpha_min:g}: after this fine-tune"
@@ -879,12 +876,13 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
             average.update(model)
             elapsed = time.perf_counter() - began
             done = step + 1
-            if validation is not None and validate_every and (done % validate_every == 0 or done == config.steps):
+            validating = validate_every and (done % validate_every == 0 or done == config.steps)
+            if validation is not None and validating:
                 with torch.inference_mode():
                     validated = average.model(validation.low, validation.alpha, validation.context)[0]
                     psnr = _psnr(validated.float(), validation.target)
             # The preview also at the end, so a run without validations still shows its result.
-            if preview is not None and ((validate_every and done % validate_every == 0) or done == config.steps):
+            if preview is not None and (validating or done == config.steps):
                 restored_preview = preview.restored(average.model)
             if checkpoint is not None and (done % checkpoint_every == 0 or done == config.steps):
                 save(done)

@@ -406,8 +406,8 @@ def _train(args) -> None:
     finally:
         bar.close()
     # What it learned from, beside how: the data are not part of TrainingConfig.
-    sources = {"paths": clean_paths, "files": len(files), "scenes": scene_count, "pairs": len(pairs or [])}
-    sources["data_range"] = args.data_range  # what restoring these data needs too
+    # data_range: restoring these data needs it too.
+    sources = {"paths": clean_paths, "files": len(files), "scenes": scene_count, "pairs": len(pairs or []), "data_range": args.data_range}
     save_model(trained, output, training={**trained.training_config, "data": sources})
 
 

@@ -122,11 +122,6 @@ class _TrainingData(NamedTuple):
     preview: TrainingPreview | None = None
 
 
-def _frame_count(data, frame_ndim: int) -> int:
-    """How many frames (planes of ``frame_ndim`` dimensions) the array ``data`` stacks."""
-    return math.prod(data.shape[: data.ndim - frame_ndim])
-
-
 def _split_last_frame(data, frame_ndim: int):
     """``(last, others)``: the last frame of the stack ``data`` and a list of views of all the others.
 
@@ -563,11 +558,10 @@ class TrainWidget(QWidget):
         frame_ndim = 2 if channel_axis is None else 3  # napari's RGB(A) channels are last
         frames = [layer.data for layer in layers]
         name = layers[-1].name
-        if sum(_frame_count(data, frame_ndim) for data in frames) == 1:
-            held_back = _split_last_frame(frames[0], frame_ndim)[0]  # without a stack's axes of length 1
+        held_back, others = _split_last_frame(frames[-1], frame_ndim)  # without a stack's axes of length 1
+        if len(frames) == 1 and not others:
             caption = f"Centre of {name!r}, the only frame: not held back, so it is trained on too."
         else:
-            held_back, others = _split_last_frame(frames[-1], frame_ndim)
             frames = frames[:-1] + others
             caption = f"Centre of the last frame of {name!r}, held back from training."
         preview = TrainingPreview(_central_crop(held_back), caption=caption)

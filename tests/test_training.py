@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -226,6 +227,8 @@ def test_colour_and_stacks_are_accepted(rng):
         ({"alpha_batch_size": -1}, "alpha_batch_size"),
         ({"exposure_fraction": 1.0}, "exposure_fraction"),
         ({"exposure_kept_range": (0.5, 1.0)}, r"exposure_kept_range must be \(low, high\) with 0 < low"),
+        ({"black_level_fraction": 1.5}, "black_level_fraction"),
+        ({"black_level_range": (0.1, 1.0)}, r"black_level_range must be \(low, high\) with 0 <= low"),
     ],
 )
 def test_bad_settings_are_named(smooth_image, kwargs, word):
@@ -258,6 +261,26 @@ def test_undarkened_samples_are_the_clean_patches_with_only_their_noise(smooth_i
     assert 10 < int(undarkened.sum()) < 54
     torch.testing.assert_close(low[undarkened], clean[undarkened], rtol=0, atol=0)
     assert (low[~undarkened].mean(dim=(1, 2, 3)) < clean[~undarkened].mean(dim=(1, 2, 3))).all()
+
+
+def test_black_levels_lift_undarkened_samples_and_their_targets_alike(smooth_image):
+    source = _PatchSource([smooth_image], 16, None, "images")
+    config = TrainingConfig(
+        steps=1, denoise_fraction=0.5, black_level_fraction=0.5, black_level_range=(0.05, 0.1), noise=None, quantize_fraction=0.0
+    )
+    batch = _synthetic_batch(source, config, step=0, count=128)
+    plain = _synthetic_batch(source, dataclasses.replace(config, black_level_fraction=0.0), step=0, count=128)
+    changed = (batch.target != plain.target).flatten(1).any(dim=1)
+    assert 10 < int(changed.sum()) < 54
+    assert (batch.alpha[changed] == 0).all()  # darkened samples keep their black
+    # The target is b + (1 - b) * I with one b per sample, and the input is that target (no noise here).
+    black = ((batch.target - plain.target) / (1 - plain.target)).flatten(1).nanmedian(dim=1).values[changed]
+    assert ((black >= 0.05) & (black <= 0.1)).all()
+    lifted = black.view(-1, 1, 1, 1) + (1 - black.view(-1, 1, 1, 1)) * plain.target[changed]
+    torch.testing.assert_close(batch.target[changed], lifted)
+    torch.testing.assert_close(batch.low[changed], batch.target[changed], rtol=0, atol=0)
+    # The context sees the same lifted frame: its darkest quantile rises with the black level.
+    assert (batch.context[changed, 0] > plain.context[changed, 0]).all()
 
 
 def test_exposure_samples_are_the_clean_patches_scaled_down_with_saturation_kept(smooth_image):

@@ -74,6 +74,11 @@ class TrainingConfig:
     #: defines (as for real pairs), and their difference map ``(1 - kept) * I``.
     exposure_fraction: float = 0.0
     exposure_kept_range: tuple[float, float] = (0.03, 0.5)
+    #: Share of the undarkened (alpha 0) samples recorded over a black level ``b``, uniform in
+    #: ``black_level_range``: the clean image becomes ``b + (1 - b) * I`` (target included), as
+    #: a camera's offset and a specimen's background lift a fluorescence frame's blacks.
+    black_level_fraction: float = 0.0
+    black_level_range: tuple[float, float] = (0.0, 0.1)
     noise: str | None = "mixed"
     noise_sigma_range: tuple[float, float] = (0.0, 0.03)
     photons_range: tuple[float, float] = (20.0, 1000.0)
@@ -114,7 +119,10 @@ class TrainingConfig:
         low, high = self.exposure_kept_range
         if not 0 < low <= high < 1:
             raise ValueError(f"exposure_kept_range must be (low, high) with 0 < low <= high < 1, got {(low, high)!r}")
-        for name in ("denoise_fraction", "dim_denoise_fraction", "exposure_fraction"):
+        low, high = self.black_level_range
+        if not 0 <= low <= high < 1:
+            raise ValueError(f"black_level_range must be (low, high) with 0 <= low <= high < 1, got {(low, high)!r}")
+        for name in ("denoise_fraction", "dim_denoise_fraction", "exposure_fraction", "black_level_fraction"):
             value = getattr(self, name)
             if value is None and name == "dim_denoise_fraction":
                 continue
@@ -268,6 +276,8 @@ class _Degradation:
     gamma: torch.Tensor
     #: 1 for Eq. 5; ``1 - kept`` for an exposure sample (see ``TrainingConfig.exposure_fraction``).
     depth: torch.Tensor
+    #: The black level the clean image is recorded over (``TrainingConfig.black_level_fraction``).
+    black: torch.Tensor
     sigma: torch.Tensor
     photons: torch.Tensor
     shot: torch.Tensor
@@ -295,6 +305,10 @@ class _Degradation:
         share = np.where(dim, dim_share, config.denoise_fraction)
         if share.any():  # drawn only then, so runs without it keep their random stream
             alpha[torch.from_numpy(rng.random(count) < share)] = 0.0
+        black = torch.zeros(count)
+        if config.black_level_fraction:  # drawn only then, so runs without it keep their random stream
+            lifted = torch.from_numpy(rng.random(count) < config.black_level_fraction) & (alpha == 0)
+            black[lifted] = uniform(config.black_level_range)[lifted]
         sigma, photons = uniform(config.noise_sigma_range), uniform(config.photons_range, log=True)
         if config.noise == "mixed":
             shot = torch.from_numpy(rng.random(count) < 0.5)
@@ -302,24 +316,22 @@ class _Degradation:
             shot = torch.full((count,), config.noise == "poisson-gaussian")
         quantise = rng.random(count) < config.quantize_fraction
         bits = torch.from_numpy(np.where(quantise, rng.choice([8, 16], count), 0).astype(np.float32))
-        return cls(alpha, gamma, depth, sigma, photons, shot, bits)
+        return cls(alpha, gamma, depth, black, sigma, photons, shot, bits)
+
+    def recorded(self, clean: torch.Tensor) -> torch.Tensor:
+        """``clean`` over each sample's black level: the noise-free frame, and the target."""
+        black = _per_sample(self.black, clean)
+        return black + (1 - black) * clean
 
     def apply(self, clean: torch.Tensor, config: TrainingConfig, generator: torch.Generator) -> torch.Tensor:
-        """The low-light version of ``clean``: patches (B, 1, P, P) or pixel rows (B, S)."""
+        """The low-light version of ``clean`` (:meth:`recorded`): patches (B, 1, P, P) or pixel rows (B, S)."""
+        low = _darken(clean, *(_per_sample(v, clean) for v in (self.alpha, self.gamma, self.depth)))
+        return _noise(low, config, generator, *(_per_sample(v, clean) for v in (self.sigma, self.photons, self.shot, self.bits)))
 
-        def per_sample(values):
-            return values.view(-1, *([1] * (clean.ndim - 1)))
 
-        low = _darken(clean, per_sample(self.alpha), per_sample(self.gamma), per_sample(self.depth))
-        return _noise(
-            low,
-            config,
-            generator,
-            per_sample(self.sigma),
-            per_sample(self.photons),
-            per_sample(self.shot),
-            per_sample(self.bits),
-        )
+def _per_sample(values: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``values`` (B,) shaped to broadcast over ``batch`` (B, ...)."""
+    return values.view(-1, *([1] * (batch.ndim - 1)))
 
 
 def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, count: int) -> _Batch:
@@ -329,8 +341,9 @@ def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, co
     indices = rng.integers(len(source.images), size=count)
     clean = np.stack([_augment(source.crop(rng, i)[0][None], rng) for i in indices])
     pixels = np.stack([source.pixels(rng, i, CONTEXT_SAMPLES) for i in indices])
-    clean_t, pixels_t = torch.from_numpy(np.ascontiguousarray(clean)), torch.from_numpy(pixels)
     degradation = _Degradation.draw(rng, config, source.dim[indices])
+    clean_t = degradation.recorded(torch.from_numpy(np.ascontiguousarray(clean)))
+    pixels_t = degradation.recorded(torch.from_numpy(pixels))
     low = degradation.apply(clean_t, config, generator)
     low_pixels = degradation.apply(pixels_t, config, generator)
     difference = _difference(clean_t, degradation.gamma.view(-1, 1, 1, 1), degradation.depth.view(-1, 1, 1, 1))
@@ -349,7 +362,7 @@ def _context_batch(source: _PatchSource, config: TrainingConfig, step: int, coun
     indices = rng.integers(len(source.images), size=count)
     pixels = torch.from_numpy(np.stack([source.pixels(rng, i, CONTEXT_SAMPLES) for i in indices]))
     degradation = _Degradation.draw(rng, config, source.dim[indices])
-    return degradation.alpha, image_context(degradation.apply(pixels, config, generator))
+    return degradation.alpha, image_context(degradation.apply(degradation.recorded(pixels), config, generator))
 
 
 def _paired_batch(low_source: _PatchSource, high_source: _PatchSource, config: TrainingConfig, step: int, count: int):

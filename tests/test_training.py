@@ -94,6 +94,12 @@ def test_resuming_from_a_checkpoint_continues_exactly(smooth_image, tmp_path):
     _assert_same_weights(load_weights(checkpoint)[0].state_dict(), resumed.state_dict())
 
 
+def test_a_checkpoint_in_a_missing_folder_is_written_there(smooth_image, tmp_path):
+    checkpoint = tmp_path / "runs" / "first" / "run.safetensors"
+    _run(train([smooth_image], steps=2, checkpoint=checkpoint, checkpoint_every=1, **_tiny()))
+    assert int(load_weights(checkpoint)[2]["step"][0]) == 2
+
+
 def test_resuming_a_checkpoint_without_an_average_warns_and_continues(smooth_image, tmp_path):
     checkpoint = tmp_path / "run.safetensors"
     _run(train([smooth_image], steps=3, seed=2, checkpoint=checkpoint, **_tiny()))

@@ -604,7 +604,7 @@ def train(
         Safetensors file written every ``checkpoint_every`` steps and at the end. Its
         model is the averaged weights (restore with it like any weights file); the
         trained weights and optimizer state ride along. If it exists when training
-        starts, training resumes from it.
+        starts, training resumes from it; its folder is made if missing.
     freeze_batchnorm : bool or None, optional
         Normalise with the BatchNorm running statistics of the starting weights and
         leave them unchanged, instead of normalising by each batch and learning new
@@ -636,7 +636,9 @@ def train(
         the alpha estimator alone, cheap beside the patches; ``exposure_fraction``: the
         share of darkened samples that lose exposure instead, ``kept * I`` with
         saturated pixels kept, as underexposed photographs show, at alpha 1 and with
-        ``kept`` log-uniform in ``exposure_kept_range``).
+        ``kept`` log-uniform in ``exposure_kept_range``; ``black_level_fraction``: the
+        share of undarkened samples recorded over a black level uniform in
+        ``black_level_range``, ``b + (1 - b) * I``, target included).
 
     Yields
     ------
@@ -804,6 +806,9 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
         denoising = config.denoise_fraction or config.self_supervised
         model = new_model(seed=config.seed, alpha_min=0.0 if denoising else ALPHA_RANGE[0])
     resuming = checkpoint is not None and Path(checkpoint).exists()
+    if checkpoint is not None:
+        # Now, not at the first checkpoint minutes into the run: a folder that cannot be made fails at once.
+        Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
     extra, trained = {}, {}
     if resuming:
         model, _, extra = load_weights(checkpoint)

@@ -35,6 +35,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.restoration import denoise_nl_means
 
 import napari_lowlight
+from napari_lowlight.weights import shipped_weights_path
 
 from . import _report
 from .bench_shot_noise import affine_psnr
@@ -164,8 +165,11 @@ def stabilised(noisy, denoise):
     return a * denoised**2 / 4 - 0.375 * a - b / a
 
 
-def _fluorescence_methods(model):
-    """Method name -> function (noisy uint8 frame, reference) -> output in [0, 1]."""
+def _fluorescence_methods(model, fluorescence_model=None):
+    """Method name -> function (noisy uint8 frame, reference) -> output in [0, 1].
+
+    ``fluorescence_model`` (the shipped fluorescence weights, say) adds its rows at alpha 0 and "auto".
+    """
 
     def best_gaussian(stored, reference):
         noisy = _unit(stored)
@@ -184,7 +188,7 @@ def _fluorescence_methods(model):
             lambda z: denoise_nl_means(z, h=0.8, sigma=1.0, patch_size=5, patch_distance=6, fast_mode=True),
         )
 
-    return {
+    methods = {
         "noisy frame": lambda stored, reference: _unit(stored),
         "Gaussian blur, best σ (oracle)": best_gaussian,
         "VST + BM3D": bm3d,
@@ -192,6 +196,10 @@ def _fluorescence_methods(model):
         "ours, α=0 (denoise only)": lambda stored, reference: _ours(stored, model, 0.0),
         'ours, α="auto"': lambda stored, reference: _ours(stored, model, "auto"),
     }
+    if fluorescence_model is not None:
+        methods["ours, fluorescence weights, α=0"] = lambda stored, reference: _ours(stored, fluorescence_model, 0.0)
+        methods['ours, fluorescence weights, α="auto"'] = lambda stored, reference: _ours(stored, fluorescence_model, "auto")
+    return methods
 
 
 def w2s_pairs(count):
@@ -213,15 +221,20 @@ def score_fluorescence(pairs, methods, log):
     return scores, seconds
 
 
-def run_fluorescence(model, count, log):
+def run_fluorescence(model, fluorescence_model, count, log):
     """Mean affine-fit PSNR per method over the first ``count`` W2S pairs."""
     pairs = w2s_pairs(count)
-    scores, seconds = score_fluorescence(pairs, _fluorescence_methods(model), log)
+    scores, seconds = score_fluorescence(pairs, _fluorescence_methods(model, fluorescence_model), log)
+
+    def mean_auto_alpha(weights):
+        return float(np.mean([napari_lowlight.estimate_alpha(stored, model=weights) for _, stored, _ in pairs]))
+
     return dict(
         frames=[name for name, _, _ in pairs],
         psnr={m: float(np.mean(s)) for m, s in scores.items()},
         seconds_per_frame={m: s / len(pairs) for m, s in seconds.items()},
-        auto_alpha=float(np.mean([napari_lowlight.estimate_alpha(stored, model=model) for _, stored, _ in pairs])),
+        auto_alpha=mean_auto_alpha(model),
+        fluorescence_auto_alpha=mean_auto_alpha(fluorescence_model),
     )
 
 
@@ -336,9 +349,10 @@ def run(*, model_path=None, quick=False, seed=0, device="auto", log=sys.stderr):
     """Every part of the benchmark; returns the results, the model, and the contact sheet's rows."""
     size = QUICK if quick else FULL
     model = napari_lowlight.load_model(model_path, device=device)
+    fluorescence_model = napari_lowlight.load_model(shipped_weights_path("fluorescence"), device=device)
     peers = load_peers()
     result = dict(seed=seed)
-    result["fluorescence"] = run_fluorescence(model, size["w2s"], log)
+    result["fluorescence"] = run_fluorescence(model, fluorescence_model, size["w2s"], log)
     result["p3"] = run_p3(model, peers, size["p3"], seed, log)
     result["dark_photos"], sheet = run_dark_photos(model, peers, size["photos"], size["sheet"], log)
     return result, model, sheet
@@ -358,8 +372,10 @@ def format_report(result, *, columns, model_text, machine, command, quick):
         " as BENCHMARK.md says; BM3D and non-local means run on the generalised Anscombe transform of the frame,"
         " with a Poisson-Gaussian noise model fitted to the frame itself (`poisson_gaussian_fit`: no reference);"
         " the Gaussian's sigma (of"
-        f" {GAUSSIAN_SIGMAS} px) is chosen per frame with the reference. Ours at \"auto\" chose alpha"
-        f" {fluorescence['auto_alpha']:.2f} on average.",
+        f" {GAUSSIAN_SIGMAS} px) is chosen per frame with the reference. \"auto\" chose alpha"
+        f" {fluorescence['auto_alpha']:.2f} on average with the model above and"
+        f" {fluorescence['fluorescence_auto_alpha']:.2f} with the shipped fluorescence weights"
+        " (`--model fluorescence`; recipe `benchmarks/fluorescence_model.toml`).",
         "",
         _report.markdown_table(
             ["method", "affine PSNR", "seconds per frame"],

@@ -56,6 +56,17 @@ def test_restore_many_files_into_a_folder(tmp_path, rng, model_file):
         assert written.shape == (2, 20, 24) and written.dtype == tifffile.imread(path).dtype
 
 
+def test_restore_with_shipped_weights_by_name(tmp_path, rng):
+    source = tmp_path / "frame.tif"
+    frame = rng.poisson(np.full((24, 24), 5.0)).astype(np.uint16)
+    tifffile.imwrite(source, frame)
+    outputs = {}
+    for name in ("default", "fluorescence"):
+        outputs[name] = tmp_path / f"{name}.tif"
+        assert main(["restore", str(source), "-o", str(outputs[name]), "--model", name, "--alpha", "0", "--data-range", "15"]) == 0
+    assert not np.array_equal(tifffile.imread(outputs["default"]), tifffile.imread(outputs["fluorescence"]))
+
+
 def test_restore_12_bit_data_with_data_range(tmp_path, rng, model_file):
     source, out = tmp_path / "camera12.tif", tmp_path / "restored.tif"
     tifffile.imwrite(source, rng.integers(0, 4096, (24, 24)).astype(np.uint16))

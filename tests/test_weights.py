@@ -26,6 +26,24 @@ def test_shipped_default_loads():
     assert weights.default_weights_path().stat().st_size < 5_000_000
 
 
+def test_shipped_fluorescence_weights_denoise_a_dim_scene_at_alpha_0():
+    from napari_lowlight import estimate_alpha
+    from napari_lowlight.scenes import generated_scenes
+
+    model = load_model(weights.shipped_weights_path("fluorescence"), device="cpu")
+    assert model.config.alpha_min == 0.0 and model.training_config["steps"] > 0
+    scene = generated_scenes(1, seed=12345)[0][:128, :128]
+    noisy = np.random.default_rng(0).poisson(scene * 20) / 20
+    assert estimate_alpha(noisy, model=model) < 0.2  # a dim frame is not read as a darkened one
+    error = np.mean((restore(noisy, 0.0, model=model) - scene) ** 2)
+    assert error < 0.5 * np.mean((noisy - scene) ** 2)
+
+
+def test_shipped_weights_are_named():
+    with pytest.raises(ValueError, match=r"no shipped weights named 'fluorescent'; shipped: \['default', 'fluorescence'\]"):
+        weights.shipped_weights_path("fluorescent")
+
+
 def test_failed_write_keeps_the_previous_file(tiny_model, tmp_path, monkeypatch):
     path = save_model(tiny_model, tmp_path / "model.safetensors")
     before = path.read_bytes()

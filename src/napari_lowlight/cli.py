@@ -197,9 +197,9 @@ def _kept_metadata(source: Path) -> dict:
 def _load_model_argument(text):
     """The model a --model/--from argument names, on the CPU: restoring and training move a
     copy to their device, and a model shipped to dask workers must unpickle on any of them."""
-    from .weights import load_model
+    from .weights import SHIPPED_WEIGHTS, load_model, shipped_weights_path
 
-    return load_model(None if text in (None, "default") else text, device="cpu")
+    return load_model(shipped_weights_path(text or "default") if text in (None, *SHIPPED_WEIGHTS) else text, device="cpu")
 
 
 def _output_paths(inputs: list[Path], output: Path, flag: str, name) -> list[Path]:
@@ -471,7 +471,11 @@ def _parser() -> argparse.ArgumentParser:
     rest.add_argument(
         "--alpha", type=_alpha, default="auto", help="restoration strength (>= 0; 0: denoise only) or 'auto' (default: auto)"
     )
-    rest.add_argument("--model", help="weights file (.safetensors); the shipped default if omitted")
+    rest.add_argument(
+        "--model",
+        help="weights file (.safetensors), or shipped weights by name: 'default' (if omitted) or 'fluorescence'"
+        " (denoising dim fluorescence and sky frames at --alpha 0)",
+    )
     rest.add_argument("--difference", help="also write the difference map (float TIFF) here")
     rest.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     rest.add_argument("--tile", type=_positive_int, help="tile size in pixels (default 256)")
@@ -495,7 +499,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--from",
         dest="start",
-        help="'scratch', 'default' or a weights file to fine-tune (default: scratch; 'default' with --self-supervised)",
+        help="'scratch', shipped weights by name ('default', 'fluorescence') or a weights file to fine-tune"
+        " (default: scratch; 'default' with --self-supervised)",
     )
     tr.add_argument("--pairs", nargs="+", metavar="FILE", help="LOW HIGH file pairs of real data")
     tr.add_argument(

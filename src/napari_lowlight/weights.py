@@ -21,7 +21,18 @@ from ._atomic import replaced_atomically
 from .devices import resolve_device
 from .network import ALPHA_RANGE, LowLightNet, ModelConfig
 
-__all__ = ["default_model", "ARCHITECTURE", "FORMAT_VERSION", "new_model", "save_model", "load_model", "read_metadata", "default_weights_path"]
+__all__ = [
+    "default_model",
+    "ARCHITECTURE",
+    "FORMAT_VERSION",
+    "SHIPPED_WEIGHTS",
+    "new_model",
+    "save_model",
+    "load_model",
+    "read_metadata",
+    "default_weights_path",
+    "shipped_weights_path",
+]
 
 ARCHITECTURE = "napari-lowlight/residual-context"
 FORMAT_VERSION = "1"
@@ -30,9 +41,24 @@ FORMAT_VERSION = "1"
 _EXTRA_PREFIX = "extra."
 
 
+#: The weights installed with the package, by name, and what each is for (model card:
+#: docs/model.md). Nothing is downloaded at first use.
+SHIPPED_WEIGHTS = {
+    "default": "restores low light: brightens with alpha and denoises (photographs, micrographs, sky frames)",
+    "fluorescence": "denoises dim fluorescence and sky frames at alpha 0 (the default fine-tuned on noisier frames)",
+}
+
+
+def shipped_weights_path(name: str = "default") -> Path:
+    """Path of the shipped weights ``name`` (a key of :data:`SHIPPED_WEIGHTS`) inside the installed package."""
+    if name not in SHIPPED_WEIGHTS:
+        raise ValueError(f"no shipped weights named {name!r}; shipped: {list(SHIPPED_WEIGHTS)}")
+    return Path(str(resources.files("napari_lowlight") / "weights" / f"{name}.safetensors"))
+
+
 def default_weights_path() -> Path:
     """Path of the shipped default weights inside the installed package."""
-    return Path(str(resources.files("napari_lowlight") / "weights" / "default.safetensors"))
+    return shipped_weights_path("default")
 
 
 def new_model(

@@ -453,7 +453,7 @@ def test_missing_default_model_is_a_notification(qtbot, viewer, notifications, h
     viewer.add_image(helpers.grey(), name="low")
     assert widget.model_name == DEFAULT_MODEL_NAME
     assert widget.run() is None
-    assert any("default weights are missing" in message for message in helpers.errors(notifications))
+    assert any(f"weights of {DEFAULT_MODEL_NAME!r} are missing" in message for message in helpers.errors(notifications))
     assert len(viewer.layers) == 1
 
 

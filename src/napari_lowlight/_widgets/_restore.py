@@ -384,7 +384,7 @@ class RestoreWidget(QWidget):
             return self.registry.get(name).get_model()
         except FileNotFoundError as error:
             show_error(
-                f"Restore: the shipped default weights are missing ({error}); train a model or load a weights file"
+                f"Restore: the weights of {name!r} are missing ({error}); train a model or load a weights file"
             )
         except (KeyError, ValueError, OSError, TypeError) as error:
             show_error(f"Restore: model {name!r} cannot be used: {error}")

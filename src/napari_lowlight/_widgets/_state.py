@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +38,13 @@ __all__ = [
     "model_registry",
 ]
 
-#: Registry name of the model shipped inside the package.
-DEFAULT_MODEL_NAME = "default (shipped)"
+def shipped_model_name(weights: str) -> str:
+    """The registry name of the shipped weights ``weights`` (a key of ``SHIPPED_WEIGHTS``)."""
+    return f"{weights} (shipped)"
+
+
+#: Registry name of the default weights shipped inside the package.
+DEFAULT_MODEL_NAME = shipped_model_name("default")
 
 
 def step_count(steps: int) -> str:
@@ -112,7 +118,7 @@ class TrainingStatus:
 class ModelEntry:
     """One model the session knows.
 
-    ``kind`` is ``"default"`` (loaded lazily on first use), ``"trained"`` or ``"file"``.
+    ``kind`` is ``"default"`` (shipped weights, loaded lazily on first use), ``"trained"`` or ``"file"``.
     """
 
     name: str
@@ -131,10 +137,10 @@ class ModelEntry:
         return self.model
 
 
-def _load_default():
-    from napari_lowlight import load_model
+def _load_shipped(name: str):
+    from napari_lowlight.weights import load_model, shipped_weights_path
 
-    return load_model(None, device="cpu")
+    return load_model(shipped_weights_path(name), device="cpu")
 
 
 class ModelRegistry:
@@ -156,9 +162,11 @@ class ModelRegistry:
         self._entries: dict[str, ModelEntry] = {}
         self._counter = itertools.count(1)
         if include_default:
-            self._entries[DEFAULT_MODEL_NAME] = ModelEntry(
-                DEFAULT_MODEL_NAME, "default", loader=_load_default, info="weights shipped with napari-lowlight"
-            )
+            from napari_lowlight.weights import SHIPPED_WEIGHTS
+
+            for weights, purpose in SHIPPED_WEIGHTS.items():
+                name = shipped_model_name(weights)
+                self._entries[name] = ModelEntry(name, "default", loader=partial(_load_shipped, weights), info=purpose)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -211,7 +219,7 @@ class ModelRegistry:
         return matches[-1] if matches else None
 
     def clear(self, *, keep_default: bool = True) -> None:
-        """Forget every entry (but the shipped default when ``keep_default``)."""
+        """Forget every entry (but the shipped weights when ``keep_default``)."""
         with self._lock:
             self._entries = {
                 name: entry for name, entry in self._entries.items() if keep_default and entry.kind == "default"

@@ -346,7 +346,7 @@ def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, co
     pixels_t = degradation.recorded(torch.from_numpy(pixels))
     low = degradation.apply(clean_t, config, generator)
     low_pixels = degradation.apply(pixels_t, config, generator)
-    difference = _difference(clean_t, degradation.gamma.view(-1, 1, 1, 1), degradation.depth.view(-1, 1, 1, 1))
+    difference = _difference(clean_t, *(_per_sample(v, clean_t) for v in (degradation.gamma, degradation.depth)))
     return _Batch(low, clean_t, difference, degradation.alpha, image_context(low_pixels))
 
 

@@ -88,7 +88,33 @@ def test_train_on_generated_scenes_alone(tmp_path):
     assert main(["train", "--scenes", "2", "-o", str(out), "--steps", "2", "--batch-size", "4", "--patch-size", "16"]) == 0
     from napari_lowlight.weights import read_metadata
 
-    assert read_metadata(out)["training"]["data"] == {"paths": [], "files": 0, "scenes": 2, "pairs": 0, "data_range": None}
+    assert read_metadata(out)["training"]["data"] == {
+        "paths": [], "files": 0, "scenes": 2, "scene_kinds": ["fluorescence", "stars"], "pairs": 0, "data_range": None
+    }
+
+
+def test_train_on_one_kind_of_generated_scene(tmp_path, monkeypatch):
+    from napari_lowlight import scenes
+
+    made = []
+    monkeypatch.setitem(scenes.SCENE_KINDS, "stars", lambda *args, **kwargs: made.append("a star field"))
+    out = tmp_path / "fluorescence.safetensors"
+    argv = ["train", "--scenes", "3", "--scene-kinds", "fluorescence", "-o", str(out), "--steps", "2", "--batch-size", "4", "--patch-size", "16"]
+    assert main(argv) == 0
+    from napari_lowlight.weights import read_metadata
+
+    assert made == [] and read_metadata(out)["training"]["data"]["scene_kinds"] == ["fluorescence"]
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [('scenes = 2\nscene_kinds = "stars"', "kinds must be a non-empty list"), ('scene_kinds = ["stars"]', "give --scenes N too")],
+)
+def test_train_refuses_bad_scene_kinds(tmp_path, capsys, png, recipe, message):
+    config = tmp_path / "recipe.toml"
+    config.write_text(f"[train]\nsteps = 1\n{recipe}\n")
+    assert main(["train", str(png), "--config", str(config), "-o", str(tmp_path / "out.safetensors")]) != 0
+    assert message in capsys.readouterr().err and not (tmp_path / "out.safetensors").exists()
 
 
 def test_self_supervised_fine_tune_on_a_12_bit_stack_then_restore_with_it(tmp_path, rng, model_file):

@@ -27,3 +27,18 @@ def test_generated_scenes_are_seeded_and_append_only():
 def test_generated_scenes_rejects_a_bad_count(count):
     with pytest.raises(ValueError, match="count"):
         generated_scenes(count)
+
+
+def test_generated_scenes_of_one_kind_only():
+    fluorescence = generated_scenes(2, (32, 32), seed=7, kinds=["fluorescence"])
+    mixed = generated_scenes(2, (32, 32), seed=7)
+    np.testing.assert_array_equal(fluorescence[0], mixed[0])  # scene 0 is a fluorescence frame in both
+    seed_1 = int(np.random.default_rng([7, 1]).integers(2**31))
+    np.testing.assert_array_equal(fluorescence[1], fluorescence_scene((32, 32), seed=seed_1))
+    assert not np.array_equal(fluorescence[1], mixed[1])  # a star field there
+
+
+@pytest.mark.parametrize("kinds", [[], "fluorescence", ["galaxies"]])
+def test_generated_scenes_rejects_bad_kinds(kinds):
+    with pytest.raises(ValueError, match="kinds"):
+        generated_scenes(1, kinds=kinds)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .samples import SAMPLES
+from .scenes import DEFAULT_SCENE_KINDS, SCENE_KINDS
 
 __all__ = ["main"]
 
@@ -326,7 +327,7 @@ def _training_options(args, defaults: dict) -> dict:
                 options = tomllib.load(file).get("train", {})
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise CommandError(f"config {args.config!r} is not a readable TOML file ({error})") from None
-    for name in ("steps", "batch_size", "patch_size", "lr", "seed", "checkpoint", "scenes"):
+    for name in ("steps", "batch_size", "patch_size", "lr", "seed", "checkpoint", "scenes", "scene_kinds"):
         value = getattr(args, name)
         if value is not None:
             options[name] = value
@@ -362,6 +363,7 @@ def _train(args) -> None:
     defaults = {name: v for name, v in SELF_SUPERVISED_DEFAULTS.items() if name != "lr"} if args.self_supervised else {"steps": 1000}
     options = _training_options(args, defaults)
     scene_count = options.pop("scenes", 0)
+    scene_kinds = options.pop("scene_kinds", None)
     clean_paths = list(args.clean) + list(options.pop("data", []))
     data_root = Path(args.config).parent if args.config else Path()
     files = _image_files([str(data_root / p) if not Path(p).is_absolute() else p for p in clean_paths]) if clean_paths else []
@@ -385,7 +387,10 @@ def _train(args) -> None:
         options.setdefault("lr", SELF_SUPERVISED_DEFAULTS["lr"] if args.self_supervised else FINE_TUNE_LR)
     options.pop("from", None)
     images = [read_image(path) for path in files]
-    scenes = generated_scenes(scene_count, seed=options.get("seed", 0))
+    if scene_kinds is not None and not scene_count:
+        raise CommandError("scene_kinds chooses the kinds of generated scenes; give --scenes N too")
+    scene_kinds = DEFAULT_SCENE_KINDS if scene_kinds is None else scene_kinds
+    scenes = generated_scenes(scene_count, seed=options.get("seed", 0), kinds=scene_kinds)
     pairs = None
     if pair_files:
         pairs = [(read_image(low), read_image(high)) for low, high in zip(pair_files[::2], pair_files[1::2])]
@@ -407,7 +412,7 @@ def _train(args) -> None:
         bar.close()
     # What it learned from, beside how: the data are not part of TrainingConfig.
     # data_range: restoring these data needs it too.
-    sources = {"paths": clean_paths, "files": len(files), "scenes": scene_count, "pairs": len(pairs or []), "data_range": args.data_range}
+    sources = {"paths": clean_paths, "files": len(files), "scenes": scene_count, "scene_kinds": list(scene_kinds) if scene_count else [], "pairs": len(pairs or []), "data_range": args.data_range}
     save_model(trained, output, training={**trained.training_config, "data": sources})
 
 
@@ -520,6 +525,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_non_negative_int,
         help="also train on this many generated microscopy and astronomy scenes (see napari_lowlight.scenes),"
         " dim by nature: a recipe's dim_denoise_fraction sets how many of their samples stay undarkened",
+    )
+    tr.add_argument(
+        "--scene-kinds",
+        nargs="+",
+        choices=sorted(SCENE_KINDS),
+        help="kinds of the generated scenes, taken in turn (default: fluorescence stars)",
     )
     tr.add_argument("--checkpoint", help="resumable checkpoint file, written as training goes")
     tr.add_argument("--device", default="auto")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["fluorescence_scene", "star_field", "generated_scenes"]
+__all__ = ["fluorescence_scene", "star_field", "generated_scenes", "SCENE_KINDS", "DEFAULT_SCENE_KINDS"]
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float, size=None):
@@ -125,8 +125,14 @@ def star_field(shape=(256, 256), *, seed=0) -> np.ndarray:
     return np.clip(sky + nebula + ndimage.gaussian_filter(galaxies, psf_sigma) + stars, 0, 1).astype(np.float32)
 
 
-def generated_scenes(count: int, shape=(256, 256), *, seed=0) -> list[np.ndarray]:
-    """``count`` scientific scenes, alternating fluorescence frames and star fields.
+#: Scene generators by the name ``generated_scenes(kinds=...)`` and a recipe's ``scene_kinds`` use.
+SCENE_KINDS = {"fluorescence": fluorescence_scene, "stars": star_field}
+#: What ``generated_scenes`` makes unless told: fluorescence frames and star fields in turn.
+DEFAULT_SCENE_KINDS = ("fluorescence", "stars")
+
+
+def generated_scenes(count: int, shape=(256, 256), *, seed=0, kinds=DEFAULT_SCENE_KINDS) -> list[np.ndarray]:
+    """``count`` scientific scenes, cycling through ``kinds``.
 
     Parameters
     ----------
@@ -137,6 +143,8 @@ def generated_scenes(count: int, shape=(256, 256), *, seed=0) -> list[np.ndarray
     seed : int
         Scene ``k`` is generated from the seed ``(seed, k)``: the same arguments give
         the same scenes, and a larger ``count`` only appends.
+    kinds : sequence of str
+        Names of :data:`SCENE_KINDS`; scene ``k`` is of kind ``kinds[k % len(kinds)]``.
 
     Returns
     -------
@@ -144,7 +152,9 @@ def generated_scenes(count: int, shape=(256, 256), *, seed=0) -> list[np.ndarray
     """
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
         raise ValueError(f"count must be a non-negative integer, got {count!r}")
-    makers = (fluorescence_scene, star_field)
+    if isinstance(kinds, str) or not kinds or any(kind not in SCENE_KINDS for kind in kinds):
+        raise ValueError(f"kinds must be a non-empty list of {sorted(SCENE_KINDS)}, got {kinds!r}")
+    makers = [SCENE_KINDS[kind] for kind in kinds]
     return [
-        makers[k % 2](shape, seed=int(np.random.default_rng([seed, k]).integers(2**31))) for k in range(count)
+        makers[k % len(makers)](shape, seed=int(np.random.default_rng([seed, k]).integers(2**31))) for k in range(count)
     ]

@@ -45,7 +45,7 @@ _EXTRA_PREFIX = "extra."
 #: docs/model.md). Nothing is downloaded at first use.
 SHIPPED_WEIGHTS = {
     "default": "restores low light: brightens with alpha and denoises (photographs, micrographs, sky frames)",
-    "fluorescence": "denoises dim fluorescence and sky frames at alpha 0 (the default fine-tuned on noisier frames)",
+    "fluorescence": "denoises dim fluorescence frames at alpha 0 (the default fine-tuned on noisier fluorescence scenes)",
 }
 
 

@@ -1,15 +1,16 @@
 """Self-supervised fine-tuning on real noisy fluorescence frames alone: what it gains.
 
-A microscopist with no clean images fine-tunes the shipped weights on their own noisy
-frames (``napari-lowlight train FRAMES --self-supervised --from default``, or the Train
-widget's "noisy frames only") and restores at alpha 0. This script does exactly that
-with the library's defaults (``SELF_SUPERVISED_DEFAULTS``) on the real W2S frames of
+A microscopist with no clean images fine-tunes shipped weights on their own noisy
+frames (``napari-lowlight train FRAMES --self-supervised --from default`` or
+``--from fluorescence``, or the Train widget's "noisy frames only") and restores at alpha 0.
+This script does exactly that, from each of ``STARTS``, with the library's defaults
+(``SELF_SUPERVISED_DEFAULTS``) on the real W2S frames of
 ``../shared/data/real/w2s``: it fine-tunes on the first ``FULL["train"]`` noisy frames
 (the 400-frame averages are never shown to it), then scores every frame against its
 average by affine PSNR (BENCHMARK.md): the frames it was tuned on, as a user who denoises
 the frames they trained on would, and the other frames of the same microscope, unseen.
 Beside it: the noisy frame, the Gaussian blur at the best sigma (an oracle: the
-reference chooses it), VST + BM3D, and the shipped model, all from ``bench_real``.
+reference chooses it), VST + BM3D, and the shipped weights, all from ``bench_real``.
 
 Run from the repository root: ``python -m benchmarks.bench_self_supervised``.
 """
@@ -21,6 +22,7 @@ import numpy as np
 
 import napari_lowlight
 from napari_lowlight.training import SELF_SUPERVISED_DEFAULTS
+from napari_lowlight.weights import shipped_weights_path
 
 from . import _report
 from .bench_real import _fluorescence_methods, _ours, score_fluorescence, w2s_pairs
@@ -30,33 +32,38 @@ FULL = dict(train=10, frames=30, steps=None)
 QUICK = dict(train=2, frames=3, steps=3)
 #: bench_real's methods that this section compares with.
 BASELINES = ("noisy frame", "Gaussian blur, best σ (oracle)", "VST + BM3D")
-SHIPPED, TUNED = "shipped weights, α=0", "fine-tuned here, α=0"
-TUNED_AUTO = 'fine-tuned here, α="auto"'
+#: Shipped weights a fine-tune starts from (``--from NAME``), each fine-tuned and scored.
+STARTS = ("default", "fluorescence")
 
 
-def fine_tune(frames, settings, *, seed=0, device="auto", log=sys.stderr):
-    """The shipped weights fine-tuned on noisy ``frames`` with ``settings`` (of ``train``); returns (model, seconds)."""
-    model = napari_lowlight.load_model(device=device)
+def fine_tune(frames, settings, start, *, seed=0, device="auto", log=sys.stderr):
+    """The shipped weights ``start`` fine-tuned on noisy ``frames`` with ``settings`` (of ``train``); returns (model, seconds)."""
+    model = napari_lowlight.load_model(shipped_weights_path(start), device=device)
     began = time.perf_counter()
     for event in napari_lowlight.train(noisy=frames, model=model, seed=seed, device=device, validate_every=0, **settings):
         if event.step % 250 == 0:
-            print(f"step {event.step}/{event.steps}: loss {event.loss:.5f}", file=log, flush=True)
+            print(f"from {start}, step {event.step}/{event.steps}: loss {event.loss:.5f}", file=log, flush=True)
     return model, time.perf_counter() - began
 
 
 def run(*, quick=False, seed=0, device="auto", log=sys.stderr):
-    """Fine-tune, then score every method on the tuned-on and the unseen frames."""
+    """Fine-tune each of ``STARTS``, then score every method on the tuned-on and the unseen frames."""
     size = QUICK if quick else FULL
     pairs = w2s_pairs(size["frames"])
-    shipped = napari_lowlight.load_model(device=device)
     settings = SELF_SUPERVISED_DEFAULTS | ({} if size["steps"] is None else {"steps": size["steps"]})
-    tuned, seconds = fine_tune([noisy for _, noisy, _ in pairs[: size["train"]]], settings, seed=seed, device=device, log=log)
-    baselines = _fluorescence_methods(shipped)
-    methods = {name: baselines[name] for name in BASELINES} | {
-        SHIPPED: lambda stored, reference: _ours(stored, shipped, 0.0),
-        TUNED: lambda stored, reference: _ours(stored, tuned, 0.0),
-        TUNED_AUTO: lambda stored, reference: _ours(stored, tuned, "auto"),
-    }
+    frames = [noisy for _, noisy, _ in pairs[: size["train"]]]
+    baselines = _fluorescence_methods(None)
+    methods = {name: baselines[name] for name in BASELINES}
+    seconds, auto_alpha = {}, {}
+    for start in STARTS:
+        shipped = napari_lowlight.load_model(shipped_weights_path(start), device=device)
+        tuned, seconds[start] = fine_tune(frames, settings, start, seed=seed, device=device, log=log)
+        auto_alpha[start] = float(np.mean([napari_lowlight.estimate_alpha(stored, model=tuned) for _, stored, _ in pairs]))
+        methods |= {
+            f"shipped {start} weights, α=0": lambda stored, reference, m=shipped: _ours(stored, m, 0.0),
+            f"fine-tuned from {start}, α=0": lambda stored, reference, m=tuned: _ours(stored, m, 0.0),
+            f'fine-tuned from {start}, α="auto"': lambda stored, reference, m=tuned: _ours(stored, m, "auto"),
+        }
     scores, _ = score_fluorescence(pairs, methods, log)
     split = size["train"]
     return dict(
@@ -64,7 +71,7 @@ def run(*, quick=False, seed=0, device="auto", log=sys.stderr):
         train_frames=split,
         settings=settings,
         seconds=seconds,
-        tuned_auto_alpha=float(np.mean([napari_lowlight.estimate_alpha(stored, model=tuned) for _, stored, _ in pairs])),
+        tuned_auto_alpha=auto_alpha,
         psnr={m: (float(np.mean(s[:split])), float(np.mean(s[split:])) if s[split:] else None) for m, s in scores.items()},
         seed=seed,
     )
@@ -76,21 +83,24 @@ def format_report(result, *, machine, command, quick):
         "Self-supervised fine-tuning on real noisy fluorescence frames",
         command=command,
         machine=machine,
-        model_text="the shipped default weights, then fine-tuned here on noisy frames alone",
+        model_text="the shipped default and fluorescence weights, each then fine-tuned here on noisy frames alone",
         quick=quick,
         images_word="a few frames",
     )
     tuned_on, total = result["train_frames"], len(result["frames"])
     settings = ", ".join(f"{name} {value:g}" for name, value in result["settings"].items())
+    minutes = " and ".join(f"{seconds / 60:.1f} minutes from {start}" for start, seconds in result["seconds"].items())
+    alphas = " and ".join(f"{alpha:.2f} from {start}" for start, alpha in result["tuned_auto_alpha"].items())
     lines += [
-        f"The shipped weights fine-tuned by `train(noisy=...)` with `SELF_SUPERVISED_DEFAULTS` ({settings};"
+        f"Each shipped weights file fine-tuned by `train(noisy=...)` with `SELF_SUPERVISED_DEFAULTS` ({settings};"
         f" blind-spot masking, alpha 0, seed {result['seed']}) on the first {tuned_on} noisy frames of"
         " `../shared/data/real/w2s` (512x512, 8-bit, one widefield frame each; their 400-frame averages"
-        f" only score). The fine-tune took {result['seconds'] / 60:.1f} minutes ({result['settings']['steps']} steps) on"
-        f" this machine. Affine PSNR (dB) against the 400-frame average (BENCHMARK.md), averaged over the"
-        f" {tuned_on} frames tuned on and over the {total - tuned_on} other frames of the set, which the fine-tune"
-        " never saw. The Gaussian's sigma is chosen per frame with the reference (an oracle); VST + BM3D as in"
-        f' "Real images". The fine-tuned model\'s "auto" chose alpha {result["tuned_auto_alpha"]:.2f} on average.',
+        f" only score), as `napari-lowlight train FRAMES --self-supervised --from NAME` does. The fine-tunes took"
+        f" {minutes} ({result['settings']['steps']} steps each) on this machine. Affine PSNR (dB) against the"
+        f" 400-frame average (BENCHMARK.md), averaged over the {tuned_on} frames tuned on and over the"
+        f" {total - tuned_on} other frames of the set, which the fine-tune never saw. The Gaussian's sigma is chosen"
+        ' per frame with the reference (an oracle); VST + BM3D as in "Real images". The fine-tuned models\' "auto"'
+        f" chose alpha {alphas} on average.",
         "",
         _report.markdown_table(
             ["method", f"{tuned_on} frames tuned on", f"{total - tuned_on} unseen frames"],

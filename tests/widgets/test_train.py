@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import napari_lowlight as core
-from napari_lowlight._widgets import RestoreWidget, RunState, TrainWidget
+from napari_lowlight._widgets import ModelRegistry, RestoreWidget, RunState, TrainWidget
 from napari_lowlight.training import FINE_TUNE_LR, SCRATCH_LR, SELF_SUPERVISED_DEFAULTS
 
 
@@ -238,6 +238,17 @@ def test_fine_tuning_starts_with_a_smaller_learning_rate(widget):
     widget.learning_rate = 0.01  # typed by the user: switching keeps it
     widget.start_from = "default"
     assert widget.learning_rate == pytest.approx(0.01)
+
+
+def test_fine_tuning_can_start_from_the_shipped_fluorescence_weights(viewer):
+    registry = ModelRegistry()  # with the shipped weights
+    widget = TrainWidget(viewer, registry=registry)
+    widget.mode = "self-supervised"
+    widget.start_from = "fluorescence"
+    assert widget.learning_rate == pytest.approx(SELF_SUPERVISED_DEFAULTS["lr"])
+    start = weights(widget._initial_model())
+    assert same_weights(start, weights(registry.get("fluorescence (shipped)").get_model()))
+    assert not same_weights(start, weights(registry.get("default (shipped)").get_model()))
 
 
 def test_noise_none_selects_no_noise_and_unknown_names_are_refused(widget):

@@ -20,6 +20,7 @@ Scripting::
     widget.save_weights("camera.safetensors")
 
     widget.mode = "self-supervised"      # fine-tunes the shipped weights; the last frame is held back
+    widget.start_from = "fluorescence"   # the shipped fluorescence weights, for fluorescence frames
     widget.train_layers = ["noisy stack"]
     wait_for_worker(widget.start())
 """
@@ -54,6 +55,7 @@ from qtpy.QtWidgets import (
 
 import napari_lowlight as core
 from napari_lowlight.training import FINE_TUNE_LR, SCRATCH_LR, SELF_SUPERVISED_DEFAULTS
+from napari_lowlight.weights import SHIPPED_WEIGHTS
 
 from ._common import (
     CloseWatcher,
@@ -76,7 +78,7 @@ from ._common import (
 )
 from ._loss_curve import LossCurve
 from ._preview import TrainingPreviewView
-from ._state import DEFAULT_MODEL_NAME, ModelRegistry, RunState, TrainingPreview, TrainingStatus, model_registry
+from ._state import ModelRegistry, RunState, TrainingPreview, TrainingStatus, model_registry, shipped_model_name
 from ._training_run import TrainingRun
 from ._workers import stop_workers
 
@@ -92,7 +94,7 @@ MODES = {
 #: Start-from keys (scripting) -> labels shown in the widget.
 START_FROM = {
     "scratch": "new model (scratch)",
-    "default": "shipped default weights",
+    **{weights: f"shipped {weights} weights" for weights in SHIPPED_WEIGHTS},
     "last trained": "last trained model",
     "file": "weights file",
 }
@@ -389,7 +391,8 @@ class TrainWidget(QWidget):
 
     @property
     def start_from(self) -> str:
-        """``"scratch"``, ``"default"``, ``"last trained"`` or ``"file"`` (see ``weights_path``)."""
+        """A key of ``START_FROM``: ``"scratch"``, a shipped weights' name (``"default"``,
+        ``"fluorescence"``), ``"last trained"`` or ``"file"`` (see ``weights_path``)."""
         return self._start_from.currentData()
 
     @start_from.setter
@@ -595,8 +598,8 @@ class TrainWidget(QWidget):
                 # Noisy frames teach "auto" alpha 0: a new model's estimator must reach it.
                 floor = {"alpha_min": 0.0} if self.mode == "self-supervised" else {}
                 return core.new_model(width=self.model_width, seed=self.seed, **floor)
-            if key == "default":
-                return copy.deepcopy(self.registry.get(DEFAULT_MODEL_NAME).get_model())
+            if key in SHIPPED_WEIGHTS:
+                return copy.deepcopy(self.registry.get(shipped_model_name(key)).get_model())
             if key == "last trained":
                 entry = self.registry.latest("trained")
                 if entry is None:

@@ -479,7 +479,7 @@ def _parser() -> argparse.ArgumentParser:
     rest.add_argument(
         "--model",
         help="weights file (.safetensors), or shipped weights by name: 'default' (if omitted) or 'fluorescence'"
-        " (denoising dim fluorescence and sky frames at --alpha 0)",
+        " (denoising dim fluorescence frames at --alpha 0)",
     )
     rest.add_argument("--difference", help="also write the difference map (float TIFF) here")
     rest.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")

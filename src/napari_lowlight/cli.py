@@ -372,6 +372,8 @@ def _train(args) -> None:
         raise CommandError("--pairs takes LOW HIGH file pairs; an odd number of files was given")
     if pair_files and scene_count:
         raise CommandError("--scenes adds clean images; it cannot be combined with --pairs")
+    if scene_kinds is not None and not scene_count:
+        raise CommandError("scene_kinds chooses the kinds of generated scenes; give --scenes N too")
     if args.self_supervised and (pair_files or scene_count):
         raise CommandError("--self-supervised learns from the noisy FRAMES given; it cannot be combined with --pairs or --scenes")
     if args.self_supervised and not files:
@@ -387,8 +389,6 @@ def _train(args) -> None:
         options.setdefault("lr", SELF_SUPERVISED_DEFAULTS["lr"] if args.self_supervised else FINE_TUNE_LR)
     options.pop("from", None)
     images = [read_image(path) for path in files]
-    if scene_kinds is not None and not scene_count:
-        raise CommandError("scene_kinds chooses the kinds of generated scenes; give --scenes N too")
     scene_kinds = DEFAULT_SCENE_KINDS if scene_kinds is None else scene_kinds
     scenes = generated_scenes(scene_count, seed=options.get("seed", 0), kinds=scene_kinds)
     pairs = None

@@ -7,14 +7,12 @@ import torch
 from napari_lowlight import new_model
 
 
-@pytest.fixture
-def tiny_model():
-    """A width-4 model with randomised BatchNorm statistics, in eval mode.
+def _randomised_batchnorm(model):
+    """``model`` in eval mode with random BatchNorm statistics and affines.
 
     Random running statistics make folding and tiling tests meaningful (fresh BN
     layers are the identity).
     """
-    model = new_model(width=4, seed=1)
     generator = torch.Generator().manual_seed(2)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -23,6 +21,18 @@ def tiny_model():
             module.weight.data.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
             module.bias.data.copy_(torch.rand(module.num_features, generator=generator) - 0.5)
     return model.eval()
+
+
+@pytest.fixture
+def tiny_model():
+    """A width-4 model with randomised BatchNorm statistics, in eval mode."""
+    return _randomised_batchnorm(new_model(width=4, seed=1))
+
+
+@pytest.fixture
+def tiny_dilated_model():
+    """As ``tiny_model``, with three Enhance-Net blocks dilated by 1, 2 and 4 (a receptive radius of 44 px)."""
+    return _randomised_batchnorm(new_model(width=4, enhance_blocks=3, enhance_dilations=(1, 2, 4), seed=1))
 
 
 @pytest.fixture

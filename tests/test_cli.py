@@ -89,7 +89,8 @@ def test_train_on_generated_scenes_alone(tmp_path):
     from napari_lowlight.weights import read_metadata
 
     assert read_metadata(out)["training"]["data"] == {
-        "paths": [], "files": 0, "scenes": 2, "scene_kinds": ["fluorescence", "stars"], "pairs": 0, "data_range": None
+        "paths": [], "files": 0, "scenes": 2, "scene_kinds": ["fluorescence", "stars"], "add_enhance_blocks": [],
+        "pairs": 0, "data_range": None,
     }
 
 
@@ -114,6 +115,27 @@ def test_train_refuses_bad_scene_kinds(tmp_path, capsys, png, recipe, message):
     config = tmp_path / "recipe.toml"
     config.write_text(f"[train]\nsteps = 1\n{recipe}\n")
     assert main(["train", str(png), "--config", str(config), "-o", str(tmp_path / "out.safetensors")]) != 0
+    assert message in capsys.readouterr().err and not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_recipe_deepens_the_starting_weights(tmp_path, model_file):
+    from napari_lowlight import load_model
+    from napari_lowlight.weights import read_metadata
+
+    config, out = tmp_path / "recipe.toml", tmp_path / "deeper.safetensors"
+    config.write_text(f"[train]\nfrom = {model_file!r}\nscenes = 2\nadd_enhance_blocks = [2, 4]\nsteps = 2\nbatch_size = 4\npatch_size = 16\n")
+    assert main(["train", "--config", str(config), "-o", str(out)]) == 0
+    start, deeper = load_model(model_file, device="cpu").config, load_model(out, device="cpu").config
+    assert deeper.enhance_blocks == start.enhance_blocks + 2
+    assert deeper.enhance_dilations == (1,) * start.enhance_blocks + (2, 4)
+    assert read_metadata(out)["training"]["data"]["add_enhance_blocks"] == [2, 4]
+
+
+@pytest.mark.parametrize(("start", "blocks", "message"), [("scratch", "[2]", "give the weights to start from"), (None, "[0]", "must be a list of dilations")])
+def test_train_refuses_blocks_it_cannot_add(tmp_path, capsys, model_file, start, blocks, message):
+    config = tmp_path / "recipe.toml"
+    config.write_text(f"[train]\nfrom = {(start or model_file)!r}\nscenes = 2\nadd_enhance_blocks = {blocks}\nsteps = 1\n")
+    assert main(["train", "--config", str(config), "-o", str(tmp_path / "out.safetensors")]) != 0
     assert message in capsys.readouterr().err and not (tmp_path / "out.safetensors").exists()
 
 

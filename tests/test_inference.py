@@ -4,7 +4,9 @@ import pytest
 from napari_lowlight import enhance, estimate_alpha, estimate_difference, restore
 
 
-def test_tiling_equals_untiled(tiny_model, rng):
+@pytest.mark.parametrize("model_name", ["tiny_model", "tiny_dilated_model"])
+def test_tiling_equals_untiled(model_name, request, rng):
+    tiny_model = request.getfixturevalue(model_name)
     image = rng.random((150, 170)).astype(np.float32)
     untiled = restore(image, 1.0, model=tiny_model, tile_size=1024, device="cpu")
     tiled = restore(image, 1.0, model=tiny_model, tile_size=32, device="cpu")

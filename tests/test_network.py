@@ -1,7 +1,10 @@
+import pytest
 import torch
 
 from napari_lowlight import new_model
-from napari_lowlight.network import CONTEXT_QUANTILES, fold_batchnorm, image_context
+from napari_lowlight.network import CONTEXT_QUANTILES, MAX_DILATION, ModelConfig, deepened, fold_batchnorm, image_context
+
+BOTH_MODELS = pytest.mark.parametrize("model_name", ["tiny_model", "tiny_dilated_model"])
 
 
 def _inputs(batch=2, size=40, seed=0):
@@ -36,21 +39,37 @@ def test_cached_difference_gives_the_same_output(tiny_model):
     torch.testing.assert_close(restored, again)
 
 
-def test_receptive_radius_bounds_the_influence_of_a_pixel(tiny_model):
-    low, context = _inputs(batch=1, size=80)
+@BOTH_MODELS
+def test_receptive_radius_bounds_the_influence_of_a_pixel(model_name, request):
+    model = request.getfixturevalue(model_name)
+    low, context = _inputs(batch=1, size=120)
     changed = low.clone()
-    changed[0, 0, 40, 40] += 0.5
+    changed[0, 0, 60, 60] += 0.5
     alpha = torch.tensor([1.0])
     with torch.no_grad():
-        delta = (tiny_model(changed, alpha, context)[0] - tiny_model(low, alpha, context)[0]).abs()[0, 0]
-    radius = tiny_model.receptive_radius
+        delta = (model(changed, alpha, context)[0] - model(low, alpha, context)[0]).abs()[0, 0]
+    radius = model.receptive_radius
     outside = torch.ones_like(delta, dtype=torch.bool)
-    outside[40 - radius : 41 + radius, 40 - radius : 41 + radius] = False
+    outside[60 - radius : 61 + radius, 60 - radius : 61 + radius] = False
     assert delta[outside].max() == 0
-    assert delta[40, 40] > 0
+    assert delta[60, 60] > 0
 
 
-def test_folded_batchnorm_matches(tiny_model):
+def test_dilated_blocks_reach_further_for_the_same_parameters(tiny_model, tiny_dilated_model):
+    plain = new_model(width=4, enhance_blocks=3, seed=1)
+    assert tiny_dilated_model.enhance_radius == 1 + 4 * (1 + 2 + 4) + 1 > plain.enhance_radius == 1 + 4 * 3 + 1
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in tiny_dilated_model.parameters())
+
+
+@pytest.mark.parametrize("dilations", [(), (0,), (MAX_DILATION + 1,), (True,), (1.5,)])
+def test_bad_dilations_are_refused(dilations):
+    with pytest.raises(ValueError, match="enhance_dilations"):
+        ModelConfig(enhance_dilations=dilations)
+
+
+@BOTH_MODELS
+def test_folded_batchnorm_matches(model_name, request):
+    tiny_model = request.getfixturevalue(model_name)
     low, context = _inputs()
     alpha = torch.tensor([1.0, 2.0])
     with torch.no_grad():
@@ -65,3 +84,19 @@ def test_new_model_is_seeded():
     first, second = new_model(width=4, seed=3), new_model(width=4, seed=3)
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+def test_deepened_restores_as_the_original_until_trained(tiny_model):
+    deeper = deepened(tiny_model, (2, 4))
+    assert deeper.config.enhance_dilations == (1, 1, 2, 4) and deeper.enhance_radius > tiny_model.enhance_radius
+    low, context = _inputs()
+    alpha = torch.tensor([0.0, 1.5])
+    with torch.no_grad():
+        for before, after in zip(tiny_model(low, alpha, context), deeper(low, alpha, context)):
+            torch.testing.assert_close(after, before)
+    # The new blocks learn: their zeroed output affine gets a gradient.
+    deeper.train()
+    deeper(low, alpha, context)[0].square().mean().backward()
+    assert deeper.enhance.blocks[-1].norm_out.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="dilations is empty"):
+        deepened(tiny_model, ())

@@ -10,7 +10,9 @@ import napari_lowlight.weights as weights
 from napari_lowlight import load_model, new_model, restore, save_model
 
 
-def test_round_trip(tiny_model, tmp_path, smooth_image):
+@pytest.mark.parametrize("model_name", ["tiny_model", "tiny_dilated_model"])
+def test_round_trip(model_name, request, tmp_path, smooth_image):
+    tiny_model = request.getfixturevalue(model_name)
     path = save_model(tiny_model, tmp_path / "model.safetensors", training={"steps": 3})
     loaded = load_model(path, device="cpu")
     for name, tensor in tiny_model.state_dict().items():

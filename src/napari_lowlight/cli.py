@@ -353,6 +353,7 @@ def _train(args) -> None:
     from tqdm import tqdm
 
     from .io import read_image
+    from .network import deepened
     from .scenes import generated_scenes
     from .training import FINE_TUNE_LR, SELF_SUPERVISED_DEFAULTS, train
     from .weights import save_model
@@ -364,6 +365,7 @@ def _train(args) -> None:
     options = _training_options(args, defaults)
     scene_count = options.pop("scenes", 0)
     scene_kinds = options.pop("scene_kinds", None)
+    added_blocks = options.pop("add_enhance_blocks", None)
     clean_paths = list(args.clean) + list(options.pop("data", []))
     data_root = Path(args.config).parent if args.config else Path()
     files = _image_files([str(data_root / p) if not Path(p).is_absolute() else p for p in clean_paths]) if clean_paths else []
@@ -385,6 +387,13 @@ def _train(args) -> None:
     if origin is None and args.self_supervised:
         origin = "default"  # noisy frames teach denoising only: brightening comes from trained weights
     model = None if origin in (None, "scratch") else _load_model_argument(origin)
+    if added_blocks is not None:
+        if model is None:
+            raise CommandError("add_enhance_blocks deepens trained weights; give the weights to start from (--from)")
+        try:
+            model = deepened(model, added_blocks, seed=options.get("seed", 0))
+        except (TypeError, ValueError) as error:
+            raise CommandError(f"add_enhance_blocks must be a list of dilations, got {added_blocks!r} ({error})") from None
     if model is not None:
         options.setdefault("lr", SELF_SUPERVISED_DEFAULTS["lr"] if args.self_supervised else FINE_TUNE_LR)
     options.pop("from", None)
@@ -412,7 +421,7 @@ def _train(args) -> None:
         bar.close()
     # What it learned from, beside how: the data are not part of TrainingConfig.
     # data_range: restoring these data needs it too.
-    sources = {"paths": clean_paths, "files": len(files), "scenes": scene_count, "scene_kinds": list(scene_kinds) if scene_count else [], "pairs": len(pairs or []), "data_range": args.data_range}
+    sources = {"paths": clean_paths, "files": len(files), "scenes": scene_count, "scene_kinds": list(scene_kinds) if scene_count else [], "add_enhance_blocks": list(added_blocks or []), "pairs": len(pairs or []), "data_range": args.data_range}
     save_model(trained, output, training={**trained.training_config, "data": sources})
 
 

@@ -16,12 +16,16 @@ Where the paper is silent (see docs/model.md for the measurements):
   alpha, so it knows how much the noise was amplified.
 * Reflect padding in every convolution: no dark frame at image borders, exact BatchNorm
   folding (a per-channel affine commutes with reflection) and exact tiling.
+* Optionally dilated Enhance-Net blocks (``ModelConfig.enhance_dilations``): a frame at a
+  few photons per pixel needs an average over a wider neighbourhood than two 7x7 blocks
+  reach; dilation widens it for no extra parameters and, unlike downsampling, keeps
+  every layer translation-equivariant, so tiling stays exact.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -36,10 +40,15 @@ __all__ = [
     "CONTEXT_QUANTILES",
     "image_context",
     "fold_batchnorm",
+    "deepened",
 ]
 
 #: Quantile levels of the low image that form the image-level context.
 CONTEXT_QUANTILES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999)
+
+#: Largest Enhance-Net dilation: a 7-tap kernel dilated by d reflect-pads 3 * d pixels, which
+#: needs planes larger than that (inference pads smaller planes to 16 pixels).
+MAX_DILATION = 5
 
 #: Alpha range of the paper's darkening; the automatic estimate stays inside it, or
 #: inside [0, 2] for a model also trained on undarkened frames (``ModelConfig.alpha_min``).
@@ -53,12 +62,21 @@ class ModelConfig:
     width: int = 16
     estimate_blocks: int = 3
     enhance_blocks: int = 2
+    #: Dilation of each Enhance-Net block's kernels, cycled over the blocks: a dilated
+    #: block reaches further for the same cost (noisier frames need a wider average).
+    enhance_dilations: tuple[int, ...] = (1,)
     context_hidden: int = 32
     #: Smallest alpha of ``alpha="auto"``: 0 for a model also trained on undarkened,
     #: noisy frames (alpha 0 is then "denoise only"), else the paper's 0.5.
     alpha_min: float = ALPHA_RANGE[0]
 
     def __post_init__(self):
+        # A weights file's JSON metadata gives a list.
+        object.__setattr__(self, "enhance_dilations", tuple(self.enhance_dilations))
+        if not self.enhance_dilations or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_DILATION for d in self.enhance_dilations
+        ):
+            raise ValueError(f"enhance_dilations must be integers in [1, {MAX_DILATION}], got {self.enhance_dilations!r}")
         if isinstance(self.alpha_min, bool) or not isinstance(self.alpha_min, (int, float)):
             raise ValueError(f"alpha_min must be a number, got {self.alpha_min!r}")
         if not 0 <= self.alpha_min <= ALPHA_RANGE[0]:
@@ -83,26 +101,30 @@ def image_context(samples: torch.Tensor) -> torch.Tensor:
     return torch.quantile(samples, levels, dim=1).T.clamp(min=0).sqrt()
 
 
-def conv(in_channels: int, out_channels: int, kernel_size) -> nn.Conv2d:
+def conv(in_channels: int, out_channels: int, kernel_size, dilation: int = 1) -> nn.Conv2d:
     """A 'same' convolution with reflect padding."""
     kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-    return nn.Conv2d(in_channels, out_channels, (kh, kw), padding=(kh // 2, kw // 2), padding_mode="reflect")
+    padding = (kh // 2 * dilation, kw // 2 * dilation)
+    return nn.Conv2d(in_channels, out_channels, (kh, kw), padding=padding, dilation=dilation, padding_mode="reflect")
 
 
 def conv_radius(module: nn.Module) -> int:
     """Receptive radius in pixels of the convolutions of ``module`` applied in sequence."""
     convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-    return max(sum(m.kernel_size[axis] // 2 for m in convs) for axis in (0, 1))
+    return max(sum(m.kernel_size[axis] // 2 * m.dilation[axis] for m in convs) for axis in (0, 1))
 
 
 class ResidualBlock(nn.Module):
-    """``relu(x + BN(conv3x7(relu(conv7x3(BN(x))))))``: the paper's block."""
+    """``relu(x + BN(conv3x7(relu(conv7x3(BN(x))))))``: the paper's block.
 
-    def __init__(self, width: int):
+    ``dilation`` spaces the kernels' taps (1: the paper's block).
+    """
+
+    def __init__(self, width: int, dilation: int = 1):
         super().__init__()
         self.norm_in = nn.BatchNorm2d(width)
-        self.conv_vertical = conv(width, width, (7, 3))
-        self.conv_horizontal = conv(width, width, (3, 7))
+        self.conv_vertical = conv(width, width, (7, 3), dilation)
+        self.conv_horizontal = conv(width, width, (3, 7), dilation)
         self.norm_out = nn.BatchNorm2d(width)
 
     def forward(self, x):
@@ -153,7 +175,10 @@ class EnhanceNet(nn.Module):
         super().__init__()
         self.head = conv(3, config.width, 3)  # x, low, alpha
         self.modulation = ContextModulation(config)
-        self.blocks = nn.Sequential(*(ResidualBlock(config.width) for _ in range(config.enhance_blocks)))
+        dilations = config.enhance_dilations
+        self.blocks = nn.Sequential(
+            *(ResidualBlock(config.width, dilations[i % len(dilations)]) for i in range(config.enhance_blocks))
+        )
         self.tail = conv(config.width, 1, 3)
 
     def forward(self, low, difference, alpha, context):
@@ -205,6 +230,39 @@ class LowLightNet(nn.Module):
         """Return ``(restored, difference)``, both (B, 1, H, W)."""
         difference = self.estimate(low, context)
         return self.enhance(low, difference, alpha.view(-1, 1, 1, 1), context), difference
+
+
+def deepened(model: LowLightNet, dilations, *, seed: int = 0) -> LowLightNet:
+    """A copy of ``model`` with further Enhance-Net blocks, each starting as the identity.
+
+    The trained weights are kept and the new blocks (one per entry of ``dilations``,
+    their dilations) pass their input through until training changes them: the copy
+    restores exactly as ``model`` does, and a fine-tune starts from its quality.
+
+    Parameters
+    ----------
+    model : LowLightNet
+    dilations : sequence of int
+        Dilation of each block appended after the existing ones.
+    seed : int
+        Seeds the new blocks' convolutions.
+    """
+    dilations = tuple(dilations)
+    if not dilations:
+        raise ValueError("dilations is empty: give the dilation of each block to add")
+    old = model.config
+    existing = tuple(old.enhance_dilations[i % len(old.enhance_dilations)] for i in range(old.enhance_blocks))
+    config = replace(old, enhance_blocks=old.enhance_blocks + len(dilations), enhance_dilations=existing + dilations)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        grown = LowLightNet(config)
+    grown.load_state_dict(model.state_dict(), strict=False)  # all but the new blocks
+    for block in list(grown.enhance.blocks)[old.enhance_blocks :]:
+        # relu(x + 0) is x: the features entering a block are already past a ReLU.
+        nn.init.zeros_(block.norm_out.weight)
+        nn.init.zeros_(block.norm_out.bias)
+    grown.training_config = getattr(model, "training_config", {})
+    return grown.train(model.training)
 
 
 def fold_batchnorm(model: LowLightNet) -> LowLightNet:

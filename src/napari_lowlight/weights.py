@@ -66,10 +66,14 @@ def new_model(
     *,
     estimate_blocks: int = 3,
     enhance_blocks: int = 2,
+    enhance_dilations: tuple[int, ...] = (1,),
     alpha_min: float = ALPHA_RANGE[0],
     seed: int | None = 0,
 ) -> LowLightNet:
     """A freshly initialised model (seeded, so two calls with one seed are identical).
+
+    ``enhance_dilations`` are the dilations of Enhance-Net's blocks, cycled over them
+    (``(1,)``: the paper's blocks).
 
     ``alpha_min`` is the smallest alpha its automatic estimate can return: 0 for a model
     that will also learn undarkened frames (``train(..., denoise_fraction=...)``).
@@ -78,7 +82,11 @@ def new_model(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     config = ModelConfig(
-        width=width, estimate_blocks=estimate_blocks, enhance_blocks=enhance_blocks, alpha_min=alpha_min
+        width=width,
+        estimate_blocks=estimate_blocks,
+        enhance_blocks=enhance_blocks,
+        enhance_dilations=enhance_dilations,
+        alpha_min=alpha_min,
     )
     if seed is None:
         return LowLightNet(config)

@@ -45,7 +45,10 @@ _EXTRA_PREFIX = "extra."
 #: docs/model.md). Nothing is downloaded at first use.
 SHIPPED_WEIGHTS = {
     "default": "restores low light: brightens with alpha and denoises (photographs, micrographs, sky frames)",
-    "fluorescence": "denoises dim fluorescence frames at alpha 0 (the default fine-tuned on noisier fluorescence scenes)",
+    "fluorescence": (
+        "denoises dim fluorescence frames at alpha 0"
+        " (the default, its Enhance-Net deepened, fine-tuned on noisier fluorescence scenes)"
+    ),
 }
 
 

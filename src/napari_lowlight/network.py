@@ -82,6 +82,11 @@ class ModelConfig:
         if not 0 <= self.alpha_min <= ALPHA_RANGE[0]:
             raise ValueError(f"alpha_min must be in [0, {ALPHA_RANGE[0]}], got {self.alpha_min!r}")
 
+    @property
+    def block_dilations(self) -> tuple[int, ...]:
+        """The dilation of each Enhance-Net block (``enhance_dilations`` cycled over them)."""
+        return tuple(self.enhance_dilations[i % len(self.enhance_dilations)] for i in range(self.enhance_blocks))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -175,10 +180,7 @@ class EnhanceNet(nn.Module):
         super().__init__()
         self.head = conv(3, config.width, 3)  # x, low, alpha
         self.modulation = ContextModulation(config)
-        dilations = config.enhance_dilations
-        self.blocks = nn.Sequential(
-            *(ResidualBlock(config.width, dilations[i % len(dilations)]) for i in range(config.enhance_blocks))
-        )
+        self.blocks = nn.Sequential(*(ResidualBlock(config.width, d) for d in config.block_dilations))
         self.tail = conv(config.width, 1, 3)
 
     def forward(self, low, difference, alpha, context):
@@ -251,8 +253,7 @@ def deepened(model: LowLightNet, dilations, *, seed: int = 0) -> LowLightNet:
     if not dilations:
         raise ValueError("dilations is empty: give the dilation of each block to add")
     old = model.config
-    existing = tuple(old.enhance_dilations[i % len(old.enhance_dilations)] for i in range(old.enhance_blocks))
-    config = replace(old, enhance_blocks=old.enhance_blocks + len(dilations), enhance_dilations=existing + dilations)
+    config = replace(old, enhance_blocks=old.enhance_blocks + len(dilations), enhance_dilations=old.block_dilations + dilations)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         grown = LowLightNet(config)

@@ -257,21 +257,28 @@ def measure_device(device, images, size, *, model_path=None, log=sys.stderr):
     def say(key):
         print(f"{device}: {key} = {out[key]}", file=log, flush=True)
 
+    def grey_mpix_s(network, alpha, **settings):
+        seconds = median_seconds(lambda: napari_lowlight.restore(grey, alpha, model=network, device=device, **settings))
+        return grey.size / seconds / 1e6
+
+    def alpha_change_s(network, alpha):
+        # A new alpha on a cached difference map: what the viewer's slider costs.
+        difference = napari_lowlight.estimate_difference(square, model=network, device=device)
+        return median_seconds(lambda: napari_lowlight.enhance(square, difference, alpha, model=network, device=device))
+
     peak_dtype = torch.bfloat16 if cuda else torch.float32
     out["peak_gflops"] = matmul_peak_gflops(device, peak_dtype)
     say("peak_gflops")
     out["flops_per_pixel"] = flops_per_pixel(model, size=size["flops"], device=device)
     say("flops_per_pixel")
-    seconds = median_seconds(lambda: napari_lowlight.restore(grey, 1.0, model=model, device=device))
-    out["grey_mpix_s"] = grey.size / seconds / 1e6
+    out["grey_mpix_s"] = grey_mpix_s(model, 1.0)
     say("grey_mpix_s")
     eager = napari_lowlight.restore(grey, 1.0, model=model, device=device)
     began = time.perf_counter()
     compiled = napari_lowlight.restore(grey, 1.0, model=model, device=device, compile=True)
     out["compile_first_call_s"] = time.perf_counter() - began
     out["compiled_max_difference"] = float(np.abs(compiled - eager).max())
-    seconds = median_seconds(lambda: napari_lowlight.restore(grey, 1.0, model=model, device=device, compile=True))
-    out["grey_compiled_mpix_s"] = grey.size / seconds / 1e6
+    out["grey_compiled_mpix_s"] = grey_mpix_s(model, 1.0, compile=True)
     say("grey_compiled_mpix_s")
     seconds = median_seconds(lambda: napari_lowlight.restore(rgb, 1.0, model=model, channel_axis=-1, device=device))
     # Pixels, not samples: an RGB pixel costs three planes.
@@ -286,11 +293,7 @@ def measure_device(device, images, size, *, model_path=None, log=sys.stderr):
         out[f"achieved{variant}_gflops"] = gflops
         out[f"fraction{variant}_of_peak"] = gflops / out["peak_gflops"]
 
-    difference = napari_lowlight.estimate_difference(square, model=model, device=device)
-    # A new alpha on a cached difference map: what the viewer's slider costs.
-    out["enhance_s"] = median_seconds(
-        lambda: napari_lowlight.enhance(square, difference, 1.5, model=model, device=device)
-    )
+    out["enhance_s"] = alpha_change_s(model, 1.5)
     say("enhance_s")
     out["restore_latency_s"] = median_seconds(lambda: napari_lowlight.restore(square, 1.5, model=model, device=device))
     say("restore_latency_s")
@@ -298,13 +301,9 @@ def measure_device(device, images, size, *, model_path=None, log=sys.stderr):
         # The fluorescence weights' dilated Enhance-Net blocks cost more per pixel, and the
         # slider's latency target holds for them too.
         fluorescence = napari_lowlight.load_model(shipped_weights_path("fluorescence"), device=device)
-        seconds = median_seconds(lambda: napari_lowlight.restore(grey, 0.0, model=fluorescence, device=device))
-        out["fluorescence_grey_mpix_s"] = grey.size / seconds / 1e6
+        out["fluorescence_grey_mpix_s"] = grey_mpix_s(fluorescence, 0.0)
         say("fluorescence_grey_mpix_s")
-        difference = napari_lowlight.estimate_difference(square, model=fluorescence, device=device)
-        out["fluorescence_enhance_s"] = median_seconds(
-            lambda: napari_lowlight.enhance(square, difference, 0.5, model=fluorescence, device=device)
-        )
+        out["fluorescence_enhance_s"] = alpha_change_s(fluorescence, 0.5)
         say("fluorescence_enhance_s")
 
     out["train_images_s"] = training_images_per_second(

@@ -89,7 +89,8 @@ def test_train_on_generated_scenes_alone(tmp_path):
     from napari_lowlight.weights import read_metadata
 
     assert read_metadata(out)["training"]["data"] == {
-        "paths": [], "files": 0, "scenes": 2, "scene_kinds": ["fluorescence", "stars"], "add_enhance_blocks": [],
+        "paths": [], "files": 0, "scenes": 2, "scene_kinds": ["fluorescence", "stars"],
+        "scene_psf_sigma_range": None, "add_enhance_blocks": [],
         "pairs": 0, "data_range": None,
     }
 
@@ -129,6 +130,33 @@ def test_a_recipe_deepens_the_starting_weights(tmp_path, model_file):
     assert deeper.enhance_blocks == start.enhance_blocks + 2
     assert deeper.enhance_dilations == (1,) * start.enhance_blocks + (2, 4)
     assert read_metadata(out)["training"]["data"]["add_enhance_blocks"] == [2, 4]
+
+
+def test_a_recipe_sets_the_blur_of_generated_scenes(tmp_path, capsys, monkeypatch):
+    from napari_lowlight import scenes
+    from napari_lowlight.weights import read_metadata
+
+    made = []
+
+    def scene(shape, seed, psf_sigma_range):
+        made.append(psf_sigma_range)
+        return np.zeros(shape, np.float32)
+
+    monkeypatch.setitem(scenes.SCENE_KINDS, "fluorescence", scene)
+    config, out = tmp_path / "recipe.toml", tmp_path / "blurred.safetensors"
+    recipe = "[train]\nscenes = 2\nscene_kinds = ['fluorescence']\nsteps = 1\nbatch_size = 2\npatch_size = 16\n"
+    config.write_text(recipe + "scene_psf_sigma_range = [1.0, 3.0]\n")
+    assert main(["train", "--config", str(config), "-o", str(out)]) == 0
+    assert made == [(1.0, 3.0)] * 2
+    assert read_metadata(out)["training"]["data"]["scene_psf_sigma_range"] == [1.0, 3.0]
+    for bad in ("[3.0, 1.0]", "2.0"):
+        config.write_text(recipe + f"scene_psf_sigma_range = {bad}\n")
+        assert main(["train", "--config", str(config), "-o", str(tmp_path / "bad.safetensors")]) != 0
+        assert "psf_sigma_range must be (low, high)" in capsys.readouterr().err
+    config.write_text(recipe.replace("scenes = 2\n", "") + "scene_psf_sigma_range = [1.0, 3.0]\n")
+    assert main(["train", "--config", str(config), "-o", str(tmp_path / "none.safetensors")]) != 0
+    assert "give --scenes N too" in capsys.readouterr().err
+    assert not (tmp_path / "bad.safetensors").exists() and not (tmp_path / "none.safetensors").exists()
 
 
 @pytest.mark.parametrize(("start", "blocks", "message"), [("scratch", "[2]", "give the weights to start from"), (None, "[0]", "must be a list of dilations")])

@@ -42,3 +42,30 @@ def test_generated_scenes_of_one_kind_only():
 def test_generated_scenes_rejects_bad_kinds(kinds):
     with pytest.raises(ValueError, match="kinds"):
         generated_scenes(1, kinds=kinds)
+
+
+def _fine_detail(image):
+    """Share of the image's variation finer than a 1.5-pixel Gaussian."""
+    from scipy import ndimage
+
+    return np.std(image - ndimage.gaussian_filter(image, 1.5)) / np.std(image)
+
+
+def test_a_wider_point_spread_function_blurs_the_scenes():
+    sharp, blurred = (
+        generated_scenes(6, (64, 64), seed=7, kinds=["fluorescence"], psf_sigma_range=sigmas)
+        for sigmas in ((0.7, 0.7), (3.0, 3.0))
+    )
+    assert all(_fine_detail(b) < 0.5 * _fine_detail(s) for s, b in zip(sharp, blurred))
+    seed_1 = int(np.random.default_rng([7, 1]).integers(2**31))
+    stars = generated_scenes(2, (32, 32), seed=7, psf_sigma_range=(3.0, 3.0))[1]
+    np.testing.assert_array_equal(stars, star_field((32, 32), seed=seed_1, psf_sigma_range=(3.0, 3.0)))
+    # The default is each kind's own range: the scenes of earlier recipes.
+    assert not np.array_equal(stars, generated_scenes(2, (32, 32), seed=7)[1])
+    np.testing.assert_array_equal(generated_scenes(2, (32, 32), seed=7)[1], star_field((32, 32), seed=seed_1))
+
+
+@pytest.mark.parametrize("sigmas", [(0.0, 1.0), (2.0, 1.0)])
+def test_generated_scenes_rejects_a_bad_psf_range(sigmas):
+    with pytest.raises(ValueError, match="psf_sigma_range"):
+        generated_scenes(1, psf_sigma_range=sigmas)

@@ -365,6 +365,7 @@ def _train(args) -> None:
     options = _training_options(args, defaults)
     scene_count = options.pop("scenes", 0)
     scene_kinds = options.pop("scene_kinds", None)
+    scene_psf_sigma_range = options.pop("scene_psf_sigma_range", None)
     added_blocks = options.pop("add_enhance_blocks", None)
     clean_paths = list(args.clean) + list(options.pop("data", []))
     data_root = Path(args.config).parent if args.config else Path()
@@ -376,6 +377,8 @@ def _train(args) -> None:
         raise CommandError("--scenes adds clean images; it cannot be combined with --pairs")
     if scene_kinds is not None and not scene_count:
         raise CommandError("scene_kinds chooses the kinds of generated scenes; give --scenes N too")
+    if scene_psf_sigma_range is not None and not scene_count:
+        raise CommandError("scene_psf_sigma_range sets the blur of generated scenes; give --scenes N too")
     if args.self_supervised and (pair_files or scene_count):
         raise CommandError("--self-supervised learns from the noisy FRAMES given; it cannot be combined with --pairs or --scenes")
     if args.self_supervised and not files:
@@ -399,7 +402,9 @@ def _train(args) -> None:
     options.pop("from", None)
     images = [read_image(path) for path in files]
     scene_kinds = DEFAULT_SCENE_KINDS if scene_kinds is None else scene_kinds
-    scenes = generated_scenes(scene_count, seed=options.get("seed", 0), kinds=scene_kinds)
+    # main() reports a bad scene_kinds or scene_psf_sigma_range by the ValueError naming it.
+    seed = options.get("seed", 0)
+    scenes = generated_scenes(scene_count, seed=seed, kinds=scene_kinds, psf_sigma_range=scene_psf_sigma_range)
     pairs = None
     if pair_files:
         pairs = [(read_image(low), read_image(high)) for low, high in zip(pair_files[::2], pair_files[1::2])]
@@ -421,7 +426,16 @@ def _train(args) -> None:
         bar.close()
     # What it learned from, beside how: the data are not part of TrainingConfig.
     # data_range: restoring these data needs it too.
-    sources = {"paths": clean_paths, "files": len(files), "scenes": scene_count, "scene_kinds": list(scene_kinds) if scene_count else [], "add_enhance_blocks": list(added_blocks or []), "pairs": len(pairs or []), "data_range": args.data_range}
+    sources = {
+        "paths": clean_paths,
+        "files": len(files),
+        "scenes": scene_count,
+        "scene_kinds": list(scene_kinds) if scene_count else [],
+        "scene_psf_sigma_range": scene_psf_sigma_range,
+        "add_enhance_blocks": list(added_blocks or []),
+        "pairs": len(pairs or []),
+        "data_range": args.data_range,
+    }
     save_model(trained, output, training={**trained.training_config, "data": sources})
 
 

@@ -18,7 +18,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["fluorescence_scene", "star_field", "generated_scenes", "SCENE_KINDS", "DEFAULT_SCENE_KINDS"]
+__all__ = [
+    "fluorescence_scene",
+    "star_field",
+    "generated_scenes",
+    "SCENE_KINDS",
+    "DEFAULT_SCENE_KINDS",
+    "PSF_SIGMA_RANGES",
+]
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float, size=None):
@@ -38,7 +45,11 @@ def _ellipse_mask(rows, cols, centre, radii, angle):
     return np.hypot(u, v)
 
 
-def fluorescence_scene(shape=(256, 256), *, seed=0) -> np.ndarray:
+#: Sigma (pixels) of the Gaussian point-spread function of each kind of scene, drawn uniformly.
+PSF_SIGMA_RANGES = {"fluorescence": (0.7, 2.5), "stars": (0.8, 2.5)}
+
+
+def fluorescence_scene(shape=(256, 256), *, seed=0, psf_sigma_range=PSF_SIGMA_RANGES["fluorescence"]) -> np.ndarray:
     """A widefield/confocal-like fluorescence frame.
 
     Cells (textured ellipses, some with a brighter nucleus), curved filaments and
@@ -51,6 +62,9 @@ def fluorescence_scene(shape=(256, 256), *, seed=0) -> np.ndarray:
         (H, W).
     seed : int
         Seed of everything random in the scene.
+    psf_sigma_range : (float, float)
+        Range of the point-spread function's sigma in pixels (out-of-focus light and
+        aberrations blur a real widefield frame beyond its in-focus PSF).
 
     Returns
     -------
@@ -82,13 +96,13 @@ def fluorescence_scene(shape=(256, 256), *, seed=0) -> np.ndarray:
         (rng.integers(0, shape[0], puncta), rng.integers(0, shape[1], puncta)),
         _log_uniform(rng, 0.1, 2.0, puncta),
     )
-    signal = ndimage.gaussian_filter(signal, rng.uniform(0.7, 2.5))
+    signal = ndimage.gaussian_filter(signal, rng.uniform(*psf_sigma_range))
     signal *= rng.uniform(0.4, 1.0) / max(float(signal.max()), 1e-6)
     background = _log_uniform(rng, 0.002, 0.1) * (0.5 + _smooth_field(rng, shape, side / 6))
     return np.clip(signal + background, 0, 1).astype(np.float32)
 
 
-def star_field(shape=(256, 256), *, seed=0) -> np.ndarray:
+def star_field(shape=(256, 256), *, seed=0, psf_sigma_range=PSF_SIGMA_RANGES["stars"]) -> np.ndarray:
     """An astronomical frame: stars, galaxies and nebulosity over a dim sky.
 
     Star brightnesses follow a power law (many faint, few bright, some saturated);
@@ -100,6 +114,8 @@ def star_field(shape=(256, 256), *, seed=0) -> np.ndarray:
         (H, W).
     seed : int
         Seed of everything random in the scene.
+    psf_sigma_range : (float, float)
+        Range of the point-spread function's sigma (the seeing) in pixels.
 
     Returns
     -------
@@ -120,9 +136,18 @@ def star_field(shape=(256, 256), *, seed=0) -> np.ndarray:
     # Pareto-distributed fluxes: the faint end dominates, a few stars saturate.
     fluxes = 0.02 * (1 + rng.pareto(rng.uniform(0.8, 1.6), count))
     np.add.at(impulses, (rng.integers(0, shape[0], count), rng.integers(0, shape[1], count)), fluxes)
-    psf_sigma = rng.uniform(0.8, 2.5)
+    psf_sigma = rng.uniform(*psf_sigma_range)
     stars = ndimage.gaussian_filter(impulses, psf_sigma) * (2 * np.pi * psf_sigma**2)
     return np.clip(sky + nebula + ndimage.gaussian_filter(galaxies, psf_sigma) + stars, 0, 1).astype(np.float32)
+
+
+def _sigma_range(value) -> tuple[float, float]:
+    """``value`` as ``(low, high)`` with ``0 < low <= high``, or a ValueError naming ``psf_sigma_range``."""
+    bounds = tuple(value) if isinstance(value, (list, tuple)) else ()
+    numbers = len(bounds) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+    if not (numbers and 0 < bounds[0] <= bounds[1]):
+        raise ValueError(f"psf_sigma_range must be (low, high) with 0 < low <= high, got {value!r}")
+    return bounds
 
 
 #: Scene generators by the name ``generated_scenes(kinds=...)`` and a recipe's ``scene_kinds`` use.
@@ -131,7 +156,9 @@ SCENE_KINDS = {"fluorescence": fluorescence_scene, "stars": star_field}
 DEFAULT_SCENE_KINDS = ("fluorescence", "stars")
 
 
-def generated_scenes(count: int, shape=(256, 256), *, seed=0, kinds=DEFAULT_SCENE_KINDS) -> list[np.ndarray]:
+def generated_scenes(
+    count: int, shape=(256, 256), *, seed=0, kinds=DEFAULT_SCENE_KINDS, psf_sigma_range=None
+) -> list[np.ndarray]:
     """``count`` scientific scenes, cycling through ``kinds``.
 
     Parameters
@@ -145,6 +172,9 @@ def generated_scenes(count: int, shape=(256, 256), *, seed=0, kinds=DEFAULT_SCEN
         the same scenes, and a larger ``count`` only appends.
     kinds : sequence of str
         Names of :data:`SCENE_KINDS`; scene ``k`` is of kind ``kinds[k % len(kinds)]``.
+    psf_sigma_range : (float, float), optional
+        Range of the point-spread function's sigma in pixels for every kind (default:
+        each kind's own, :data:`PSF_SIGMA_RANGES`).
 
     Returns
     -------
@@ -154,7 +184,14 @@ def generated_scenes(count: int, shape=(256, 256), *, seed=0, kinds=DEFAULT_SCEN
         raise ValueError(f"count must be a non-negative integer, got {count!r}")
     if isinstance(kinds, str) or not kinds or any(kind not in SCENE_KINDS for kind in kinds):
         raise ValueError(f"kinds must be a non-empty list of {sorted(SCENE_KINDS)}, got {kinds!r}")
+    if psf_sigma_range is None:
+        ranges = [PSF_SIGMA_RANGES[kind] for kind in kinds]
+    else:
+        ranges = [_sigma_range(psf_sigma_range)] * len(kinds)
     makers = [SCENE_KINDS[kind] for kind in kinds]
     return [
-        makers[k % len(makers)](shape, seed=int(np.random.default_rng([seed, k]).integers(2**31))) for k in range(count)
+        makers[k % len(makers)](
+            shape, seed=int(np.random.default_rng([seed, k]).integers(2**31)), psf_sigma_range=ranges[k % len(makers)]
+        )
+        for k in range(count)
     ]

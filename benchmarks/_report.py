@@ -199,7 +199,7 @@ def command_line(module):
     return " ".join(["python", "-m", module] + [shlex.quote(arg) for arg in sys.argv[1:]])
 
 
-def describe_model(model, path=None):
+def describe_model(model, path=None, *, label=None):
     """One line naming the weights, their architecture, size and training length.
 
     Parameters
@@ -208,12 +208,14 @@ def describe_model(model, path=None):
         A model from :func:`napari_lowlight.load_model`.
     path : str or Path, optional
         The weights file it came from; None for the shipped default.
+    label : str, optional
+        The weights' name instead of the path (shipped weights other than the default).
     """
     config = getattr(model, "config", None)
     config = config.to_dict() if hasattr(config, "to_dict") else config
     parameters = sum(p.numel() for p in model.parameters())
     training = getattr(model, "training_config", None) or {}
-    source = "the shipped default weights" if path is None else f"`{path}`"
+    source = label or ("the shipped default weights" if path is None else f"`{path}`")
     text = f"{source}: {config}, {parameters:,} parameters, receptive radius {model.receptive_radius} px"
     if "steps_done" in training:
         # A checkpoint of an unfinished run: say how far it got.

@@ -13,7 +13,8 @@ the panel's own coalescing timer and worker from there) and measures, per move:
 
 Also: a drag (ten moves 40 ms apart: the longest block, and the time from the last move
 to its full resolution), and one restore inside the viewer against the same call
-outside it (what the viewer's repaints cost a run).
+outside it (what the viewer's repaints cost a run). Without ``--model``, the shipped
+fluorescence weights (a deeper Enhance-Net) are then timed on the grey image too.
 
 Run from the repository root on a machine without a display under Xvfb::
 
@@ -196,7 +197,7 @@ def measure_image(viewer, panel, clock, name, low, rgb, *, model, moves, log):
     return dict(moves=results, drag=drag, restore_in_viewer=in_viewer, restore_plain=plain)
 
 
-def run(*, photo_side, grey_side, moves, model_path=None, device="cpu", log=sys.stderr):
+def run(*, photo_side, grey_side, moves, model_path=None, device="cpu", grey_only=False, log=sys.stderr):
     import napari
 
     import napari_lowlight as core
@@ -207,6 +208,8 @@ def run(*, photo_side, grey_side, moves, model_path=None, device="cpu", log=sys.
     registry.add("benchmark", model, kind="file")
     results, idle = {}, []
     for name, (low, rgb) in images(photo_side, grey_side).items():
+        if grey_only and rgb:
+            continue
         # A viewer of its own per image: clearing one and reusing it has crashed Mesa's
         # software OpenGL here (a torch process, a new kind of layer after an RGB one).
         viewer = napari.Viewer(title="napari-lowlight: UI latency")
@@ -305,9 +308,27 @@ def main(argv=None):
     result, model = run(
         photo_side=size["photo"], grey_side=size["grey"], moves=size["moves"], model_path=args.model, device=args.device
     )
+    model_text = _report.describe_model(model, args.model)
+    if args.model is None:
+        # The shipped fluorescence weights' deeper Enhance-Net on the kind of frame they are for.
+        from napari_lowlight.weights import shipped_weights_path
+
+        path = shipped_weights_path("fluorescence")
+        more, fluorescence = run(
+            photo_side=size["photo"],
+            grey_side=size["grey"],
+            moves=size["moves"],
+            model_path=path,
+            device=args.device,
+            grey_only=True,
+        )
+        result["images"].update({f"{name}, fluorescence weights": numbers for name, numbers in more["images"].items()})
+        result["idle_block"] = max(result["idle_block"], more["idle_block"])
+        label = "the shipped fluorescence weights"
+        model_text += '. Rows marked "fluorescence weights": ' + _report.describe_model(fluorescence, path, label=label)
     report = format_report(
         result,
-        model_text=_report.describe_model(model, args.model),
+        model_text=model_text,
         machine=machine,
         command=_report.command_line("benchmarks.bench_ui_latency"),
         quick=args.quick,

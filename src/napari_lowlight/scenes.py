@@ -184,14 +184,10 @@ def generated_scenes(
         raise ValueError(f"count must be a non-negative integer, got {count!r}")
     if isinstance(kinds, str) or not kinds or any(kind not in SCENE_KINDS for kind in kinds):
         raise ValueError(f"kinds must be a non-empty list of {sorted(SCENE_KINDS)}, got {kinds!r}")
-    if psf_sigma_range is None:
-        ranges = [PSF_SIGMA_RANGES[kind] for kind in kinds]
-    else:
-        ranges = [_sigma_range(psf_sigma_range)] * len(kinds)
+    # Not given: each generator's own default range.
+    blur = {} if psf_sigma_range is None else {"psf_sigma_range": _sigma_range(psf_sigma_range)}
     makers = [SCENE_KINDS[kind] for kind in kinds]
     return [
-        makers[k % len(makers)](
-            shape, seed=int(np.random.default_rng([seed, k]).integers(2**31)), psf_sigma_range=ranges[k % len(makers)]
-        )
+        makers[k % len(makers)](shape, seed=int(np.random.default_rng([seed, k]).integers(2**31)), **blur)
         for k in range(count)
     ]

@@ -390,11 +390,12 @@ def _train(args) -> None:
     if origin is None and args.self_supervised:
         origin = "default"  # noisy frames teach denoising only: brightening comes from trained weights
     model = None if origin in (None, "scratch") else _load_model_argument(origin)
+    seed = options.get("seed", 0)  # the recipe's seed also seeds the added blocks and the scenes
     if added_blocks is not None:
         if model is None:
             raise CommandError("add_enhance_blocks deepens trained weights; give the weights to start from (--from)")
         try:
-            model = deepened(model, added_blocks, seed=options.get("seed", 0))
+            model = deepened(model, added_blocks, seed=seed)
         except (TypeError, ValueError) as error:
             raise CommandError(f"add_enhance_blocks must be a list of dilations, got {added_blocks!r} ({error})") from None
     if model is not None:
@@ -403,7 +404,6 @@ def _train(args) -> None:
     images = [read_image(path) for path in files]
     scene_kinds = DEFAULT_SCENE_KINDS if scene_kinds is None else scene_kinds
     # main() reports a bad scene_kinds or scene_psf_sigma_range by the ValueError naming it.
-    seed = options.get("seed", 0)
     scenes = generated_scenes(scene_count, seed=seed, kinds=scene_kinds, psf_sigma_range=scene_psf_sigma_range)
     pairs = None
     if pair_files:

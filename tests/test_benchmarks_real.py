@@ -46,6 +46,12 @@ def test_no_reference_measures_see_brightness_clipping_and_noise(photo, rng):
     assert bench_real.no_reference_measures(low, saturated)[1] == pytest.approx(12 / 48)
 
 
+def test_w2s_scores_average_per_channel_of_the_file_name():
+    frames = ["w2s_001_0.png", "w2s_001_1.png", "w2s_002_0.png", "w2s_012_2.png"]
+    means = bench_real.mean_by_channel(frames, {"ours": [30.0, 20.0, 32.0, 40.0]})
+    assert means == {"ours": {0: 31.0, 1: 20.0, 2: 40.0}}
+
+
 @pytest.mark.parametrize("network", [peers.ZeroDCE(), peers.SCIIllumination().eval()])
 def test_peers_keep_shape_and_range_for_grey_and_rgb(network, photo):
     for image in (photo, photo.mean(axis=-1)):

@@ -90,7 +90,7 @@ def test_train_on_generated_scenes_alone(tmp_path):
 
     assert read_metadata(out)["training"]["data"] == {
         "paths": [], "files": 0, "scenes": 2, "scene_kinds": ["fluorescence", "stars"],
-        "scene_psf_sigma_range": None, "add_enhance_blocks": [],
+        "scene_psf_sigma_range": None, "add_enhance_blocks": [], "enhance_width": None,
         "pairs": 0, "data_range": None,
     }
 
@@ -124,12 +124,15 @@ def test_a_recipe_deepens_the_starting_weights(tmp_path, model_file):
     from napari_lowlight.weights import read_metadata
 
     config, out = tmp_path / "recipe.toml", tmp_path / "deeper.safetensors"
-    config.write_text(f"[train]\nfrom = {model_file!r}\nscenes = 2\nadd_enhance_blocks = [2, 4]\nsteps = 2\nbatch_size = 4\npatch_size = 16\n")
+    recipe = f"[train]\nfrom = {model_file!r}\nscenes = 2\nadd_enhance_blocks = [2, 4]\nsteps = 2\nbatch_size = 4\npatch_size = 16\n"
+    config.write_text(recipe + "enhance_width = 6\n")
     assert main(["train", "--config", str(config), "-o", str(out)]) == 0
-    start, deeper = load_model(model_file, device="cpu").config, load_model(out, device="cpu").config
-    assert deeper.enhance_blocks == start.enhance_blocks + 2
-    assert deeper.enhance_dilations == (1,) * start.enhance_blocks + (2, 4)
+    start, grown = load_model(model_file, device="cpu").config, load_model(out, device="cpu").config
+    assert grown.enhance_blocks == start.enhance_blocks + 2
+    assert grown.enhance_dilations == (1,) * start.enhance_blocks + (2, 4)
+    assert grown.enhance_channels == 6 and grown.width == start.width
     assert read_metadata(out)["training"]["data"]["add_enhance_blocks"] == [2, 4]
+    assert read_metadata(out)["training"]["data"]["enhance_width"] == 6
 
 
 def test_a_recipe_sets_the_blur_of_generated_scenes(tmp_path, capsys, monkeypatch):
@@ -159,10 +162,18 @@ def test_a_recipe_sets_the_blur_of_generated_scenes(tmp_path, capsys, monkeypatc
     assert not (tmp_path / "bad.safetensors").exists() and not (tmp_path / "none.safetensors").exists()
 
 
-@pytest.mark.parametrize(("start", "blocks", "message"), [("scratch", "[2]", "give the weights to start from"), (None, "[0]", "must be a list of dilations")])
-def test_train_refuses_blocks_it_cannot_add(tmp_path, capsys, model_file, start, blocks, message):
+@pytest.mark.parametrize(
+    ("start", "growth", "message"),
+    [
+        ("scratch", "add_enhance_blocks = [2]", "give the weights to start from"),
+        (None, "add_enhance_blocks = [0]", "must be a list of dilations"),
+        ("scratch", "enhance_width = 32", "give the weights to start from"),
+        (None, "enhance_width = 2", "enhance_width must be an integer above the current"),
+    ],
+)
+def test_train_refuses_growth_it_cannot_make(tmp_path, capsys, model_file, start, growth, message):
     config = tmp_path / "recipe.toml"
-    config.write_text(f"[train]\nfrom = {(start or model_file)!r}\nscenes = 2\nadd_enhance_blocks = {blocks}\nsteps = 1\n")
+    config.write_text(f"[train]\nfrom = {(start or model_file)!r}\nscenes = 2\n{growth}\nsteps = 1\n")
     assert main(["train", "--config", str(config), "-o", str(tmp_path / "out.safetensors")]) != 0
     assert message in capsys.readouterr().err and not (tmp_path / "out.safetensors").exists()
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from napari_lowlight import new_model
-from napari_lowlight.network import CONTEXT_QUANTILES, MAX_DILATION, ModelConfig, deepened, fold_batchnorm, image_context
+from napari_lowlight.network import CONTEXT_QUANTILES, MAX_DILATION, ModelConfig, deepened, fold_batchnorm, image_context, widened
 
 BOTH_MODELS = pytest.mark.parametrize("model_name", ["tiny_model", "tiny_dilated_model"])
 
@@ -86,17 +86,35 @@ def test_new_model_is_seeded():
         torch.testing.assert_close(a, b)
 
 
-def test_deepened_restores_as_the_original_until_trained(tiny_model):
-    deeper = deepened(tiny_model, (2, 4))
-    assert deeper.config.enhance_dilations == (1, 1, 2, 4) and deeper.enhance_radius > tiny_model.enhance_radius
+def _grown_restores_as_the_original_then_learns(model, grown):
+    """Assert ``grown`` restores as ``model`` at two alphas, then backpropagate a loss through it."""
     low, context = _inputs()
     alpha = torch.tensor([0.0, 1.5])
     with torch.no_grad():
-        for before, after in zip(tiny_model(low, alpha, context), deeper(low, alpha, context)):
+        for before, after in zip(model(low, alpha, context), grown(low, alpha, context)):
             torch.testing.assert_close(after, before)
+    grown.train()
+    grown(low, alpha, context)[0].square().mean().backward()
+
+
+def test_deepened_restores_as_the_original_until_trained(tiny_model):
+    deeper = deepened(tiny_model, (2, 4))
+    assert deeper.config.enhance_dilations == (1, 1, 2, 4) and deeper.enhance_radius > tiny_model.enhance_radius
+    _grown_restores_as_the_original_then_learns(tiny_model, deeper)
     # The new blocks learn: their zeroed output affine gets a gradient.
-    deeper.train()
-    deeper(low, alpha, context)[0].square().mean().backward()
     assert deeper.enhance.blocks[-1].norm_out.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="dilations is empty"):
         deepened(tiny_model, ())
+
+
+@BOTH_MODELS
+def test_widened_restores_as_the_original_until_trained(model_name, request):
+    model = request.getfixturevalue(model_name)
+    wide = widened(model, 7)
+    assert wide.config.enhance_channels == 7 and wide.config.width == model.config.width
+    _grown_restores_as_the_original_then_learns(model, wide)
+    # The new channels learn: the zeroed weights from them into trained ones and the output get a gradient.
+    assert wide.enhance.tail.weight.grad[:, 4:].abs().sum() > 0
+    assert wide.enhance.blocks[0].conv_vertical.weight.grad[:4, 4:].abs().sum() > 0
+    with pytest.raises(ValueError, match="enhance_width must be an integer above the current 4"):
+        widened(model, 4)

@@ -353,7 +353,7 @@ def _train(args) -> None:
     from tqdm import tqdm
 
     from .io import read_image
-    from .network import deepened
+    from .network import deepened, widened
     from .scenes import generated_scenes
     from .training import FINE_TUNE_LR, SELF_SUPERVISED_DEFAULTS, train
     from .weights import save_model
@@ -367,6 +367,7 @@ def _train(args) -> None:
     scene_kinds = options.pop("scene_kinds", None)
     scene_psf_sigma_range = options.pop("scene_psf_sigma_range", None)
     added_blocks = options.pop("add_enhance_blocks", None)
+    enhance_width = options.pop("enhance_width", None)
     clean_paths = list(args.clean) + list(options.pop("data", []))
     data_root = Path(args.config).parent if args.config else Path()
     files = _image_files([str(data_root / p) if not Path(p).is_absolute() else p for p in clean_paths]) if clean_paths else []
@@ -398,6 +399,13 @@ def _train(args) -> None:
             model = deepened(model, added_blocks, seed=seed)
         except (TypeError, ValueError) as error:
             raise CommandError(f"add_enhance_blocks must be a list of dilations, got {added_blocks!r} ({error})") from None
+    if enhance_width is not None:
+        if model is None:
+            raise CommandError("enhance_width widens trained weights; give the weights to start from (--from)")
+        try:
+            model = widened(model, enhance_width, seed=seed)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
     if model is not None:
         options.setdefault("lr", SELF_SUPERVISED_DEFAULTS["lr"] if args.self_supervised else FINE_TUNE_LR)
     options.pop("from", None)
@@ -433,6 +441,7 @@ def _train(args) -> None:
         "scene_kinds": list(scene_kinds) if scene_count else [],
         "scene_psf_sigma_range": scene_psf_sigma_range,
         "add_enhance_blocks": list(added_blocks or []),
+        "enhance_width": enhance_width,
         "pairs": len(pairs or []),
         "data_range": args.data_range,
     }

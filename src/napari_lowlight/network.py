@@ -41,6 +41,7 @@ __all__ = [
     "image_context",
     "fold_batchnorm",
     "deepened",
+    "widened",
 ]
 
 #: Quantile levels of the low image that form the image-level context.
@@ -60,6 +61,9 @@ class ModelConfig:
     """Architecture hyper-parameters (stored in every weights file)."""
 
     width: int = 16
+    #: Feature channels of Enhance-Net, if not ``width``: the denoising it does on dense
+    #: texture needs more of them than Estimate-Net's smooth difference map does.
+    enhance_width: int | None = None
     estimate_blocks: int = 3
     enhance_blocks: int = 2
     #: Dilation of each Enhance-Net block's kernels, cycled over the blocks: a dilated
@@ -77,10 +81,19 @@ class ModelConfig:
             isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_DILATION for d in self.enhance_dilations
         ):
             raise ValueError(f"enhance_dilations must be integers in [1, {MAX_DILATION}], got {self.enhance_dilations!r}")
+        if self.enhance_width is not None and (
+            isinstance(self.enhance_width, bool) or not isinstance(self.enhance_width, int) or self.enhance_width < 1
+        ):
+            raise ValueError(f"enhance_width must be a positive integer or None, got {self.enhance_width!r}")
         if isinstance(self.alpha_min, bool) or not isinstance(self.alpha_min, (int, float)):
             raise ValueError(f"alpha_min must be a number, got {self.alpha_min!r}")
         if not 0 <= self.alpha_min <= ALPHA_RANGE[0]:
             raise ValueError(f"alpha_min must be in [0, {ALPHA_RANGE[0]}], got {self.alpha_min!r}")
+
+    @property
+    def enhance_channels(self) -> int:
+        """Feature channels of Enhance-Net (``enhance_width``, else ``width``)."""
+        return self.width if self.enhance_width is None else self.enhance_width
 
     @property
     def block_dilations(self) -> tuple[int, ...]:
@@ -140,12 +153,12 @@ class ResidualBlock(nn.Module):
 class ContextModulation(nn.Module):
     """Image context -> per-channel scale and shift of a feature map (FiLM)."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, width: int):
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(len(CONTEXT_QUANTILES), config.context_hidden),
             nn.ReLU(),
-            nn.Linear(config.context_hidden, 2 * config.width),
+            nn.Linear(config.context_hidden, 2 * width),
         )
 
     def forward(self, features, context):
@@ -160,7 +173,7 @@ class EstimateNet(nn.Module):
         super().__init__()
         width = config.width
         self.head = conv(1, width, 3)
-        self.modulation = ContextModulation(config)
+        self.modulation = ContextModulation(config, width)
         self.blocks = nn.Sequential(*(ResidualBlock(width) for _ in range(config.estimate_blocks)))
         self.tail = conv(width, 1, 3)
 
@@ -178,10 +191,11 @@ class EnhanceNet(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.head = conv(3, config.width, 3)  # x, low, alpha
-        self.modulation = ContextModulation(config)
-        self.blocks = nn.Sequential(*(ResidualBlock(config.width, d) for d in config.block_dilations))
-        self.tail = conv(config.width, 1, 3)
+        width = config.enhance_channels
+        self.head = conv(3, width, 3)  # x, low, alpha
+        self.modulation = ContextModulation(config, width)
+        self.blocks = nn.Sequential(*(ResidualBlock(width, d) for d in config.block_dilations))
+        self.tail = conv(width, 1, 3)
 
     def forward(self, low, difference, alpha, context):
         x = low + alpha * difference
@@ -264,6 +278,45 @@ def deepened(model: LowLightNet, dilations, *, seed: int = 0) -> LowLightNet:
         nn.init.zeros_(block.norm_out.bias)
     grown.training_config = getattr(model, "training_config", {})
     return grown.train(model.training)
+
+
+def widened(model: LowLightNet, enhance_width: int, *, seed: int = 0) -> LowLightNet:
+    """A copy of ``model`` whose Enhance-Net has ``enhance_width`` feature channels.
+
+    The trained channels keep their weights; the new ones start from a fresh
+    initialisation with every weight from a new channel into a trained one (and into the
+    output) at zero, so the copy restores exactly as ``model`` does and a fine-tune
+    starts from its quality, while gradients reach the new channels from the first step.
+
+    Parameters
+    ----------
+    model : LowLightNet
+    enhance_width : int
+        Enhance-Net's new channel count, above the current one.
+    seed : int
+        Seeds the new channels' initial weights.
+    """
+    old = model.config.enhance_channels
+    if isinstance(enhance_width, bool) or not isinstance(enhance_width, int) or enhance_width <= old:
+        raise ValueError(f"enhance_width must be an integer above the current {old}, got {enhance_width!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        wide = LowLightNet(replace(model.config, enhance_width=enhance_width))
+    wide.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("enhance.")}, strict=False)
+    trained = dict(model.enhance.named_parameters()) | dict(model.enhance.named_buffers())
+    with torch.no_grad():
+        for name, tensor in list(wide.enhance.named_parameters()) + list(wide.enhance.named_buffers()):
+            source = trained[name]
+            if name == "modulation.mlp.2.weight" or name == "modulation.mlp.2.bias":
+                # Scales of all channels, then shifts: each half keeps its trained rows.
+                for half in range(2):
+                    tensor[half * enhance_width : half * enhance_width + old] = source[half * old : (half + 1) * old]
+                continue
+            if tensor.dim() == 4 and not name.startswith("head."):
+                tensor[:, old:] = 0  # no new channel feeds a trained one or the output yet
+            tensor[tuple(slice(0, n) for n in source.shape)] = source
+    wide.training_config = getattr(model, "training_config", {})
+    return wide.train(model.training)
 
 
 def fold_batchnorm(model: LowLightNet) -> LowLightNet:

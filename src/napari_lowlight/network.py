@@ -248,6 +248,13 @@ class LowLightNet(nn.Module):
         return self.enhance(low, difference, alpha.view(-1, 1, 1, 1), context), difference
 
 
+def seeded_network(config: ModelConfig, seed: int) -> LowLightNet:
+    """A new :class:`LowLightNet` initialised from ``seed``, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LowLightNet(config)
+
+
 def deepened(model: LowLightNet, dilations, *, seed: int = 0) -> LowLightNet:
     """A copy of ``model`` with further Enhance-Net blocks, each starting as the identity.
 
@@ -268,9 +275,7 @@ def deepened(model: LowLightNet, dilations, *, seed: int = 0) -> LowLightNet:
         raise ValueError("dilations is empty: give the dilation of each block to add")
     old = model.config
     config = replace(old, enhance_blocks=old.enhance_blocks + len(dilations), enhance_dilations=old.block_dilations + dilations)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        grown = LowLightNet(config)
+    grown = seeded_network(config, seed)
     grown.load_state_dict(model.state_dict(), strict=False)  # all but the new blocks
     for block in list(grown.enhance.blocks)[old.enhance_blocks :]:
         # relu(x + 0) is x: the features entering a block are already past a ReLU.
@@ -299,15 +304,14 @@ def widened(model: LowLightNet, enhance_width: int, *, seed: int = 0) -> LowLigh
     old = model.config.enhance_channels
     if isinstance(enhance_width, bool) or not isinstance(enhance_width, int) or enhance_width <= old:
         raise ValueError(f"enhance_width must be an integer above the current {old}, got {enhance_width!r}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        wide = LowLightNet(replace(model.config, enhance_width=enhance_width))
+    wide = seeded_network(replace(model.config, enhance_width=enhance_width), seed)
     wide.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("enhance.")}, strict=False)
-    trained = dict(model.enhance.named_parameters()) | dict(model.enhance.named_buffers())
+    trained = model.enhance.state_dict()
     with torch.no_grad():
-        for name, tensor in list(wide.enhance.named_parameters()) + list(wide.enhance.named_buffers()):
+        # state_dict() tensors share the modules' storage: writing into them sets the weights.
+        for name, tensor in wide.enhance.state_dict().items():
             source = trained[name]
-            if name == "modulation.mlp.2.weight" or name == "modulation.mlp.2.bias":
+            if name.startswith("modulation.mlp.2."):
                 # Scales of all channels, then shifts: each half keeps its trained rows.
                 for half in range(2):
                     tensor[half * enhance_width : half * enhance_width + old] = source[half * old : (half + 1) * old]

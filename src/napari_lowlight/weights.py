@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from ._atomic import replaced_atomically
 from .devices import resolve_device
-from .network import ALPHA_RANGE, LowLightNet, ModelConfig
+from .network import ALPHA_RANGE, LowLightNet, ModelConfig, seeded_network
 
 __all__ = [
     "default_model",
@@ -93,9 +93,7 @@ def new_model(
     )
     if seed is None:
         return LowLightNet(config)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return LowLightNet(config)
+    return seeded_network(config, seed)
 
 
 def save_model(model: LowLightNet, path, *, training=None, extra_tensors=None) -> Path:

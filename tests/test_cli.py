@@ -75,6 +75,18 @@ def test_restore_12_bit_data_with_data_range(tmp_path, rng, model_file):
     assert restored.dtype == np.uint16 and restored.max() <= 4095
 
 
+def test_restore_with_the_ensemble(tmp_path, rng, tiny_model, model_file):
+    from napari_lowlight import restore
+
+    source, out = tmp_path / "frame.tif", tmp_path / "restored.tif"
+    frame = rng.integers(0, 4096, (40, 36)).astype(np.uint16)
+    tifffile.imwrite(source, frame)
+    assert main(["restore", str(source), "-o", str(out), "--model", model_file, "--alpha", "0.7", "--ensemble"]) == 0
+    expected = restore(frame, 0.7, model=tiny_model, ensemble=True)
+    assert not np.array_equal(expected, restore(frame, 0.7, model=tiny_model))
+    np.testing.assert_array_equal(tifffile.imread(out), expected)
+
+
 def test_train_writes_a_loadable_model(tmp_path, png):
     out = tmp_path / "trained.safetensors"
     assert main(["train", str(png), "-o", str(out), "--steps", "2", "--batch-size", "4", "--patch-size", "16", "--device", "cpu"]) == 0

@@ -199,6 +199,36 @@ def test_changing_weights_in_place_is_seen_by_the_next_call(tiny_model, smooth_i
     np.testing.assert_array_equal(results[-1], restore(smooth_image, 1.0, model=copy.deepcopy(tiny_model)))
 
 
+@pytest.mark.parametrize(
+    "transform, inverse",
+    [(np.fliplr, np.fliplr), (np.flipud, np.flipud), (np.rot90, lambda image: np.rot90(image, -1))],
+    ids=["flip-x", "flip-y", "quarter-turn"],
+)
+def test_ensemble_is_equivariant_to_flips_and_turns(tiny_dilated_model, rng, transform, inverse):
+    image = rng.random((72, 90)).astype(np.float32)
+
+    def turned_back(**options):
+        turned = np.ascontiguousarray(transform(image))
+        return inverse(restore(turned, 1.2, model=tiny_dilated_model, tile_size=32, **options))
+
+    plain = restore(image, 1.2, model=tiny_dilated_model, tile_size=32)
+    assert np.abs(turned_back() - plain).max() > 1e-3  # the network alone is not equivariant
+    ensemble = restore(image, 1.2, model=tiny_dilated_model, tile_size=32, ensemble=True)
+    np.testing.assert_allclose(turned_back(ensemble=True), ensemble, atol=1e-5)
+
+
+def test_ensemble_is_seam_free_and_the_same_on_every_path(tiny_dilated_model, rng):
+    da = pytest.importorskip("dask.array")
+    image = rng.random((150, 170)).astype(np.float32)
+    options = dict(model=tiny_dilated_model, ensemble=True)
+    whole, difference = restore(image, 0.8, tile_size=1024, return_difference=True, **options)
+    np.testing.assert_allclose(restore(image, 0.8, tile_size=32, **options), whole, atol=1e-4)
+    np.testing.assert_allclose(estimate_difference(image, tile_size=48, **options), difference, atol=1e-5)
+    np.testing.assert_allclose(enhance(image, difference, 0.8, tile_size=40, **options), whole, atol=1e-4)
+    lazy = restore(da.from_array(image, chunks=64), 0.8, tile_size=32, **options)
+    np.testing.assert_allclose(lazy.compute(), whole, atol=1e-4)
+
+
 def test_compiled_inference_matches_eager(tiny_model, smooth_image):
     eager = restore(smooth_image, 1.3, model=tiny_model, tile_size=32)
     compiled = restore(smooth_image, 1.3, model=tiny_model, tile_size=32, compile=True)

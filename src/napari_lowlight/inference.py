@@ -124,6 +124,25 @@ def _tiled_apply(
     return output[:, :height, :width]
 
 
+def _dihedral_average(network: Callable) -> Callable:
+    """``network`` averaged over the 8 flips and quarter turns of its input (a self-ensemble).
+
+    Each transformed output is turned back before averaging; the networks are fully
+    convolutional, so a turned tile of any shape is a valid input.
+    """
+
+    def averaged(tiles: torch.Tensor) -> torch.Tensor:
+        total = 0.0
+        for turns in range(4):
+            for flipped in (False, True):
+                turned = torch.rot90(tiles, turns, dims=(2, 3))
+                output = network(turned.flip(3) if flipped else turned).float()
+                total = total + torch.rot90(output.flip(3) if flipped else output, -turns, dims=(2, 3))
+        return total / 8
+
+    return averaged
+
+
 class _CompiledModule:
     """``torch.compile`` of a module that falls back to the module itself if compiling fails.
 
@@ -331,12 +350,15 @@ def _alpha_from_context(model: LowLightNet, context: torch.Tensor) -> float:
         return float(model.alpha_estimator(context.to(device))[0])
 
 
-def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, tile, compiled):
+def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, tile, compiled, ensemble):
     """Run one network pass on in-memory arrays: the shared body of every public function.
 
     ``kind`` is ``"restore"`` (returns restored, difference), ``"estimate"`` (returns the
     difference) or ``"enhance"`` (``inputs`` is (image, difference); returns restored).
     """
+    def network(function):
+        return _dihedral_average(function) if ensemble else function
+
     unit, _ = to_unit_float(inputs[0], scale=scale)
     planes, passthrough, layout = split_planes(unit, channel_axis)
     runner = _prepared(model, device, compiled)
@@ -347,10 +369,13 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     else:
         # Estimate-Net over the planes first, with its own (smaller) halo, then Enhance-Net with
         # its own: fewer halo pixels than one pass of both nets with the sum of the halos.
-        difference_planes = _run_planes(runner, [planes], runner.estimate(context), 1, radius - enhance_radius, tile)[0]
+        estimate = network(runner.estimate(context))
+        difference_planes = _run_planes(runner, [planes], estimate, 1, radius - enhance_radius, tile)[0]
         if kind == "estimate":
             return _merge_difference(difference_planes, passthrough, layout)
-    output = _run_planes(runner, [planes, difference_planes], runner.enhance(alpha, context), 1, enhance_radius, tile)
+    output = _run_planes(
+        runner, [planes, difference_planes], network(runner.enhance(alpha, context)), 1, enhance_radius, tile
+    )
     restored = layout.merge(from_unit_float(output[0], scale), opacity_channel(np.asarray(inputs[0]), channel_axis))
     return (restored, _merge_difference(difference_planes, passthrough, layout)) if kind == "restore" else restored
 
@@ -403,6 +428,7 @@ def restore(
     return_difference=False,
     data_range=None,
     compile=False,
+    ensemble=False,
 ):
     """Restore a low-light image.
 
@@ -443,6 +469,10 @@ def restore(
         compilation per model and tile shape (docs/benchmarks.md has both), so for batch
         work on many or large images. Needs a C++ compiler on the CPU; without one
         it warns and runs as usual.
+    ensemble : bool
+        Average each network's output over the 8 flips and quarter turns of its input (a
+        geometric self-ensemble): a little less residual noise for 8 times the time
+        (docs/benchmarks.md measures both).
 
     Returns
     -------
@@ -460,7 +490,8 @@ def restore(
     if alpha == "auto":
         alpha = _alpha_from_context(model, context)
     settings = dict(
-        model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile, compiled=bool(compile)
+        model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile, compiled=bool(compile),
+        ensemble=bool(ensemble),
     )
     if not is_dask(image):
         restored, difference = _apply([image], kind="restore", channel_axis=channel_axis, **settings)
@@ -481,7 +512,15 @@ def _merge_difference(difference, passthrough, layout):
 
 
 def estimate_difference(
-    image, *, model=None, channel_axis=None, device="auto", tile_size=None, data_range=None, compile=False
+    image,
+    *,
+    model=None,
+    channel_axis=None,
+    device="auto",
+    tile_size=None,
+    data_range=None,
+    compile=False,
+    ensemble=False,
 ):
     """Run Estimate-Net only: the difference map to cache for live alpha changes.
 
@@ -494,7 +533,8 @@ def estimate_difference(
     scale = image_scale(image, data_range, channel_axis=channel_axis)
     model, context = _model_and_context(image, channel_axis, model, scale)
     settings = dict(
-        model=model, context=context, alpha=None, scale=scale, device=device, tile=tile, compiled=bool(compile)
+        model=model, context=context, alpha=None, scale=scale, device=device, tile=tile, compiled=bool(compile),
+        ensemble=bool(ensemble),
     )
     if not is_dask(image):
         return _apply([image], kind="estimate", channel_axis=channel_axis, **settings)
@@ -514,6 +554,7 @@ def enhance(
     context_image=None,
     data_range=None,
     compile=False,
+    ensemble=False,
 ):
     """Run Enhance-Net only, on a cached difference map: the fast path of a new alpha.
 
@@ -533,7 +574,7 @@ def enhance(
         The image whose statistics form the image context, when ``image`` is a slice of
         it (a plane of a stack, a crop): then the slice matches the whole image's result.
         Default: ``image`` itself. Same dtype as ``image``.
-    model, channel_axis, device, tile_size, data_range, compile
+    model, channel_axis, device, tile_size, data_range, compile, ensemble
         As for :func:`restore`.
 
     Returns
@@ -555,7 +596,8 @@ def enhance(
     scale = image_scale(whole, data_range, channel_axis=whole_axis)
     model, context = _model_and_context(whole, whole_axis, model, scale)
     settings = dict(
-        model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile, compiled=bool(compile)
+        model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile, compiled=bool(compile),
+        ensemble=bool(ensemble),
     )
     if not (is_dask(image) or is_dask(difference)):
         return _apply([image, difference], kind="enhance", channel_axis=channel_axis, **settings)

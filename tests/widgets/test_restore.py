@@ -525,3 +525,19 @@ def test_data_range_for_12_bit_data_reaches_the_core_and_the_slider(qtbot, viewe
     assert restored.data.max() <= 4095
     set_alpha(qtbot, widget, 1.8)  # the live path keeps the run's data range
     np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 1.8, **options))
+
+
+def test_the_ensemble_reaches_the_run_and_the_live_slider(qtbot, viewer, widget, tiny_model, helpers):
+    image = helpers.grey((40, 48), np.uint16)
+    viewer.add_image(image, name="frame")
+    widget.ensemble = True
+    widget.alpha = 0.4  # unticks "auto"
+    run(qtbot, widget)
+    restored = viewer.layers["frame restored"]
+    options = dict(model=tiny_model, device="cpu", ensemble=True)
+    difference = core.estimate_difference(image, **options)
+    np.testing.assert_array_equal(viewer.layers["frame difference map"].data, difference)
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 0.4, **options))
+    set_alpha(qtbot, widget, 1.5)
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 1.5, **options))
+    assert not np.array_equal(restored.data, core.enhance(image, difference, 1.5, model=tiny_model, device="cpu"))

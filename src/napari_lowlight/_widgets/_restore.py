@@ -98,6 +98,7 @@ class LiveResult:
     device: str
     tile_size: int | None
     data_range: float | None
+    ensemble: bool
     restored_id: Any
     difference_id: Any
     alpha: float
@@ -114,6 +115,7 @@ class LiveResult:
             "device": self.device,
             "tile_size": self.tile_size,
             "data_range": self.data_range,
+            "ensemble": self.ensemble,
         }
 
 
@@ -186,6 +188,8 @@ class RestoreWidget(QWidget):
         )
         self._tile.setSpecialValueText("automatic")
         self._data_range = data_range_spin()
+        self._ensemble = QCheckBox("average 8 flips and turns (8x slower)")
+        self._ensemble.setToolTip("Run the network on the 8 flips and quarter turns of the image and average: less noise")
         self._run = QPushButton("Restore")
         self._run.setToolTip("Restore the selected layer (replaces this widget's earlier output for it)")
         # Determinate only: a busy animation repaints the window all the time (and with
@@ -209,10 +213,11 @@ class RestoreWidget(QWidget):
         form.addRow("model", model_row)
         form.addRow("alpha", alpha_row)
         #: Device, tile size and data range, folded away by default.
-        self.advanced = Section("advanced: device, tiles, data range")
+        self.advanced = Section("advanced: device, tiles, data range, ensemble")
         self.advanced.form.addRow("device", self._device)
         self.advanced.form.addRow("tile size", self._tile)
         self.advanced.form.addRow("data range", self._data_range)
+        self.advanced.form.addRow("ensemble", self._ensemble)
         layout = scrolling_layout(self)
         layout.addLayout(form)
         layout.addWidget(self.advanced)
@@ -254,6 +259,7 @@ class RestoreWidget(QWidget):
     device = combo_property("_device", "device")
     tile_size = optional_spin_property("_tile", "Tile size in pixels, None for the core's default.")
     data_range = data_range_property
+    ensemble = check_property("_ensemble", "Average the network over the 8 flips and quarter turns (``ensemble=True``).")
 
     @property
     def restored_layer(self):
@@ -339,6 +345,7 @@ class RestoreWidget(QWidget):
             "device": self.device,
             "tile_size": self.tile_size,
             "data_range": self.data_range,
+            "ensemble": self.ensemble,
         }
         settings = {"model_name": model_name, **options}
         # No napari progress bar: its activity indicator animates, so it repaints the
@@ -466,6 +473,7 @@ class RestoreWidget(QWidget):
                 device=settings["device"],
                 tile_size=settings["tile_size"],
                 data_range=settings["data_range"],
+                ensemble=settings["ensemble"],
                 restored_id=restored.unique_id,
                 difference_id=difference.unique_id,
                 alpha=result.alpha,

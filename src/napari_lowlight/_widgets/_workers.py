@@ -160,7 +160,7 @@ def restore_job(run_id: int, data, *, alpha, **options) -> Iterator[str]:
     The two halves run separately so the difference map can be cached for the live
     alpha slider (``enhance`` alone re-runs on a new alpha). ``options`` are keyword
     arguments of :func:`napari_lowlight.restore` (model, channel_axis, device, tile_size,
-    data_range).
+    data_range, ensemble).
     """
     yield "reading image"
     # A dask- or zarr-backed layer stays lazy: the results are lazy dask arrays too and
@@ -292,7 +292,8 @@ def _preview_plane(image, difference, alpha, index, shown, region, preview_pixel
         max_pixels=math.ceil(pixels / step**2),
         channel_axis=channel_axis,
         context_image=image,
-        **options,
+        # The preview is coarse anyway, and the ensemble's 8 passes would only delay it.
+        **(options | {"ensemble": False}),
     )
     plane = np.array(shown[index], copy=True)
     plane[y0:y1, x0:x1] = coarse[y0 - top : y1 - top, x0 - left : x1 - left]

@@ -117,8 +117,9 @@ def _unit(stored):
     return stored.astype(np.float64) / 255.0
 
 
-def _ours(stored, model, alpha):
-    restored = napari_lowlight.restore(stored, alpha, model=model, channel_axis=-1 if stored.ndim == 3 else None)
+def _ours(stored, model, alpha, **options):
+    channel_axis = -1 if stored.ndim == 3 else None
+    restored = napari_lowlight.restore(stored, alpha, model=model, channel_axis=channel_axis, **options)
     return _unit(restored)
 
 

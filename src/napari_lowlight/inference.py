@@ -350,12 +350,27 @@ def _alpha_from_context(model: LowLightNet, context: torch.Tensor) -> float:
         return float(model.alpha_estimator(context.to(device))[0])
 
 
+def _pass_settings(model, context, alpha, scale, device, tile, *, compile, ensemble) -> dict:
+    """The keyword arguments of ``_apply`` (through ``_lazy`` for dask) that every public function passes."""
+    return dict(
+        model=model,
+        context=context,
+        alpha=alpha,
+        scale=scale,
+        device=device,
+        tile=tile,
+        compiled=bool(compile),
+        ensemble=bool(ensemble),
+    )
+
+
 def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, tile, compiled, ensemble):
     """Run one network pass on in-memory arrays: the shared body of every public function.
 
     ``kind`` is ``"restore"`` (returns restored, difference), ``"estimate"`` (returns the
     difference) or ``"enhance"`` (``inputs`` is (image, difference); returns restored).
     """
+
     def network(function):
         return _dihedral_average(function) if ensemble else function
 
@@ -489,10 +504,7 @@ def restore(
     model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
         alpha = _alpha_from_context(model, context)
-    settings = dict(
-        model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile, compiled=bool(compile),
-        ensemble=bool(ensemble),
-    )
+    settings = _pass_settings(model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble)
     if not is_dask(image):
         restored, difference = _apply([image], kind="restore", channel_axis=channel_axis, **settings)
         return (restored, difference) if return_difference else restored
@@ -532,10 +544,7 @@ def estimate_difference(
     channel_axis = _check_image_shape(image, channel_axis)
     scale = image_scale(image, data_range, channel_axis=channel_axis)
     model, context = _model_and_context(image, channel_axis, model, scale)
-    settings = dict(
-        model=model, context=context, alpha=None, scale=scale, device=device, tile=tile, compiled=bool(compile),
-        ensemble=bool(ensemble),
-    )
+    settings = _pass_settings(model, context, None, scale, device, tile, compile=compile, ensemble=ensemble)
     if not is_dask(image):
         return _apply([image], kind="estimate", channel_axis=channel_axis, **settings)
     halo = model.receptive_radius - model.enhance_radius
@@ -595,10 +604,7 @@ def enhance(
         whole_axis = _check_image_shape(whole, None if channel_axis is None else channel_axis + whole.ndim - image.ndim)
     scale = image_scale(whole, data_range, channel_axis=whole_axis)
     model, context = _model_and_context(whole, whole_axis, model, scale)
-    settings = dict(
-        model=model, context=context, alpha=alpha, scale=scale, device=device, tile=tile, compiled=bool(compile),
-        ensemble=bool(ensemble),
-    )
+    settings = _pass_settings(model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble)
     if not (is_dask(image) or is_dask(difference)):
         return _apply([image, difference], kind="enhance", channel_axis=channel_axis, **settings)
     halo = model.enhance_radius

@@ -170,7 +170,8 @@ def stabilised(noisy, denoise):
 def _fluorescence_methods(model, fluorescence_model=None):
     """Method name -> function (noisy uint8 frame, reference) -> output in [0, 1].
 
-    ``fluorescence_model`` (the shipped fluorescence weights, say) adds its rows at alpha 0 and "auto".
+    ``fluorescence_model`` (the shipped fluorescence weights, say) adds its rows at alpha 0, "auto" and
+    alpha 0 with the self-ensemble (``ensemble=True``).
     """
 
     def best_gaussian(stored, reference):
@@ -201,6 +202,9 @@ def _fluorescence_methods(model, fluorescence_model=None):
     if fluorescence_model is not None:
         methods["ours, fluorescence weights, α=0"] = lambda stored, reference: _ours(stored, fluorescence_model, 0.0)
         methods['ours, fluorescence weights, α="auto"'] = lambda stored, reference: _ours(stored, fluorescence_model, "auto")
+        methods["ours, fluorescence weights, α=0, ensemble"] = lambda stored, reference: _ours(
+            stored, fluorescence_model, 0.0, ensemble=True
+        )
     return methods
 
 
@@ -399,7 +403,8 @@ def format_report(result, *, columns, model_text, machine, command, quick):
         f" {fluorescence['fluorescence_auto_alpha']:.2f} with the shipped fluorescence weights"
         " (`--model fluorescence`; recipe `benchmarks/fluorescence_model.toml`). Each field of view is imaged"
         " in three channels, one fluorescent label each (the last digit of the file name), with structure of"
-        " their own; the channel columns average the frames of one channel.",
+        " their own; the channel columns average the frames of one channel. \"ensemble\" restores with"
+        " `ensemble=True` (`--ensemble`: the network averaged over the 8 flips and quarter turns of the frame).",
         "",
         _report.markdown_table(
             ["method", "affine PSNR", *(f"channel {c}" for c in channels), "seconds per frame"],

@@ -73,7 +73,7 @@ def run(*, quick=False, seed=0, device="auto", log=sys.stderr):
         frames=[name for name, _, _ in pairs],
         train_frames=split,
         settings=settings,
-        mask_fraction=TrainingConfig(steps=1).mask_fraction,
+        mask_fraction=TrainingConfig.mask_fraction,  # the default
         seconds=seconds,
         seconds_per_frame={m: t / len(pairs) for m, t in seconds_in_all.items()},
         tuned_auto_alpha=auto_alpha,

@@ -212,7 +212,7 @@ class RestoreWidget(QWidget):
         form.addRow("image", self._layer)
         form.addRow("model", model_row)
         form.addRow("alpha", alpha_row)
-        #: Device, tile size and data range, folded away by default.
+        #: Device, tile size, data range and ensemble, folded away by default.
         self.advanced = Section("advanced: device, tiles, data range, ensemble")
         self.advanced.form.addRow("device", self._device)
         self.advanced.form.addRow("tile size", self._tile)

@@ -310,7 +310,7 @@ def run_p3(model, peers, count, seed, log):
 
 
 def no_reference_measures(low, out):
-    """Mean brightness, clipped share and dark-region noise of ``out`` (a restored ``low``).
+    """Mean brightness, clipped share, dark-region level and noise of ``out`` (a restored ``low``).
 
     Parameters
     ----------
@@ -319,10 +319,11 @@ def no_reference_measures(low, out):
 
     Returns
     -------
-    (mean, clipped, dark_noise) : tuple of float
-        Mean of all values; share of pixels at 1 in any channel; the median absolute
-        deviation (scaled to a Gaussian sigma) of the high-pass ``out - box3(out)`` over
-        the darkest tenth of ``low``'s pixels by luminance.
+    (mean, clipped, dark_level, dark_noise) : tuple of float
+        Mean of all values; share of pixels at 1 in any channel; over the darkest tenth of
+        ``low``'s pixels by luminance, the mean of ``out`` (blacks lifted into a grey haze
+        raise it) and the median absolute deviation (scaled to a Gaussian sigma) of the
+        high-pass ``out - box3(out)``.
     """
     luminance = low.mean(axis=-1)
     dark = luminance <= np.quantile(luminance, 0.1)
@@ -330,7 +331,7 @@ def no_reference_measures(low, out):
     values = high_pass[dark].ravel()
     dark_noise = 1.4826 * np.median(np.abs(values - np.median(values)))
     clipped = np.mean((out >= 1.0 - 0.5 / 255).any(axis=-1))
-    return float(out.mean()), float(clipped), float(dark_noise)
+    return float(out.mean()), float(clipped), float(out[dark].mean()), float(dark_noise)
 
 
 def run_dark_photos(model, peers, count, sheet_rows, log):
@@ -438,12 +439,13 @@ def format_report(result, *, columns, model_text, machine, command, quick):
         "",
         f"{len(photos['photos'])} photographs of `../shared/data/real/dark_photos`. Per method, averaged over"
         " them: the mean brightness (input's: first row), the share of pixels at the maximum in any channel"
-        " (blown highlights), and the noise in the darkest tenth of the input's pixels (MAD of a 3x3 high-pass,"
-        " as a Gaussian sigma: lower is cleaner, but a blurred output scores low too).",
+        " (blown highlights), and, over the darkest tenth of the input's pixels, the output's mean (its level:"
+        " blacks lifted into a grey haze raise it; the input's is in the first row) and its noise (MAD of a 3x3"
+        " high-pass, as a Gaussian sigma: lower is cleaner, but a blurred output scores low too).",
         "",
         _report.markdown_table(
-            ["method", "mean brightness", "clipped share", "dark-region noise"],
-            [[m, f"{v[0]:.3f}", f"{v[1]:.4f}", f"{v[2]:.4f}"] for m, v in photos["measures"].items()],
+            ["method", "mean brightness", "clipped share", "dark-region level", "dark-region noise"],
+            [[m, f"{v[0]:.3f}", f"{v[1]:.4f}", f"{v[2]:.3f}", f"{v[3]:.4f}"] for m, v in photos["measures"].items()],
         ),
         "",
         f"Contact sheet of the first photographs, columns {' | '.join(columns)}:",

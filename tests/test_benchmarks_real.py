@@ -34,16 +34,22 @@ def test_camera_darkening_is_dark_noisy_8_bit_and_seeded(photo):
     assert not np.array_equal(low, other)
 
 
-def test_no_reference_measures_see_brightness_clipping_and_noise(photo, rng):
+def test_no_reference_measures_see_brightness_clipping_haze_and_noise(photo, rng):
     low = 0.1 * photo
-    mean, clipped, noise = bench_real.no_reference_measures(low, photo)
+    mean, clipped, level, noise = bench_real.no_reference_measures(low, photo)
     assert mean == pytest.approx(photo.mean())
     assert clipped == 0
     noisy = np.clip(photo + rng.normal(0, 0.05, photo.shape), 0, 1)
-    assert bench_real.no_reference_measures(low, noisy)[2] > 2 * noise
+    assert bench_real.no_reference_measures(low, noisy)[3] > 2 * noise
     saturated = photo.copy()
     saturated[:12, :, 0] = 1.0
     assert bench_real.no_reference_measures(low, saturated)[1] == pytest.approx(12 / 48)
+    # Lifting every value by a pedestal (a grey haze) lifts the dark region's level by as much.
+    hazy = 0.1 + 0.9 * photo
+    luminance = low.mean(axis=-1)
+    darkest = photo[luminance <= np.quantile(luminance, 0.1)].mean()
+    assert level == pytest.approx(darkest)
+    assert bench_real.no_reference_measures(low, hazy)[2] == pytest.approx(0.1 + 0.9 * darkest)
 
 
 def test_w2s_scores_average_per_channel_of_the_file_name():

@@ -53,6 +53,8 @@ DARK_PHOTOS_DIR = SHARED / "real" / "dark_photos"
 P3_DIR = SHARED / "train" / "bsds500" / "test"
 CONTACT_SHEET = _report.ROOT / "docs" / "images" / "real_dark_photos.jpg"
 GAUSSIAN_SIGMAS = (1.0, 1.5, 2.0, 3.0)
+#: Input values counted as black by the no-reference measures (at most 2 of 255 levels).
+BLACK = 2 / 255
 #: P3's ranges (BENCHMARK.md).
 P3_EXPOSURE = (8.0, 30.0)
 P3_PHOTONS = (20.0, 500.0)
@@ -310,7 +312,7 @@ def run_p3(model, peers, count, seed, log):
 
 
 def no_reference_measures(low, out):
-    """Mean brightness, clipped share, dark-region level and noise of ``out`` (a restored ``low``).
+    """Mean brightness, clipped share, black level and dark-region noise of ``out`` (a restored ``low``).
 
     Parameters
     ----------
@@ -319,11 +321,12 @@ def no_reference_measures(low, out):
 
     Returns
     -------
-    (mean, clipped, dark_level, dark_noise) : tuple of float
-        Mean of all values; share of pixels at 1 in any channel; over the darkest tenth of
-        ``low``'s pixels by luminance, the mean of ``out`` (blacks lifted into a grey haze
-        raise it) and the median absolute deviation (scaled to a Gaussian sigma) of the
-        high-pass ``out - box3(out)``.
+    (mean, clipped, black_level, dark_noise) : tuple of float
+        Mean of all values; share of pixels at 1 in any channel; the mean of ``out`` over
+        ``low``'s black pixels (every channel at most ``BLACK`` = 2/255; NaN if it has none):
+        black lifted into a grey haze raises it; the median absolute deviation (scaled to a
+        Gaussian sigma) of the high-pass ``out - box3(out)`` over the darkest tenth of
+        ``low``'s pixels by luminance.
     """
     luminance = low.mean(axis=-1)
     dark = luminance <= np.quantile(luminance, 0.1)
@@ -331,7 +334,9 @@ def no_reference_measures(low, out):
     values = high_pass[dark].ravel()
     dark_noise = 1.4826 * np.median(np.abs(values - np.median(values)))
     clipped = np.mean((out >= 1.0 - 0.5 / 255).any(axis=-1))
-    return float(out.mean()), float(clipped), float(out[dark].mean()), float(dark_noise)
+    black = (low <= BLACK).all(axis=-1)
+    black_level = out[black].mean() if black.any() else np.nan
+    return float(out.mean()), float(clipped), float(black_level), float(dark_noise)
 
 
 def run_dark_photos(model, peers, count, sheet_rows, log):
@@ -350,7 +355,10 @@ def run_dark_photos(model, peers, count, sheet_rows, log):
         if len(sheet) < sheet_rows:
             sheet.append(list(outputs.values()))
         print(f"dark {name}: " + ", ".join(f"{m} mean {v[-1][0]:.3f}" for m, v in measures.items()), file=log)
-    return dict(photos=names, measures={m: [float(x) for x in np.mean(v, axis=0)] for m, v in measures.items()}), (
+    # The black level averages the photographs that have black pixels (the same for every method).
+    averages = {m: [float(x) for x in np.nanmean(v, axis=0)] for m, v in measures.items()}
+    with_black = int(np.isfinite(np.array(measures["low input"])[:, 2]).sum())
+    return dict(photos=names, measures=averages, with_black=with_black), (
         list(methods),
         sheet,
     )
@@ -439,12 +447,13 @@ def format_report(result, *, columns, model_text, machine, command, quick):
         "",
         f"{len(photos['photos'])} photographs of `../shared/data/real/dark_photos`. Per method, averaged over"
         " them: the mean brightness (input's: first row), the share of pixels at the maximum in any channel"
-        " (blown highlights), and, over the darkest tenth of the input's pixels, the output's mean (its level:"
-        " blacks lifted into a grey haze raise it; the input's is in the first row) and its noise (MAD of a 3x3"
-        " high-pass, as a Gaussian sigma: lower is cleaner, but a blurred output scores low too).",
+        " (blown highlights), the black level (the output's mean over the input's black pixels, every channel"
+        f" at most 2/255, in the {photos['with_black']} photographs that have them: black lifted into a grey haze"
+        " raises it), and the noise in the darkest tenth of the input's pixels (MAD of a 3x3 high-pass, as a"
+        " Gaussian sigma: lower is cleaner, but a blurred output scores low too).",
         "",
         _report.markdown_table(
-            ["method", "mean brightness", "clipped share", "dark-region level", "dark-region noise"],
+            ["method", "mean brightness", "clipped share", "black level", "dark-region noise"],
             [[m, f"{v[0]:.3f}", f"{v[1]:.4f}", f"{v[2]:.3f}", f"{v[3]:.4f}"] for m, v in photos["measures"].items()],
         ),
         "",

@@ -235,6 +235,8 @@ def test_colour_and_stacks_are_accepted(rng):
         ({"exposure_kept_range": (0.5, 1.0)}, r"exposure_kept_range must be \(low, high\) with 0 < low"),
         ({"black_level_fraction": 1.5}, "black_level_fraction"),
         ({"black_level_range": (0.1, 1.0)}, r"black_level_range must be \(low, high\) with 0 <= low"),
+        ({"shadow_crush_fraction": 1.0}, "shadow_crush_fraction"),
+        ({"shadow_crush_range": (0.3, 0.2)}, r"shadow_crush_range must be \(low, high\) with 0 <= low"),
     ],
 )
 def test_bad_settings_are_named(smooth_image, kwargs, word):
@@ -287,6 +289,31 @@ def test_black_levels_lift_undarkened_samples_and_their_targets_alike(smooth_ima
     torch.testing.assert_close(batch.low[changed], batch.target[changed], rtol=0, atol=0)
     # The context sees the same lifted frame: its darkest quantile rises with the black level.
     assert (batch.context[changed, 0] > plain.context[changed, 0]).all()
+
+
+def test_crushed_shadows_are_true_blacks_in_the_target_the_input_and_the_context(smooth_image):
+    image = np.clip((smooth_image - 0.15) / 0.8, 0.02, 1)  # dark shadows, but no black of its own
+    source = _PatchSource([image], 16, None, "images")
+    config = TrainingConfig(
+        steps=1, shadow_crush_fraction=0.5, shadow_crush_range=(0.1, 0.25), noise=None, quantize_fraction=0.0
+    )
+    batch = _synthetic_batch(source, config, step=0, count=128)
+    plain = _synthetic_batch(source, dataclasses.replace(config, shadow_crush_fraction=0.0), step=0, count=128)
+    changed = (batch.target != plain.target).flatten(1).any(dim=1)
+    assert 40 < int(changed.sum()) < 88
+    # The target is max(I - t, 0) / (1 - t) with one t per sample.
+    target, before = batch.target[changed], plain.target[changed]
+    threshold = torch.where(target > 0, (before - target) / (1 - target), torch.nan).flatten(1).nanmedian(dim=1).values
+    assert ((threshold >= 0.1) & (threshold <= 0.25)).all()
+    threshold = threshold.view(-1, 1, 1, 1)
+    torch.testing.assert_close(target, ((before - threshold) / (1 - threshold)).clamp(min=0))
+    black = target == 0
+    assert black.any()
+    # Eq. 5 and the exposure samples keep a black truth black, and its difference map is 0 there.
+    assert (batch.low[changed][black] == 0).all() and (batch.difference[changed][black] == 0).all()
+    # The context's pixels are crushed alike: its darkest quantile falls.
+    assert (batch.context[changed, 0] <= plain.context[changed, 0]).all()
+    assert (batch.context[changed, 0] < plain.context[changed, 0]).any()
 
 
 def test_exposure_samples_are_the_clean_patches_scaled_down_with_saturation_kept(smooth_image):

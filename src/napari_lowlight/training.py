@@ -81,6 +81,13 @@ class TrainingConfig:
     #: a camera's offset and a specimen's background lift a fluorescence frame's blacks.
     black_level_fraction: float = 0.0
     black_level_range: tuple[float, float] = (0.0, 0.1)
+    #: Share of the samples whose clean image has its shadows crushed to true black by a
+    #: threshold ``t`` uniform in ``shadow_crush_range``: ``max(I - t, 0) / (1 - t)``, target
+    #: included. Eq. 5 above alpha 1 clips grey truths to a black input; real dark
+    #: photographs mostly hold black truths there (backdrops, night skies), which clean
+    #: training photographs rarely have.
+    shadow_crush_fraction: float = 0.0
+    shadow_crush_range: tuple[float, float] = (0.0, 0.25)
     noise: str | None = "mixed"
     noise_sigma_range: tuple[float, float] = (0.0, 0.03)
     photons_range: tuple[float, float] = (20.0, 1000.0)
@@ -123,10 +130,13 @@ class TrainingConfig:
         low, high = self.exposure_kept_range
         if not 0 < low <= high < 1:
             raise ValueError(f"exposure_kept_range must be (low, high) with 0 < low <= high < 1, got {(low, high)!r}")
-        low, high = self.black_level_range
-        if not 0 <= low <= high < 1:
-            raise ValueError(f"black_level_range must be (low, high) with 0 <= low <= high < 1, got {(low, high)!r}")
-        for name in ("denoise_fraction", "dim_denoise_fraction", "exposure_fraction", "black_level_fraction"):
+        for name in ("black_level_range", "shadow_crush_range"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high < 1:
+                raise ValueError(f"{name} must be (low, high) with 0 <= low <= high < 1, got {(low, high)!r}")
+        for name in (
+            "denoise_fraction", "dim_denoise_fraction", "exposure_fraction", "black_level_fraction", "shadow_crush_fraction"
+        ):
             value = getattr(self, name)
             if value is None and name == "dim_denoise_fraction":
                 continue
@@ -281,6 +291,8 @@ class _Degradation:
     depth: torch.Tensor
     #: The black level the clean image is recorded over (``TrainingConfig.black_level_fraction``).
     black: torch.Tensor
+    #: The threshold below which the clean image is crushed to black (``TrainingConfig.shadow_crush_fraction``).
+    crush: torch.Tensor
     sigma: torch.Tensor
     photons: torch.Tensor
     shot: torch.Tensor
@@ -312,6 +324,10 @@ class _Degradation:
         if config.black_level_fraction:  # drawn only then, so runs without it keep their random stream
             lifted = torch.from_numpy(rng.random(count) < config.black_level_fraction) & (alpha == 0)
             black[lifted] = uniform(config.black_level_range)[lifted]
+        crush = torch.zeros(count)
+        if config.shadow_crush_fraction:  # drawn only then, so runs without it keep their random stream
+            crushed = torch.from_numpy(rng.random(count) < config.shadow_crush_fraction)
+            crush[crushed] = uniform(config.shadow_crush_range)[crushed]
         sigma, photons = uniform(config.noise_sigma_range), uniform(config.photons_range, log=True)
         if config.noise == "mixed":
             shot = torch.from_numpy(rng.random(count) < 0.5)
@@ -319,11 +335,12 @@ class _Degradation:
             shot = torch.full((count,), config.noise == "poisson-gaussian")
         quantise = rng.random(count) < config.quantize_fraction
         bits = torch.from_numpy(np.where(quantise, rng.choice([8, 16], count), 0).astype(np.float32))
-        return cls(alpha, gamma, depth, black, sigma, photons, shot, bits)
+        return cls(alpha, gamma, depth, black, crush, sigma, photons, shot, bits)
 
     def recorded(self, clean: torch.Tensor) -> torch.Tensor:
-        """``clean`` over each sample's black level: the noise-free frame, and the target."""
-        black = _per_sample(self.black, clean)
+        """``clean``, shadows crushed, over each sample's black level: the noise-free frame, and the target."""
+        crush, black = _per_sample(self.crush, clean), _per_sample(self.black, clean)
+        clean = (clean - crush).clamp(min=0) / (1 - crush)
         return black + (1 - black) * clean
 
     def apply(self, clean: torch.Tensor, config: TrainingConfig, generator: torch.Generator) -> torch.Tensor:
@@ -641,7 +658,10 @@ def train(
         saturated pixels kept, as underexposed photographs show, at alpha 1 and with
         ``kept`` log-uniform in ``exposure_kept_range``; ``black_level_fraction``: the
         share of undarkened samples recorded over a black level uniform in
-        ``black_level_range``, ``b + (1 - b) * I``, target included).
+        ``black_level_range``, ``b + (1 - b) * I``, target included; ``shadow_crush_fraction``:
+        the share of samples whose clean image has its shadows crushed to true black by a
+        threshold ``t`` uniform in ``shadow_crush_range``, ``max(I - t, 0) / (1 - t)``, target
+        included).
 
     Yields
     ------

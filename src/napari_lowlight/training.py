@@ -135,7 +135,11 @@ class TrainingConfig:
             if not 0 <= low <= high < 1:
                 raise ValueError(f"{name} must be (low, high) with 0 <= low <= high < 1, got {(low, high)!r}")
         for name in (
-            "denoise_fraction", "dim_denoise_fraction", "exposure_fraction", "black_level_fraction", "shadow_crush_fraction"
+            "denoise_fraction",
+            "dim_denoise_fraction",
+            "exposure_fraction",
+            "black_level_fraction",
+            "shadow_crush_fraction",
         ):
             value = getattr(self, name)
             if value is None and name == "dim_denoise_fraction":

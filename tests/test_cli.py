@@ -75,15 +75,19 @@ def test_restore_12_bit_data_with_data_range(tmp_path, rng, model_file):
     assert restored.dtype == np.uint16 and restored.max() <= 4095
 
 
-def test_restore_with_the_ensemble(tmp_path, rng, tiny_model, model_file):
+@pytest.mark.parametrize(
+    ("flag", "alpha", "option"),
+    [("--ensemble", "0.7", {"ensemble": True}), ("--lift-blacks", "1.5", {"keep_black": False})],
+)
+def test_restore_options_reach_the_core(tmp_path, rng, tiny_model, model_file, flag, alpha, option):
     from napari_lowlight import restore
 
     source, out = tmp_path / "frame.tif", tmp_path / "restored.tif"
     frame = rng.integers(0, 4096, (40, 36)).astype(np.uint16)
     tifffile.imwrite(source, frame)
-    assert main(["restore", str(source), "-o", str(out), "--model", model_file, "--alpha", "0.7", "--ensemble"]) == 0
-    expected = restore(frame, 0.7, model=tiny_model, ensemble=True)
-    assert not np.array_equal(expected, restore(frame, 0.7, model=tiny_model))
+    assert main(["restore", str(source), "-o", str(out), "--model", model_file, "--alpha", alpha, flag]) == 0
+    expected = restore(frame, float(alpha), model=tiny_model, **option)
+    assert not np.array_equal(expected, restore(frame, float(alpha), model=tiny_model))
     np.testing.assert_array_equal(tifffile.imread(out), expected)
 
 

@@ -150,7 +150,7 @@ def test_optimised_inference_matches_the_plain_model(tiny_model, rng):
     context = image_context(torch.from_numpy(np.asarray(_context_sample(image, None), np.float32)).reshape(1, -1))
     with torch.no_grad():
         plain, plain_difference = tiny_model(torch.from_numpy(image)[None, None], torch.tensor([1.3]), context)
-    restored, difference = restore(image, 1.3, model=tiny_model, tile_size=32, return_difference=True)
+    restored, difference = restore(image, 1.3, model=tiny_model, tile_size=32, return_difference=True, keep_black=False)
     np.testing.assert_allclose(restored, plain.clamp(0, 1)[0, 0].numpy(), atol=1e-3)
     np.testing.assert_allclose(difference, plain_difference[0, 0].numpy(), atol=1e-3)
 
@@ -290,3 +290,29 @@ def test_integer_results_clip_to_the_dtype_never_wrap(tiny_model, dtype, data_ra
     restored = restore(image, 2.0, model=tiny_model, data_range=data_range)
     assert restored.dtype == dtype
     assert restored.min() >= 0 and restored.max() > np.iinfo(dtype).max // 2  # bright stays bright
+
+
+def test_black_toe_takes_black_to_0_and_keeps_the_brighter_tones():
+    from napari_lowlight.inference import black_toe
+
+    tones = np.linspace(0, 1, 101, dtype=np.float32)
+    toed = black_toe(tones, 0.1)
+    assert toed.dtype == np.float32
+    assert np.all(toed[tones <= 0.1] == 0) and toed[-1] == pytest.approx(1)
+    assert np.all(np.diff(toed[tones >= 0.1]) > 0)
+    assert np.abs(toed - tones)[tones >= 0.5].max() < 1e-3
+    np.testing.assert_array_equal(black_toe(tones, 0.0), tones)
+
+
+def test_black_regions_stay_black_above_alpha_1():
+    """The shipped nets restore a black backdrop as grey at a high alpha; keep_black takes it back to black."""
+    yy, xx = np.mgrid[:96, :96]
+    image = np.where((yy - 48) ** 2 + (xx - 48) ** 2 < 20**2, 0.25, 0.0).astype(np.float32)
+    backdrop = (yy - 48) ** 2 + (xx - 48) ** 2 > 32**2  # beyond the nets' reach of the disc's edge
+    raw = restore(image, 1.5, keep_black=False)
+    kept = restore(image, 1.5)
+    assert raw[backdrop].mean() > 0.05
+    assert kept[backdrop].mean() < 0.01
+    lit = (yy - 48) ** 2 + (xx - 48) ** 2 < 10**2
+    np.testing.assert_allclose(kept[lit], raw[lit], atol=0.02)
+    np.testing.assert_array_equal(restore(image, 0.0), restore(image, 0.0, keep_black=False))

@@ -275,6 +275,7 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         data_range=args.data_range,
         compile=args.compile,
         ensemble=args.ensemble,
+        keep_black=args.keep_black,
     )
     _write_result(target, restored, metadata)
     if difference_target is not None:
@@ -528,6 +529,13 @@ def _parser() -> argparse.ArgumentParser:
         "--ensemble",
         action="store_true",
         help="average the network over the 8 flips and quarter turns of the image: a little less noise, 8x the time",
+    )
+    rest.add_argument(
+        "--lift-blacks",
+        dest="keep_black",
+        action="store_false",
+        help="leave the network's output as it is: above alpha about 1 it restores black regions as grey"
+        " (by default they stay black)",
     )
     rest.add_argument(
         "--scheduler",

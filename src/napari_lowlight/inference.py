@@ -26,7 +26,15 @@ from .network import LowLightNet, fold_batchnorm, image_context
 from .planes import colour_channels, opacity_channel, resolve_channel_axis, split_planes
 from .weights import default_model
 
-__all__ = ["restore", "estimate_difference", "enhance", "enhance_preview", "estimate_alpha", "DEFAULT_TILE_SIZE"]
+__all__ = [
+    "restore",
+    "estimate_difference",
+    "enhance",
+    "enhance_preview",
+    "estimate_alpha",
+    "black_toe",
+    "DEFAULT_TILE_SIZE",
+]
 
 #: Core size of a tile; windows add the halo on each side. On the CPU, 256-pixel tiles one
 #: at a time keep the activations in cache: twice as fast on a 2048x2048 image as 512-pixel
@@ -44,6 +52,10 @@ MIN_TILE_SIZE = 64
 #: Tiles along Y and X of a lazy image's block: every block also computes the overlap it
 #: shares with its neighbours, a share that shrinks as blocks grow (benchmarks/bench_big_files.py).
 LAZY_BLOCK_TILES = 8
+#: Steepness of the toe that takes a restored black back to black (``keep_black``): it moves
+#: the tones near the black's level and hardly those well above it, where a straight
+#: stretch to black would darken the midtones as well (docs/model.md).
+BLACK_TOE_POWER = 8
 #: The device-generic out-of-memory error of torch >= 2.5, CUDA's before it: a floor of 2.5
 #: would make pip replace a user's older CUDA build of torch.
 _OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -350,7 +362,7 @@ def _alpha_from_context(model: LowLightNet, context: torch.Tensor) -> float:
         return float(model.alpha_estimator(context.to(device))[0])
 
 
-def _pass_settings(model, context, alpha, scale, device, tile, *, compile, ensemble) -> dict:
+def _pass_settings(model, context, alpha, scale, device, tile, *, compile, ensemble, keep_black=False) -> dict:
     """The keyword arguments of ``_apply`` (through ``_lazy`` for dask) that every public function passes."""
     return dict(
         model=model,
@@ -361,10 +373,11 @@ def _pass_settings(model, context, alpha, scale, device, tile, *, compile, ensem
         tile=tile,
         compiled=bool(compile),
         ensemble=bool(ensemble),
+        keep_black=bool(keep_black),
     )
 
 
-def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, tile, compiled, ensemble):
+def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, tile, compiled, ensemble, keep_black):
     """Run one network pass on in-memory arrays: the shared body of every public function.
 
     ``kind`` is ``"restore"`` (returns restored, difference), ``"estimate"`` (returns the
@@ -391,8 +404,49 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     output = _run_planes(
         runner, [planes, difference_planes], network(runner.enhance(alpha, context)), 1, enhance_radius, tile
     )
+    if keep_black and alpha > 0:
+        output = black_toe(output, _restored_black(runner, alpha, context))
     restored = layout.merge(from_unit_float(output[0], scale), opacity_channel(np.asarray(inputs[0]), channel_axis))
     return (restored, _merge_difference(difference_planes, passthrough, layout)) if kind == "restore" else restored
+
+
+def _restored_black(runner: _Runner, alpha: float, context: torch.Tensor) -> float:
+    """What a black region of the image comes out as at ``alpha``: the nets' answer to a black frame.
+
+    Eq. 5 above alpha 1 clips every grey below a threshold to black, so the nets learn to
+    restore a black input as grey; in a real dark photograph black is mostly black (a
+    backdrop, a night sky). The nets are convolutional with reflect padding, so a black
+    frame of any size comes out uniform, and the image's own context sets the level.
+    """
+    black = torch.zeros(1, 1, MIN_PLANE_SIZE, MIN_PLANE_SIZE, device=runner.device)
+    with runner.mode():
+        difference = runner.model.estimate(black, context)
+        alpha_t = torch.full((1, 1, 1, 1), alpha, device=runner.device)
+        restored = runner.model.enhance(black, difference, alpha_t, context)
+    return max(float(restored.float().mean()), 0.0)
+
+
+def black_toe(restored: np.ndarray, black: float) -> np.ndarray:
+    """Take ``black`` back to 0 with a toe curve that leaves the brighter tones nearly as they are.
+
+    ``x - black * ((1 - x) / (1 - black)) ** BLACK_TOE_POWER``, clipped at 0: increasing in
+    ``x``, 0 at ``black`` and below, 1 at 1.
+
+    Parameters
+    ----------
+    restored : ndarray of float
+        Intensities in [0, 1].
+    black : float
+        The level to take to 0, in [0, 1).
+
+    Returns
+    -------
+    ndarray of float, the shape and dtype of ``restored``.
+    """
+    if black <= 0:
+        return restored
+    headroom = np.clip((1 - restored) / (1 - black), 0, None)
+    return np.clip(restored - black * headroom**BLACK_TOE_POWER, 0, None).astype(restored.dtype, copy=False)
 
 
 def _on_cpu(model: LowLightNet) -> LowLightNet:
@@ -444,6 +498,7 @@ def restore(
     data_range=None,
     compile=False,
     ensemble=False,
+    keep_black=True,
 ):
     """Restore a low-light image.
 
@@ -488,6 +543,12 @@ def restore(
         Average each network's output over the 8 flips and quarter turns of its input (a
         geometric self-ensemble): a little less residual noise for 8 times the time
         (docs/benchmarks.md measures both).
+    keep_black : bool
+        Keep what is black in the image black: above alpha about 1 the nets restore a
+        black region as grey (Eq. 5 trains black inputs as clipped greys), so the output
+        level of a black frame at this alpha is taken back to 0 by a toe curve that
+        leaves the brighter tones nearly as they are (:func:`black_toe`). No effect at
+        alpha 0. False gives the nets' output as it is.
 
     Returns
     -------
@@ -504,7 +565,9 @@ def restore(
     model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
         alpha = _alpha_from_context(model, context)
-    settings = _pass_settings(model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble)
+    settings = _pass_settings(
+        model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black
+    )
     if not is_dask(image):
         restored, difference = _apply([image], kind="restore", channel_axis=channel_axis, **settings)
         return (restored, difference) if return_difference else restored
@@ -564,6 +627,7 @@ def enhance(
     data_range=None,
     compile=False,
     ensemble=False,
+    keep_black=True,
 ):
     """Run Enhance-Net only, on a cached difference map: the fast path of a new alpha.
 
@@ -583,7 +647,7 @@ def enhance(
         The image whose statistics form the image context, when ``image`` is a slice of
         it (a plane of a stack, a crop): then the slice matches the whole image's result.
         Default: ``image`` itself. Same dtype as ``image``.
-    model, channel_axis, device, tile_size, data_range, compile, ensemble
+    model, channel_axis, device, tile_size, data_range, compile, ensemble, keep_black
         As for :func:`restore`.
 
     Returns
@@ -604,7 +668,9 @@ def enhance(
         whole_axis = _check_image_shape(whole, None if channel_axis is None else channel_axis + whole.ndim - image.ndim)
     scale = image_scale(whole, data_range, channel_axis=whole_axis)
     model, context = _model_and_context(whole, whole_axis, model, scale)
-    settings = _pass_settings(model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble)
+    settings = _pass_settings(
+        model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black
+    )
     if not (is_dask(image) or is_dask(difference)):
         return _apply([image, difference], kind="enhance", channel_axis=channel_axis, **settings)
     halo = model.enhance_radius

@@ -541,3 +541,19 @@ def test_the_ensemble_reaches_the_run_and_the_live_slider(qtbot, viewer, widget,
     set_alpha(qtbot, widget, 1.5)
     np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 1.5, **options))
     assert not np.array_equal(restored.data, core.enhance(image, difference, 1.5, model=tiny_model, device="cpu"))
+
+
+def test_keep_black_is_on_and_lifting_blacks_reaches_the_run_and_the_live_slider(qtbot, viewer, widget, tiny_model, helpers):
+    image = helpers.grey((40, 48), np.uint16)
+    viewer.add_image(image, name="frame")
+    assert widget.keep_black
+    widget.keep_black = False
+    widget.alpha = 1.2  # unticks "auto"
+    run(qtbot, widget)
+    restored = viewer.layers["frame restored"]
+    difference = core.estimate_difference(image, model=tiny_model, device="cpu")
+    options = dict(model=tiny_model, device="cpu", keep_black=False)
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 1.2, **options))
+    set_alpha(qtbot, widget, 1.8)
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 1.8, **options))
+    assert not np.array_equal(restored.data, core.enhance(image, difference, 1.8, model=tiny_model, device="cpu"))

@@ -99,6 +99,7 @@ class LiveResult:
     tile_size: int | None
     data_range: float | None
     ensemble: bool
+    keep_black: bool
     restored_id: Any
     difference_id: Any
     alpha: float
@@ -116,6 +117,7 @@ class LiveResult:
             "tile_size": self.tile_size,
             "data_range": self.data_range,
             "ensemble": self.ensemble,
+            "keep_black": self.keep_black,
         }
 
 
@@ -190,6 +192,11 @@ class RestoreWidget(QWidget):
         self._data_range = data_range_spin()
         self._ensemble = QCheckBox("average 8 flips and turns (8x slower)")
         self._ensemble.setToolTip("Run the network on the 8 flips and quarter turns of the image and average: less noise")
+        self._keep_black = QCheckBox("keep black regions black")
+        self._keep_black.setToolTip(
+            "Above alpha about 1 the network restores black regions as grey; keep them black (next run)"
+        )
+        self._keep_black.setChecked(True)
         self._run = QPushButton("Restore")
         self._run.setToolTip("Restore the selected layer (replaces this widget's earlier output for it)")
         # Determinate only: a busy animation repaints the window all the time (and with
@@ -212,6 +219,7 @@ class RestoreWidget(QWidget):
         form.addRow("image", self._layer)
         form.addRow("model", model_row)
         form.addRow("alpha", alpha_row)
+        form.addRow("blacks", self._keep_black)
         #: Device, tile size, data range and ensemble, folded away by default.
         self.advanced = Section("advanced: device, tiles, data range, ensemble")
         self.advanced.form.addRow("device", self._device)
@@ -260,6 +268,7 @@ class RestoreWidget(QWidget):
     tile_size = optional_spin_property("_tile", "Tile size in pixels, None for the core's default.")
     data_range = data_range_property
     ensemble = check_property("_ensemble", "Average the network over the 8 flips and quarter turns (``ensemble=True``).")
+    keep_black = check_property("_keep_black", "Keep black regions black on the next run (``keep_black=True``).")
 
     @property
     def restored_layer(self):
@@ -346,6 +355,7 @@ class RestoreWidget(QWidget):
             "tile_size": self.tile_size,
             "data_range": self.data_range,
             "ensemble": self.ensemble,
+            "keep_black": self.keep_black,
         }
         settings = {"model_name": model_name, **options}
         # No napari progress bar: its activity indicator animates, so it repaints the
@@ -474,6 +484,7 @@ class RestoreWidget(QWidget):
                 tile_size=settings["tile_size"],
                 data_range=settings["data_range"],
                 ensemble=settings["ensemble"],
+                keep_black=settings["keep_black"],
                 restored_id=restored.unique_id,
                 difference_id=difference.unique_id,
                 alpha=result.alpha,

@@ -160,7 +160,7 @@ def restore_job(run_id: int, data, *, alpha, **options) -> Iterator[str]:
     The two halves run separately so the difference map can be cached for the live
     alpha slider (``enhance`` alone re-runs on a new alpha). ``options`` are keyword
     arguments of :func:`napari_lowlight.restore` (model, channel_axis, device, tile_size,
-    data_range, ensemble).
+    data_range, ensemble, keep_black).
     """
     yield "reading image"
     # A dask- or zarr-backed layer stays lazy: the results are lazy dask arrays too and
@@ -172,7 +172,7 @@ def restore_job(run_id: int, data, *, alpha, **options) -> Iterator[str]:
             image, **{key: options[key] for key in ("model", "channel_axis", "data_range") if key in options}
         )
     yield "estimating difference map"
-    difference = core.estimate_difference(image, **options)
+    difference = core.estimate_difference(image, **{key: value for key, value in options.items() if key != "keep_black"})
     yield "enhancing"
     restored = core.enhance(image, difference, alpha, **options)
     view = difference_view(difference, options.get("channel_axis"))

@@ -64,6 +64,10 @@ FULL = dict(w2s=30, p3=24, photos=54, sheet=8)
 QUICK = dict(w2s=2, p3=2, photos=3, sheet=2)
 
 
+#: Ours without ``keep_black``: the nets' output as it is, to show what keeping blacks black changes.
+BLACKS_LIFTED = 'ours, α="auto", blacks lifted (keep_black=False)'
+
+
 def srgb_to_linear(value):
     """The inverse sRGB transfer function, floats in [0, 1]."""
     value = np.asarray(value, dtype=np.float64)
@@ -275,6 +279,7 @@ def _photo_methods(model, peers):
     for name, network in peers.items():
         methods[name] = lambda stored, network=network: apply_peer(network, _unit(stored))
     methods['ours, α="auto"'] = lambda stored: _ours(stored, model, "auto")
+    methods[BLACKS_LIFTED] = lambda stored: _ours(stored, model, "auto", keep_black=False)
     return methods
 
 
@@ -342,7 +347,8 @@ def no_reference_measures(low, out):
 def run_dark_photos(model, peers, count, sheet_rows, log):
     """No-reference measures per method on ``count`` real dark photographs, and sheet rows."""
     methods = _photo_methods(model, peers)
-    methods.pop("CLAHE")  # the sheet's columns: input | LIME | peers | ours
+    methods.pop("CLAHE")
+    sheet_methods = [m for m in methods if m != BLACKS_LIFTED]  # input | LIME | peers | ours
     measures = {name: [] for name in methods}
     names = sorted(path.name for path in DARK_PHOTOS_DIR.glob("*.jpg"))[:count]
     sheet = []
@@ -353,13 +359,13 @@ def run_dark_photos(model, peers, count, sheet_rows, log):
         for method, out in outputs.items():
             measures[method].append(no_reference_measures(low, out))
         if len(sheet) < sheet_rows:
-            sheet.append(list(outputs.values()))
+            sheet.append([outputs[m] for m in sheet_methods])
         print(f"dark {name}: " + ", ".join(f"{m} mean {v[-1][0]:.3f}" for m, v in measures.items()), file=log)
     # The black level averages the photographs that have black pixels (the same for every method).
     averages = {m: [float(x) for x in np.nanmean(v, axis=0)] for m, v in measures.items()}
     with_black = int(np.isfinite(np.array(measures["low input"])[:, 2]).sum())
     return dict(photos=names, measures=averages, with_black=with_black), (
-        list(methods),
+        sheet_methods,
         sheet,
     )
 

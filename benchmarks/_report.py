@@ -111,6 +111,7 @@ def publish(args, name, report, raw):
     """Print ``report``; write ``raw`` to ``--json`` and the report into section ``name``."""
     print(report)
     if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(raw, indent=1))
     if args.write if args.write is not None else not args.quick:
         print(f"written to {write_section(name, report)}", file=sys.stderr)

@@ -101,8 +101,15 @@ def test_deepened_restores_as_the_original_until_trained(tiny_model):
     deeper = deepened(tiny_model, (2, 4))
     assert deeper.config.enhance_dilations == (1, 1, 2, 4) and deeper.enhance_radius > tiny_model.enhance_radius
     _grown_restores_as_the_original_then_learns(tiny_model, deeper)
-    # The new blocks learn: their zeroed output affine gets a gradient.
-    assert deeper.enhance.blocks[-1].norm_out.weight.grad.abs().sum() > 0
+    # The new blocks learn from the start: their zeroed last convolution gets a gradient at
+    # once, their first one after a step (behind a zeroed BatchNorm scale neither got any).
+    new_blocks = list(deeper.enhance.blocks)[2:]
+    assert all(block.conv_horizontal.weight.grad.abs().sum() > 0 for block in new_blocks)
+    torch.optim.Adam(deeper.parameters(), lr=1e-3, weight_decay=1e-6).step()
+    deeper.zero_grad()
+    low, context = _inputs()
+    deeper(low, torch.tensor([0.0, 1.5]), context)[0].square().mean().backward()
+    assert all(block.conv_vertical.weight.grad.abs().sum() > 0 for block in new_blocks)
     with pytest.raises(ValueError, match="dilations is empty"):
         deepened(tiny_model, ())
 

@@ -278,9 +278,15 @@ def deepened(model: LowLightNet, dilations, *, seed: int = 0) -> LowLightNet:
     grown = seeded_network(config, seed)
     grown.load_state_dict(model.state_dict(), strict=False)  # all but the new blocks
     for block in list(grown.enhance.blocks)[old.enhance_blocks :]:
-        # relu(x + 0) is x: the features entering a block are already past a ReLU.
-        nn.init.zeros_(block.norm_out.weight)
-        nn.init.zeros_(block.norm_out.bias)
+        # relu(x + BN(0)) is x: BatchNorm maps the zeroed convolution's output to 0 (its running
+        # statistics are 0 and 1, a batch's mean is the 0 itself), and the features entering a
+        # block are already past a ReLU. Zeroing the last convolution rather than BatchNorm's
+        # scale lets the gradient reach both convolutions from the first steps: behind a zero
+        # scale they got none, and Adam's L2 weight decay, then their only gradient, shrank
+        # them towards 0 faster than the scale could grow (the first fluorescence weights'
+        # added blocks ended with weights of 1e-10 and subnormal gradients).
+        nn.init.zeros_(block.conv_horizontal.weight)
+        nn.init.zeros_(block.conv_horizontal.bias)
     grown.training_config = getattr(model, "training_config", {})
     return grown.train(model.training)
 

@@ -482,16 +482,20 @@ def test_a_fine_tune_on_pure_noise_does_not_learn_the_identity(noise_frames, rng
     assert abs(np.mean(restored) - 0.5) < 0.05
 
 
-def test_the_frames_are_learned_as_needing_no_brightening_and_estimate_net_is_left_alone(smooth_image, rng):
+def test_the_frames_are_learned_as_needing_no_brightening_and_brightening_is_left_alone(smooth_image, rng):
     model = new_model(width=4, seed=0, alpha_min=0.0)
     _run(train([smooth_image], steps=3, **_tiny(model=model)))  # learned BatchNorm statistics
     estimate_before = {name: t.clone() for name, t in model.estimate.state_dict().items()}
+    # Enhance-Net's head reads (x, low, alpha): the weights from alpha, always 0 here, get no gradient.
+    alpha_input_before = model.enhance.head.weight[:, 2].clone()
     noisy = np.clip(smooth_image + rng.normal(0, 0.05, smooth_image.shape), 0, 1).astype(np.float32)
     alpha_before = estimate_alpha(noisy, model=model)
     events, _ = _run(train(noisy=[noisy], steps=40, lr=3e-3, alpha_weight=1.0, **_tiny(model=model)))
     assert estimate_alpha(noisy, model=model) < 0.5 * alpha_before
     # Alpha 0 never uses the difference map, and a fine-tune keeps BatchNorm's statistics.
     _assert_same_weights(model.estimate.state_dict(), estimate_before)
+    # Weight decay alone must not erase them (the brightening they do at alpha > 0).
+    torch.testing.assert_close(model.enhance.head.weight[:, 2], alpha_input_before, rtol=1e-5, atol=0)
     assert model.training_config["self_supervised"] is True
     assert all(e.validation_psnr is None for e in events)  # no reference to score against
 

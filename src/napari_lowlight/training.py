@@ -845,7 +845,13 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
     if trained:
         average.updates = int(extra["average_updates"][0])
         model.load_state_dict(trained)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # Self-supervised steps hold alpha at 0, so Enhance-Net's weights from its alpha input get no
+    # gradient. Adam's L2 decay, then their only gradient, is normalised into full-size steps
+    # that erase them (and the brightening they do at alpha > 0), and then into subnormal
+    # floats that slow a CPU several-fold. Decoupled decay leaves a weight without gradient as
+    # it is.
+    optimizer_class = torch.optim.AdamW if config.self_supervised else torch.optim.Adam
+    optimizer = optimizer_class(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start = _restore_optimizer(optimizer, extra) if resuming else 0
     if start and not trained:
         warn_user(

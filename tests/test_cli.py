@@ -99,26 +99,6 @@ def test_train_writes_a_loadable_model(tmp_path, png):
     assert load_model(out, device="cpu").config.width == 16
 
 
-def test_train_flushes_subnormal_floats_while_it_trains(tmp_path, png, monkeypatch):
-    """Subnormals slow training several-fold on some CPUs: the train command flushes them first, then puts them back."""
-    import torch
-
-    import napari_lowlight.training
-
-    calls = []
-    monkeypatch.setattr(torch, "set_flush_denormal", lambda on: calls.append(on) or True)
-    train = napari_lowlight.training.train
-
-    def spied(*args, **kwargs):
-        calls.append("training")
-        return (yield from train(*args, **kwargs))
-
-    monkeypatch.setattr(napari_lowlight.training, "train", spied)
-    out = tmp_path / "trained.safetensors"
-    assert main(["train", str(png), "-o", str(out), "--steps", "1", "--batch-size", "2", "--patch-size", "16"]) == 0
-    assert calls == [True, "training", False]
-
-
 def test_train_on_generated_scenes_alone(tmp_path):
     out = tmp_path / "scenes.safetensors"
     assert main(["train", "--scenes", "2", "-o", str(out), "--steps", "2", "--batch-size", "4", "--patch-size", "16"]) == 0

@@ -351,30 +351,7 @@ def _training_options(args, defaults: dict) -> dict:
     return options
 
 
-@contextlib.contextmanager
-def _subnormals_flushed():
-    """Flush subnormal floats to zero while the command runs.
-
-    Some CPUs compute them many times slower, and fine-tuning the fluorescence weights makes
-    them in its backward pass (steps several times slower on an Intel host, docs/model.md).
-    The setting belongs to each thread, and torch's worker threads keep the one in force
-    when they start, so it comes before torch runs anything.
-    """
-    import torch
-
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
 def _train(args) -> None:
-    with _subnormals_flushed():
-        _run_training(args)
-
-
-def _run_training(args) -> None:
     from tqdm import tqdm
 
     from .io import read_image

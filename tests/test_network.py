@@ -103,7 +103,7 @@ def test_deepened_restores_as_the_original_until_trained(tiny_model):
     _grown_restores_as_the_original_then_learns(tiny_model, deeper)
     # The new blocks learn from the start: their zeroed last convolution gets a gradient at
     # once, their first one after a step (behind a zeroed BatchNorm scale neither got any).
-    new_blocks = list(deeper.enhance.blocks)[2:]
+    new_blocks = list(deeper.enhance.blocks)[tiny_model.config.enhance_blocks :]
     assert all(block.conv_horizontal.weight.grad.abs().sum() > 0 for block in new_blocks)
     torch.optim.Adam(deeper.parameters(), lr=1e-3, weight_decay=1e-6).step()
     deeper.zero_grad()

@@ -172,10 +172,13 @@ def evaluate_case(case, model, *, device="auto"):
 
     # The network sees the stored integers, as a user's file would give them.
     common = dict(model=model, channel_axis=axis, device=device)
-    restored = timed(OURS[0], lambda: napari_lowlight.restore(low_stored, case["alpha"], **common))
-    scores[OURS[0]] = score(clean, to_unit(restored))
-    restored = timed(OURS[1], lambda: napari_lowlight.restore(low_stored, "auto", **common))
-    scores[OURS[1]] = score(clean, to_unit(restored))
+
+    def restored_score(name, alpha, **options):
+        restored = timed(name, lambda: napari_lowlight.restore(low_stored, alpha, **options, **common))
+        scores[name] = score(clean, to_unit(restored))
+
+    restored_score(OURS[0], case["alpha"])
+    restored_score(OURS[1], "auto")
     alpha_auto = napari_lowlight.estimate_alpha(low_stored, model=model, channel_axis=axis)
 
     # The slider path: Estimate-Net once, Enhance-Net per alpha; keep the best PSNR.
@@ -188,8 +191,7 @@ def evaluate_case(case, model, *, device="auto"):
         return best, candidates[best]
 
     alpha_best, scores[OURS[2]] = timed(OURS[2], slider)
-    restored = timed(OURS[3], lambda: napari_lowlight.restore(low_stored, case["alpha"], keep_black=False, **common))
-    scores[OURS[3]] = score(clean, to_unit(restored))
+    restored_score(OURS[3], case["alpha"], keep_black=False)
     return dict(
         image=image.name,
         group=image.group,

@@ -91,12 +91,13 @@ def test_restore_options_reach_the_core(tmp_path, rng, tiny_model, model_file, f
     np.testing.assert_array_equal(tifffile.imread(out), expected)
 
 
-def test_train_writes_a_loadable_model(tmp_path, png):
+def test_train_writes_a_loadable_model_and_says_where_it_computes(tmp_path, png, capsys):
     out = tmp_path / "trained.safetensors"
     assert main(["train", str(png), "-o", str(out), "--steps", "2", "--batch-size", "4", "--patch-size", "16", "--device", "cpu"]) == 0
     from napari_lowlight import load_model
 
     assert load_model(out, device="cpu").config.width == 16
+    assert "training (cpu, float32)" in capsys.readouterr().err
 
 
 def test_train_on_generated_scenes_alone(tmp_path):

@@ -351,6 +351,19 @@ def _training_options(args, defaults: dict) -> dict:
     return options
 
 
+def _device_and_precision(device) -> str:
+    """Where and in what ``train()`` computes on ``device``, e.g. ``"cuda, bfloat16"``: a
+    user sees whether the GPU is in use."""
+    import torch
+
+    from .devices import mixed_precision, resolve_device
+
+    device = resolve_device(device)
+    autocast = mixed_precision(device)
+    dtype = autocast.fast_dtype if isinstance(autocast, torch.autocast) else torch.float32
+    return f"{device.type}, {str(dtype).removeprefix('torch.')}"
+
+
 def _train(args) -> None:
     from tqdm import tqdm
 
@@ -423,7 +436,7 @@ def _train(args) -> None:
     channel_axes += [None] * len(scenes)
     data = dict(noisy=images) if args.self_supervised else dict(images=images, dim_images=scenes, pairs=pairs)
     run = train(**data, model=model, device=args.device, channel_axis=channel_axes, data_range=args.data_range, **options)
-    bar = tqdm(total=options["steps"], desc="training", unit="step", file=sys.stderr)
+    bar = tqdm(total=options["steps"], desc=f"training ({_device_and_precision(args.device)})", unit="step", file=sys.stderr)
     try:
         while True:
             event = next(run)

@@ -237,6 +237,7 @@ def test_colour_and_stacks_are_accepted(rng):
         ({"black_level_range": (0.1, 1.0)}, r"black_level_range must be \(low, high\) with 0 <= low"),
         ({"shadow_crush_fraction": 1.0}, "shadow_crush_fraction"),
         ({"shadow_crush_range": (0.3, 0.2)}, r"shadow_crush_range must be \(low, high\) with 0 <= low"),
+        ({"noise_free_fraction": 1.0}, "noise_free_fraction"),
     ],
 )
 def test_bad_settings_are_named(smooth_image, kwargs, word):
@@ -269,6 +270,28 @@ def test_undarkened_samples_are_the_clean_patches_with_only_their_noise(smooth_i
     assert 10 < int(undarkened.sum()) < 54
     torch.testing.assert_close(low[undarkened], clean[undarkened], rtol=0, atol=0)
     assert (low[~undarkened].mean(dim=(1, 2, 3)) < clean[~undarkened].mean(dim=(1, 2, 3))).all()
+
+
+def test_noise_free_samples_are_recorded_without_sensor_noise_and_the_others_as_before(smooth_image):
+    source = _PatchSource([smooth_image], 16, None, "images")
+    config = TrainingConfig(
+        steps=1, denoise_fraction=0.5, noise="gaussian", noise_sigma_range=(0.05, 0.08), quantize_fraction=0.0
+    )
+    plain = _synthetic_batch(source, config, step=0, count=128)
+    batch = _synthetic_batch(source, dataclasses.replace(config, noise_free_fraction=0.5), step=0, count=128)
+    noise_free = (batch.low != plain.low).flatten(1).any(dim=1)  # the samples that lost their noise
+    assert 40 < int(noise_free.sum()) < 88
+    undarkened = noise_free & (batch.alpha == 0)
+    assert undarkened.any()
+    torch.testing.assert_close(batch.low[undarkened], batch.target[undarkened], rtol=0, atol=0)
+    torch.testing.assert_close(batch.low[~noise_free], plain.low[~noise_free], rtol=0, atol=0)
+    torch.testing.assert_close(batch.target, plain.target, rtol=0, atol=0)
+    # Shot noise is left out as well.
+    shot = dataclasses.replace(config, noise="poisson-gaussian", photons_range=(5.0, 10.0), noise_free_fraction=0.5)
+    batch = _synthetic_batch(source, shot, step=0, count=128)
+    undarkened = batch.alpha == 0
+    clean = (batch.low == batch.target).flatten(1).all(dim=1)[undarkened]
+    assert 0.25 < clean.float().mean() < 0.75
 
 
 def test_black_levels_lift_undarkened_samples_and_their_targets_alike(smooth_image):

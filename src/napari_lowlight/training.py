@@ -89,6 +89,10 @@ class TrainingConfig:
     shadow_crush_fraction: float = 0.0
     shadow_crush_range: tuple[float, float] = (0.0, 0.25)
     noise: str | None = "mixed"
+    #: Share of the samples recorded without sensor noise (quantised only, when drawn). Without
+    #: them every training input is noisy, and the network smooths a clean photograph's texture
+    #: away as if it were noise.
+    noise_free_fraction: float = 0.0
     noise_sigma_range: tuple[float, float] = (0.0, 0.03)
     photons_range: tuple[float, float] = (20.0, 1000.0)
     quantize_fraction: float = 0.5
@@ -140,6 +144,7 @@ class TrainingConfig:
             "exposure_fraction",
             "black_level_fraction",
             "shadow_crush_fraction",
+            "noise_free_fraction",
         ):
             value = getattr(self, name)
             if value is None and name == "dim_denoise_fraction":
@@ -339,6 +344,10 @@ class _Degradation:
             shot = torch.full((count,), config.noise == "poisson-gaussian")
         quantise = rng.random(count) < config.quantize_fraction
         bits = torch.from_numpy(np.where(quantise, rng.choice([8, 16], count), 0).astype(np.float32))
+        if config.noise_free_fraction:  # drawn only then, so runs without it keep their random stream
+            noise_free = torch.from_numpy(rng.random(count) < config.noise_free_fraction)
+            sigma[noise_free] = 0.0
+            shot &= ~noise_free
         return cls(alpha, gamma, depth, black, crush, sigma, photons, shot, bits)
 
     def recorded(self, clean: torch.Tensor) -> torch.Tensor:
@@ -665,7 +674,8 @@ def train(
         ``black_level_range``, ``b + (1 - b) * I``, target included; ``shadow_crush_fraction``:
         the share of samples whose clean image has its shadows crushed to true black by a
         threshold ``t`` uniform in ``shadow_crush_range``, ``max(I - t, 0) / (1 - t)``, target
-        included).
+        included; ``noise_free_fraction``: the share of samples recorded without sensor noise,
+        quantised only, so that the network learns to leave a clean image's texture alone).
 
     Yields
     ------

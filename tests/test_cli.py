@@ -152,6 +152,22 @@ def test_a_recipe_deepens_the_starting_weights(tmp_path, model_file):
     assert read_metadata(out)["training"]["data"]["enhance_width"] == 6
 
 
+def test_a_recipes_starting_weights_file_is_found_beside_the_recipe(tmp_path, model_file, monkeypatch):
+    import shutil
+
+    from napari_lowlight import load_model
+
+    folder = tmp_path / "recipes"
+    folder.mkdir()
+    shutil.copy(model_file, folder / "start.safetensors")
+    (folder / "recipe.toml").write_text('[train]\nfrom = "start.safetensors"\nscenes = 2\nsteps = 1\nbatch_size = 4\npatch_size = 16\n')
+    monkeypatch.chdir(tmp_path)  # not the recipe's folder
+    out = tmp_path / "tuned.safetensors"
+    assert main(["train", "--config", str(folder / "recipe.toml"), "-o", str(out)]) == 0
+    # Fine-tuned from the width-4 file, not trained from scratch at the default width.
+    assert load_model(out, device="cpu").config.width == load_model(model_file, device="cpu").config.width == 4
+
+
 def test_a_recipe_sets_the_blur_of_generated_scenes(tmp_path, capsys, monkeypatch):
     from napari_lowlight import scenes
     from napari_lowlight.weights import read_metadata

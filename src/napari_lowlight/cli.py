@@ -345,9 +345,15 @@ def _training_options(args, defaults: dict) -> dict:
     batch, patch = (options.get(name, getattr(TrainingConfig, name)) for name in ("batch_size", "patch_size"))
     if isinstance(batch, int) and isinstance(patch, int) and batch * patch**2 > STEP_PIXELS_LIMIT:
         raise CommandError(f"batch_size {batch} x patch_size {patch}**2 is more pixels per step than {STEP_PIXELS_LIMIT} (8 GiB per float32 tensor)")
-    if args.config and "checkpoint" in options and args.checkpoint is None:
+    if args.config:
+        from .weights import SHIPPED_WEIGHTS
+
         # Paths in a recipe are relative to the recipe's folder, like its data folders.
-        options["checkpoint"] = str(Path(args.config).parent / options["checkpoint"])
+        if "checkpoint" in options and args.checkpoint is None:
+            options["checkpoint"] = str(Path(args.config).parent / options["checkpoint"])
+        start = options.get("from")
+        if isinstance(start, str) and start not in ("scratch", *SHIPPED_WEIGHTS):
+            options["from"] = str(Path(args.config).parent / start)
     return options
 
 

@@ -5,7 +5,7 @@ Run from the repository root (``pip install bm3d`` first, the ``benchmarks`` ext
     python -m benchmarks.bench_real            # full run, writes docs/benchmarks.md and the contact sheet
     python -m benchmarks.bench_real --quick    # smoke run on a few images, prints only
 
-Three parts, all on images that no training recipe of this project uses:
+Four parts, all on images that no training recipe of this project uses:
 
 * **Fluorescence**: the real W2S pairs in ``../shared/data/real/w2s`` (one widefield frame
   against the average of 400), PSNR after the least-squares affine fit ``a * out + b`` to
@@ -17,6 +17,9 @@ Three parts, all on images that no training recipe of this project uses:
   them (:func:`camera_darkening`), which is not the generator any recipe trains on;
   PSNR / SSIM against the photograph, and "GT-mean" PSNR (the output scaled to the
   reference's mean). Everyone gets the low image only; ours uses alpha "auto".
+* **P0**: the same held-out photographs as they are, which need no restoration: PSNR / SSIM
+  against the photograph itself and the detail each method keeps. A restorer should give
+  them back nearly unchanged, not smooth their texture away as noise or blow their skies.
 * **Dark photographs** without a reference (the real DICM set): a contact sheet to look
   at, and per method numbers a reader can check without a reference: mean brightness,
   the share of pixels at the maximum in any channel, and the noise (MAD of a high-pass)
@@ -63,6 +66,9 @@ P3_JPEG_QUALITY = 90
 FULL = dict(w2s=30, p3=24, photos=54, sheet=8)
 QUICK = dict(w2s=2, p3=2, photos=3, sheet=2)
 
+
+#: Ours at alpha 0, on photographs that need nothing: what a user who turns the slider down gets.
+DENOISE_ONLY = 'ours, α=0 (denoise only)'
 
 #: Ours without ``keep_black``: the nets' output as it is, to show what keeping blacks black changes.
 BLACKS_LIFTED = 'ours, α="auto", blacks lifted (keep_black=False)'
@@ -288,32 +294,78 @@ def _gt_mean_psnr(reference, output):
     return peak_signal_noise_ratio(reference, scaled, data_range=1.0)
 
 
-def run_p3(model, peers, count, seed, log):
-    """Mean PSNR, SSIM and GT-mean PSNR per method on ``count`` darkened held-out photographs."""
-    methods = _photo_methods(model, peers)
+def _score_photos(model, methods, cases, measures, label, log):
+    """Mean of ``measures(photo, out)`` per method over ``cases`` of (name, photo, stored, note)."""
     rows = {name: [] for name in methods}
-    names = sorted(path.name for path in P3_DIR.glob("*.jpg"))[:count]
-    alphas = []
-    for index, name in enumerate(names):
-        photo = _unit(iio.imread(P3_DIR / name))
-        stored, drawn = camera_darkening(photo, np.random.default_rng([seed, index]))
+    names, alphas = [], []
+    for name, photo, stored, note in cases:
+        names.append(name)
         alphas.append(napari_lowlight.estimate_alpha(stored, model=model, channel_axis=-1))
         for method, function in methods.items():
-            out = np.clip(function(stored), 0, 1)
-            rows[method].append(
-                (
-                    peak_signal_noise_ratio(photo, out, data_range=1.0),
-                    structural_similarity(photo, out, data_range=1.0, channel_axis=-1),
-                    _gt_mean_psnr(photo, out),
-                )
-            )
-        summary = f"x{drawn['exposure']:.0f}, {drawn['photons']:.0f} photons, {drawn['storage']}"
-        print(f"p3 {name} ({summary}): " + ", ".join(f"{m} {r[-1][0]:.2f}" for m, r in rows.items()), file=log)
+            rows[method].append(measures(photo, np.clip(function(stored), 0, 1)))
+        print(f"{label} {name}{note}: " + ", ".join(f"{m} {r[-1][0]:.2f}" for m, r in rows.items()), file=log)
     return dict(
         photos=names,
         scores={m: [float(v) for v in np.mean(r, axis=0)] for m, r in rows.items()},
         auto_alpha=float(np.mean(alphas)),
     )
+
+
+def _held_out_photos(count):
+    return sorted(path.name for path in P3_DIR.glob("*.jpg"))[:count]
+
+
+def run_p3(model, peers, count, seed, log):
+    """Mean PSNR, SSIM and GT-mean PSNR per method on ``count`` darkened held-out photographs."""
+
+    def cases():
+        for index, name in enumerate(_held_out_photos(count)):
+            photo = _unit(iio.imread(P3_DIR / name))
+            stored, drawn = camera_darkening(photo, np.random.default_rng([seed, index]))
+            yield name, photo, stored, f" (x{drawn['exposure']:.0f}, {drawn['photons']:.0f} photons, {drawn['storage']})"
+
+    def measures(photo, out):
+        return (
+            peak_signal_noise_ratio(photo, out, data_range=1.0),
+            structural_similarity(photo, out, data_range=1.0, channel_axis=-1),
+            _gt_mean_psnr(photo, out),
+        )
+
+    return _score_photos(model, _photo_methods(model, peers), cases(), measures, "p3", log)
+
+
+def detail_kept(reference, out):
+    """High-frequency energy of ``out`` over that of ``reference`` (RGB floats in [0, 1]).
+
+    The mean squared Laplacian of the luminance: 1 for an unchanged image, below 1 for a
+    smoothed one, above 1 where noise or sharpening was added.
+    """
+
+    def energy(image):
+        return float(np.mean(ndimage.laplace(image.mean(axis=-1)) ** 2))
+
+    return energy(out) / max(energy(reference), 1e-12)
+
+
+def run_clean_photos(model, peers, count, log):
+    """P0: mean PSNR, SSIM and detail kept per method on ``count`` held-out photographs as they are."""
+    methods = _photo_methods(model, peers)
+    methods.pop("low input")  # the reference itself
+    methods[DENOISE_ONLY] = lambda stored: _ours(stored, model, 0.0)
+
+    def cases():
+        for name in _held_out_photos(count):
+            stored = iio.imread(P3_DIR / name)
+            yield name, _unit(stored), stored, ""
+
+    def measures(photo, out):
+        return (
+            peak_signal_noise_ratio(photo, out, data_range=1.0),
+            structural_similarity(photo, out, data_range=1.0, channel_axis=-1),
+            detail_kept(photo, out),
+        )
+
+    return _score_photos(model, methods, cases(), measures, "p0", log)
 
 
 def no_reference_measures(low, out):
@@ -394,6 +446,7 @@ def run(*, model_path=None, quick=False, seed=0, device="auto", log=sys.stderr):
     result = dict(seed=seed)
     result["fluorescence"] = run_fluorescence(model, fluorescence_model, size["w2s"], log)
     result["p3"] = run_p3(model, peers, size["p3"], seed, log)
+    result["p0"] = run_clean_photos(model, peers, size["p3"], log)
     result["dark_photos"], sheet = run_dark_photos(model, peers, size["photos"], size["sheet"], log)
     return result, model, sheet
 
@@ -403,7 +456,7 @@ def format_report(result, *, columns, model_text, machine, command, quick):
     lines = _report.section_header(
         "Real images", command=command, machine=machine, model_text=model_text, quick=quick
     )
-    fluorescence, p3, photos = result["fluorescence"], result["p3"], result["dark_photos"]
+    fluorescence, p3, p0, photos = result["fluorescence"], result["p3"], result["p0"], result["dark_photos"]
     channels = sorted(next(iter(fluorescence["psnr_by_channel"].values())))
     lines += [
         "### Widefield fluorescence (real W2S pairs)",
@@ -447,6 +500,19 @@ def format_report(result, *, columns, model_text, machine, command, quick):
         _report.markdown_table(
             ["method", "PSNR", "SSIM", "GT-mean PSNR"],
             [[m, f"{s[0]:.2f}", f"{s[1]:.3f}", f"{s[2]:.2f}"] for m, s in p3["scores"].items()],
+        ),
+        "",
+        "### P0: held-out photographs that need no restoration",
+        "",
+        f"The same {len(p0['photos'])} photographs as they are stored (JPEG, well exposed): a restorer should"
+        " give them back nearly unchanged. PSNR and SSIM against the photograph itself; detail kept: the"
+        " high-frequency energy of the output (mean squared Laplacian of the luminance) over the photograph's,"
+        " 1 when unchanged, below 1 when smoothed, above 1 when noise or sharpening was added. Ours chose alpha"
+        f" {p0['auto_alpha']:.2f} on average at \"auto\".",
+        "",
+        _report.markdown_table(
+            ["method", "PSNR", "SSIM", "detail kept"],
+            [[m, f"{s[0]:.2f}", f"{s[1]:.3f}", f"{s[2]:.2f}"] for m, s in p0["scores"].items()],
         ),
         "",
         "### Real dark photographs without a reference (DICM)",

@@ -51,6 +51,14 @@ def test_no_reference_measures_see_brightness_clipping_haze_and_noise(photo, rng
     assert bench_real.no_reference_measures(low, 0.1 + 0.9 * photo)[2] == pytest.approx(0.1 + 0.9 * photo[:5].mean())
 
 
+def test_detail_kept_is_one_unchanged_below_one_smoothed_above_one_noisier(photo, rng):
+    from scipy import ndimage
+
+    assert bench_real.detail_kept(photo, photo) == pytest.approx(1.0)
+    assert bench_real.detail_kept(photo, ndimage.gaussian_filter(photo, (1.5, 1.5, 0))) < 0.5
+    assert bench_real.detail_kept(photo, np.clip(photo + rng.normal(0, 0.05, photo.shape), 0, 1)) > 1.5
+
+
 def test_w2s_scores_average_per_channel_of_the_file_name():
     frames = ["w2s_001_0.png", "w2s_001_1.png", "w2s_002_0.png", "w2s_012_2.png"]
     means = bench_real.mean_by_channel(frames, {"ours": [30.0, 20.0, 32.0, 40.0]})

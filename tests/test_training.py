@@ -12,7 +12,11 @@ from napari_lowlight.training import (
     TrainingConfig,
     WeightAverage,
     _blind_spot_batch,
+    _cell_pixels,
     _context_batch,
+    _neighbour_batch,
+    _neighbour_loss,
+    _NeighbourBatch,
     _PatchSource,
     _synthetic_batch,
 )
@@ -492,10 +496,48 @@ def test_every_patch_has_a_blind_spot_however_small_the_fraction(smooth_image):
     assert (_blind_spot_batch(source, config, 0, 16).mask.sum(dim=(1, 2, 3)) >= 1).all()
 
 
-def test_a_fine_tune_on_pure_noise_does_not_learn_the_identity(noise_frames, rng):
+def test_neighbour_pairs_are_two_adjacent_pixels_of_each_cell():
+    side, patch = 40, 16
+    # Every pixel value occurs once, so a value tells where in the patch it lies.
+    frame = (np.arange(side * side, dtype=np.float64).reshape(side, side) + 1) / (side * side + 1)
+    batch = _neighbour_batch(_PatchSource([frame], patch, None, "noisy"), TrainingConfig(steps=1), 0, 8)
+    assert batch.noisy.shape == (8, 1, patch, patch) and batch.first.shape == batch.second.shape == (8, 1, 8, 8)
+    first, second = _cell_pixels(batch.noisy, batch.first), _cell_pixels(batch.noisy, batch.second)
+    orientations = set()
+    for noisy, firsts, seconds in zip(batch.noisy, first, second, strict=True):
+        where = {value: divmod(index, patch) for index, value in enumerate(noisy.numpy().ravel())}
+        for (_, y, x), value in np.ndenumerate(firsts.numpy()):
+            (fy, fx), (sy, sx) = where[value], where[float(seconds[0, y, x])]
+            assert (fy // 2, fx // 2) == (sy // 2, sx // 2) == (y, x)
+            assert abs(fy - sy) + abs(fx - sx) == 1
+            orientations.add(fy == sy)
+    assert orientations == {True, False}  # side by side and one above the other
+
+
+def test_neighbour_pairs_are_refused_without_noisy_frames(smooth_image):
+    with pytest.raises(ValueError, match="neighbour_batch_size scores pairs of pixels of noisy frames"):
+        train([smooth_image], steps=1, neighbour_batch_size=4, **_tiny())
+
+
+def test_the_neighbour_loss_of_the_identity_and_of_black_is_as_the_paper_defines_it(rng):
+    noisy = torch.from_numpy(rng.random((4, 1, 16, 16)).astype(np.float32))
+    pairs = torch.from_numpy(rng.integers(0, 2, (4, 1, 8, 8)))
+    # Pairs (0, 1) and (2, 3): the two pixels of a cell's top or bottom row.
+    batch = _NeighbourBatch(noisy, 2 * pairs, 2 * pairs + 1, torch.zeros(4, len(CONTEXT_QUANTILES)))
+    first, second = _cell_pixels(noisy, batch.first), _cell_pixels(noisy, batch.second)
+    # The identity makes the same gap at full resolution: the regulariser is 0.
+    identity = _neighbour_loss(lambda images, context: images, batch, regularisation=2.0)
+    torch.testing.assert_close(identity, torch.mean((first - second) ** 2))
+    black = _neighbour_loss(lambda images, context: torch.zeros_like(images), batch, regularisation=2.0)
+    torch.testing.assert_close(black, 3 * torch.mean(second**2))
+
+
+# Neighbour pairs flatten pure noise more slowly (without their regulariser, about as fast).
+@pytest.mark.parametrize("neighbour_batch_size, steps", [(0, 300), (8, 600)])
+def test_a_fine_tune_on_pure_noise_does_not_learn_the_identity(noise_frames, rng, neighbour_batch_size, steps):
     model = new_model(width=4, seed=0, alpha_min=0.0)
-    options = _tiny(model=model, patch_size=32) | dict(lr=1e-2, mask_fraction=0.0625)
-    events, _ = _run(train(noisy=noise_frames, steps=300, **options))
+    options = _tiny(model=model, patch_size=32) | dict(lr=1e-2, mask_fraction=0.0625, neighbour_batch_size=neighbour_batch_size)
+    events, _ = _run(train(noisy=noise_frames, steps=steps, **options))
     # A network that saw the pixels it is scored on would copy them and drive the loss to 0;
     # hidden, the best guess is the mean and the loss cannot fall below the noise's variance.
     assert np.mean([e.loss for e in events[-20:]]) > 0.8 * np.var(noise_frames)
@@ -587,6 +629,8 @@ def test_data_range_scales_the_frames_and_not_the_generated_scenes():
         ({"dim_images": "clean"}, "dim_images"),
         ({"alpha_batch_size": 8}, "alpha_batch_size"),
         ({"mask_fraction": 0.5}, "mask_fraction must be in"),
+        ({"neighbour_batch_size": -1}, "neighbour_batch_size must be a non-negative integer"),
+        ({"neighbour_regularisation": -1.0}, "neighbour_regularisation must be a non-negative number"),
         ({"data_range": -1}, "data_range"),
         ({"noisy": "one array"}, "noisy is one array; pass a list of frames"),
     ],

@@ -111,13 +111,22 @@ class TrainingConfig:
     #: the most that keeps them apart. Each blind spot is a scored pixel, and on the real W2S
     #: frames this share fit better than Noise2Void's 2% in the same steps.
     mask_fraction: float = MAX_MASK_FRACTION
+    #: Self-supervised only: further noisy patches per step, twice ``patch_size`` a side (at most
+    #: the smallest frame), scored by Neighbor2Neighbor beside the blind spots (see
+    #: :func:`_neighbour_loss`); 0: blind spots alone. A blind spot is scored without its own
+    #: value, a neighbour pair at half resolution. On the real W2S frames 8 of them raised a
+    #: fine-tune of the fluorescence weights and lowered one of the default weights
+    #: (docs/method.md), so they are not the default.
+    neighbour_batch_size: int = 0
+    #: Weight of Neighbor2Neighbor's regulariser (the paper's gamma: 2 for real noise).
+    neighbour_regularisation: float = 2.0
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "patch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("seed", "alpha_batch_size"):
+        for name in ("seed", "alpha_batch_size", "neighbour_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -125,6 +134,9 @@ class TrainingConfig:
             raise ValueError(f"patch_size must be at least 8, got {self.patch_size}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        regularisation = self.neighbour_regularisation
+        if isinstance(regularisation, bool) or not (isinstance(regularisation, (int, float)) and 0 <= regularisation < math.inf):
+            raise ValueError(f"neighbour_regularisation must be a non-negative number, got {regularisation!r}")
         for name in ("alpha_range", "gamma_range", "noise_sigma_range", "photons_range"):
             low, high = getattr(self, name)
             zero_allowed = name == "noise_sigma_range"  # no read noise
@@ -231,6 +243,14 @@ class _PatchSource:
             raise ValueError(f"{name} is empty; give at least one image")
         self.patch_size = patch_size
         self.dim = np.array(dim_flags)
+
+    def with_patch_size(self, patch_size: int) -> _PatchSource:
+        """The same images (shared, not copied), cropped into patches of another size."""
+        if patch_size > self.smallest_side:
+            raise ValueError(f"patch_size {patch_size} exceeds the smallest image side, {self.smallest_side}")
+        other = copy.copy(self)
+        other.patch_size = patch_size
+        return other
 
     def crop(self, rng: np.random.Generator, index: int):
         """A random (P, P) patch of image ``index`` and where it lies: (channel, y, x)."""
@@ -486,6 +506,72 @@ def _blind_spot_batch(source: _PatchSource, config: TrainingConfig, step: int, c
     return _Batch(low, target, None, torch.zeros(count), image_context(torch.from_numpy(np.stack(pixel_rows))), mask)
 
 
+#: Two pixels of a 2x2 cell side by side or one above the other, as channel indices of
+#: ``F.pixel_unshuffle(images, 2)``: (0, 1) and (2, 3) are rows, (0, 2) and (1, 3) columns.
+_ADJACENT_IN_CELL = np.array([(0, 1), (1, 0), (2, 3), (3, 2), (0, 2), (2, 0), (1, 3), (3, 1)])
+
+
+class _NeighbourBatch(NamedTuple):
+    """Noisy patches ``noisy`` (B, 1, 2P, 2P) and, per 2x2 cell, the two adjacent pixels
+    ``first`` and ``second`` (B, 1, P, P) that make its sub-sampled pair (see :func:`_neighbour_loss`)."""
+
+    noisy: torch.Tensor
+    first: torch.Tensor
+    second: torch.Tensor
+    context: torch.Tensor
+
+    def to(self, device) -> _NeighbourBatch:
+        return _NeighbourBatch(*(t.to(device) for t in self))
+
+
+def _neighbour_batch(source: _PatchSource, config: TrainingConfig, step: int, count: int) -> _NeighbourBatch:
+    """A batch of noisy patches (of ``source``'s even size) with a random neighbour pair per 2x2 cell."""
+    # Apart from the blind spots' stream: a step draws the same blind spots with or without neighbours.
+    rng = np.random.default_rng([config.seed, step, 1])
+    patches, pixel_rows = [], []
+    for index in rng.integers(len(source.images), size=count):
+        patches.append(_augment(source.crop(rng, index)[0], rng)[None])
+        pixel_rows.append(source.pixels(rng, index, CONTEXT_SAMPLES))
+    half = source.patch_size // 2
+    pairs = torch.from_numpy(_ADJACENT_IN_CELL[rng.integers(len(_ADJACENT_IN_CELL), size=(count, 1, half, half))])
+    noisy = torch.from_numpy(np.ascontiguousarray(np.stack(patches)))
+    return _NeighbourBatch(noisy, pairs[..., 0], pairs[..., 1], image_context(torch.from_numpy(np.stack(pixel_rows))))
+
+
+def _cell_pixels(images: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """One pixel of each 2x2 cell of ``images`` (B, 1, 2P, 2P): the ``chosen`` (B, 1, P, P) one."""
+    return torch.gather(F.pixel_unshuffle(images, 2), 1, chosen)
+
+
+def _neighbour_loss(denoise, batch: _NeighbourBatch, regularisation: float) -> torch.Tensor:
+    """Neighbor2Neighbor's loss (Huang et al., CVPR 2021) on a batch of noisy patches.
+
+    Each 2x2 cell gives two adjacent pixels: their images at half resolution, ``first``
+    and ``second``, show the same scene under independent noise, so the network that
+    denoises ``first`` is scored against ``second``, as in Noise2Noise. The pixels are
+    not at the same place, though; the regulariser asks the gap between the output and
+    ``second`` to be the gap the network makes between the same two sub-images of its
+    own full-resolution output (no gradient through it), which would be 0 for a perfect
+    denoiser and the identity alike.
+
+    Parameters
+    ----------
+    denoise : callable
+        ``denoise(images, context)`` -> restored images of the same shape.
+    batch : _NeighbourBatch
+        The noisy patches and their pairs.
+    regularisation : float
+        Weight of the regulariser.
+    """
+    with torch.no_grad():
+        whole = denoise(batch.noisy, batch.context).float()
+    first = _cell_pixels(batch.noisy, batch.first)
+    second = _cell_pixels(batch.noisy, batch.second)
+    restored = denoise(first, batch.context).float()
+    gap = _cell_pixels(whole, batch.first) - _cell_pixels(whole, batch.second)
+    return F.mse_loss(restored, second) + regularisation * F.mse_loss(restored - second, gap)
+
+
 class WeightAverage:
     """An exponential moving average of a model's weights and BatchNorm statistics.
 
@@ -601,9 +687,12 @@ def train(
         pixels of each patch (``mask_fraction``, a further option: 6.25%) become blind
         spots, replaced by a neighbour's value, and only they are scored against their
         own noisy value: noise that is independent from pixel to pixel cannot be
-        predicted from the neighbours, the signal can. The alpha estimator learns that
-        the frames need no brightening (alpha 0); Estimate-Net is not trained (alpha 0
-        does not use its difference map). ``SELF_SUPERVISED_DEFAULTS`` holds settings
+        predicted from the neighbours, the signal can. With ``neighbour_batch_size``
+        (a further option, default 0), as many further patches per step are split into
+        two half-resolution images of adjacent pixels, and the network denoising one
+        is scored against the other (Neighbor2Neighbor, :func:`_neighbour_loss`). The
+        alpha estimator learns that the frames need no brightening (alpha 0);
+        Estimate-Net is not trained (alpha 0 does not use its difference map). ``SELF_SUPERVISED_DEFAULTS`` holds settings
         for fine-tuning the shipped weights on a few dozen frames.
     model : LowLightNet, optional
         Weights to fine-tune (trained in place, and left holding the averaged weights
@@ -720,6 +809,8 @@ def train(
         ),
         **options,
     )
+    if config.neighbour_batch_size and not self_supervised:
+        raise ValueError("neighbour_batch_size scores pairs of pixels of noisy frames; give the frames as noisy=...")
     if pairs is not None or self_supervised:
         # Options of synthesis: real pairs and noisy frames are used as they are.
         kind = "real pairs" if pairs is not None else "noisy frames"
@@ -740,7 +831,7 @@ def train(
         def batch(step, count):
             return _paired_batch(low_source, high_source, config, step, count)
 
-        contexts = None
+        contexts = neighbours = None
     elif self_supervised:
         if model is not None and model.config.alpha_min > 0:
             warn_user(
@@ -762,6 +853,12 @@ def train(
         def batch(step, count):
             return _blind_spot_batch(noisy_source, config, step, count)
 
+        # Twice a blind-spot patch a side, halved by the sub-sampling; even, and within every frame.
+        neighbour_source = noisy_source.with_patch_size(min(2 * patch_size, side - side % 2))
+
+        def neighbours(step, count):
+            return _neighbour_batch(neighbour_source, config, step, count)
+
         contexts = None
     else:
         images, dim_images = list(images), list(dim_images)
@@ -776,12 +873,14 @@ def train(
         def contexts(step, count):
             return _context_batch(source, config, step, count)
 
+        neighbours = None
+
     device = resolve_device(device)
     if preview is not None:
         # Each mode's own strength: noisy frames as they are, pairs at the 1 they define.
         alpha = 0.0 if self_supervised else 1.0 if pairs is not None else "auto"
         preview = _Preview(preview, alpha, channel_axis, data_range, device)
-    return _train_loop(config, batch, contexts, model, device, validate_every, checkpoint, checkpoint_every, preview)
+    return _train_loop(config, batch, contexts, neighbours, model, device, validate_every, checkpoint, checkpoint_every, preview)
 
 
 @dataclass
@@ -837,7 +936,9 @@ def _batchnorms(model) -> list:
     return [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
 
 
-def _train_loop(config, make_batch, make_contexts, model, device, validate_every, checkpoint, checkpoint_every, preview):
+def _train_loop(
+    config, make_batch, make_contexts, make_neighbours, model, device, validate_every, checkpoint, checkpoint_every, preview
+):
     if model is None:
         # The alpha estimator's range must hold the alpha 0 of undarkened samples (and noisy frames).
         denoising = config.denoise_fraction or config.self_supervised
@@ -887,6 +988,14 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
     # model.train() below puts them back in training mode at every step.
     frozen_norms = _batchnorms(model) if config.freeze_batchnorm else []
     psnr = restored_preview = None
+
+    def denoise(noisy, context):
+        # Alpha 0 multiplies the difference map away: Estimate-Net's pass would change nothing
+        # but the time a step takes. Left without gradients, Adam leaves it alone (zero
+        # gradients would let weight decay alone move it by full-size steps).
+        zero = torch.zeros(len(noisy), 1, 1, 1, device=noisy.device)
+        return model.enhance(noisy, torch.zeros_like(noisy), zero, context)
+
     try:
         for step in range(start, config.steps):
             for group in optimizer.param_groups:
@@ -904,10 +1013,7 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
                 norm.eval()
             with autocast:
                 if config.self_supervised:
-                    # Alpha 0 multiplies the difference map away: Estimate-Net's pass would change
-                    # nothing but the time a step takes. Left without gradients, Adam leaves it alone
-                    # (zero gradients would let weight decay alone move it by full-size steps).
-                    restored = model.enhance(low, torch.zeros_like(low), alpha.view(-1, 1, 1, 1), context)
+                    restored = denoise(low, context)
                 else:
                     restored, estimated = model(low, alpha, context)
                 restored = restored.float()
@@ -915,6 +1021,10 @@ def _train_loop(config, make_batch, make_contexts, model, device, validate_every
                     loss = F.mse_loss(restored, target)
                 else:  # self-supervised: the blind spots only
                     loss = F.mse_loss(restored[scored], target[scored])
+                if config.self_supervised and config.neighbour_batch_size:
+                    neighbours = make_neighbours(step, config.neighbour_batch_size).to(device)
+                    neighbours = neighbours._replace(noisy=neighbours.noisy.contiguous(memory_format=memory_format))
+                    loss = loss + _neighbour_loss(denoise, neighbours, config.neighbour_regularisation)
                 if difference is not None:
                     # An undarkened sample (alpha 0) holds no trace of D: Estimate-Net, which
                     # never sees alpha, would learn to expect none in every image.

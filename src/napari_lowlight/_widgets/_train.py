@@ -651,7 +651,7 @@ class TrainWidget(QWidget):
         self._synthesis_box.setEnabled(mode == "clean")
         self.preview.setVisible(mode == "self-supervised")
         if mode == "self-supervised" and self.start_from == "scratch":
-            # Blind spots teach denoising at alpha 0 only: a new model would never learn to brighten.
+            # Noisy frames teach denoising at alpha 0 only: a new model would never learn to brighten.
             self.start_from = "default"
         self._suggest_settings()
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from napari_lowlight.scenes import fluorescence_scene, generated_scenes, star_field
+from napari_lowlight.scenes import filament_network, fluorescence_scene, generated_scenes, star_field
 
 
-@pytest.mark.parametrize("make", [fluorescence_scene, star_field])
+@pytest.mark.parametrize("make", [fluorescence_scene, filament_network, star_field])
 def test_scene_is_a_dark_float_image_in_range(make):
     scene = make((64, 80), seed=3)
     assert scene.shape == (64, 80) and scene.dtype == np.float32
@@ -63,6 +63,15 @@ def test_a_wider_point_spread_function_blurs_the_scenes():
     # The default is each kind's own range: the scenes of earlier recipes.
     assert not np.array_equal(stars, generated_scenes(2, (32, 32), seed=7)[1])
     np.testing.assert_array_equal(generated_scenes(2, (32, 32), seed=7)[1], star_field((32, 32), seed=seed_1))
+
+
+def test_filament_networks_hold_more_fine_detail_than_the_sparse_scenes():
+    # At the same blur and at the recipes' scene size, so that only the structure differs.
+    sparse, dense = (
+        generated_scenes(8, (256, 256), seed=7, kinds=[kind], psf_sigma_range=(1.0, 1.0))
+        for kind in ("fluorescence", "filament_network")
+    )
+    assert np.mean([_fine_detail(s) for s in dense]) > 1.3 * np.mean([_fine_detail(s) for s in sparse])
 
 
 @pytest.mark.parametrize("sigmas", [(0.0, 1.0), (2.0, 1.0)])

@@ -7,6 +7,7 @@ network that has only seen photographs reads such a frame as a badly darkened
 photograph and lifts its background. These generators add the other kind of clean
 image to the training set: seeded, offline, made of the structures those images
 contain (blurred cells, nuclei, filaments and puncta on a dim uneven background;
+dense filament networks filling cells;
 stars of power-law brightness, galaxies and faint nebulosity).
 
 Every scene is a float32 (H, W) array in [0, 1], noise-free and blurred by a
@@ -20,6 +21,7 @@ from scipy import ndimage
 
 __all__ = [
     "fluorescence_scene",
+    "filament_network",
     "star_field",
     "generated_scenes",
     "SCENE_KINDS",
@@ -46,7 +48,25 @@ def _ellipse_mask(rows, cols, centre, radii, angle):
 
 
 #: Sigma (pixels) of the Gaussian point-spread function of each kind of scene, drawn uniformly.
-PSF_SIGMA_RANGES = {"fluorescence": (0.7, 2.5), "stars": (0.8, 2.5)}
+PSF_SIGMA_RANGES = {"fluorescence": (0.7, 2.5), "filament_network": (0.7, 2.5), "stars": (0.8, 2.5)}
+
+
+def _uneven_background(rng: np.random.Generator, shape) -> np.ndarray:
+    """A dim background varying slowly over the frame (autofluorescence, out-of-focus light)."""
+    return _log_uniform(rng, 0.002, 0.1) * (0.5 + _smooth_field(rng, shape, min(shape) / 6))
+
+
+def _filament(rng: np.random.Generator, shape, steps: int, heading: float, bending: float):
+    """A filament: a smooth random walk of unit steps from a random start, as (rows, cols) indices.
+
+    ``heading`` is the first step's direction (radians); each step turns by a normal
+    angle of standard deviation ``bending``. Steps outside the frame are dropped.
+    """
+    headings = heading + np.cumsum(rng.normal(0, bending, steps))
+    y = rng.uniform(0, shape[0]) + np.cumsum(np.sin(headings))
+    x = rng.uniform(0, shape[1]) + np.cumsum(np.cos(headings))
+    inside = (y >= 0) & (y < shape[0]) & (x >= 0) & (x < shape[1])
+    return y[inside].astype(int), x[inside].astype(int)
 
 
 def fluorescence_scene(shape=(256, 256), *, seed=0, psf_sigma_range=PSF_SIGMA_RANGES["fluorescence"]) -> np.ndarray:
@@ -83,13 +103,9 @@ def fluorescence_scene(shape=(256, 256), *, seed=0, psf_sigma_range=PSF_SIGMA_RA
         if rng.random() < 0.6:
             signal += np.where(radius < rng.uniform(0.3, 0.6), rng.uniform(0.1, 0.8), 0)
     for _ in range(rng.integers(0, 12)):
-        # A filament: a smooth random walk drawn as a thin line.
         steps = rng.integers(50, 4 * side)
-        heading = rng.uniform(0, 2 * np.pi) + np.cumsum(rng.normal(0, 0.08, steps))
-        y = rng.uniform(0, shape[0]) + np.cumsum(np.sin(heading))
-        x = rng.uniform(0, shape[1]) + np.cumsum(np.cos(heading))
-        inside = (y >= 0) & (y < shape[0]) & (x >= 0) & (x < shape[1])
-        np.maximum.at(signal, (y[inside].astype(int), x[inside].astype(int)), rng.uniform(0.2, 1.0))
+        path = _filament(rng, shape, steps, rng.uniform(0, 2 * np.pi), 0.08)
+        np.maximum.at(signal, path, rng.uniform(0.2, 1.0))
     puncta = rng.integers(0, 200)
     np.add.at(
         signal,
@@ -98,8 +114,60 @@ def fluorescence_scene(shape=(256, 256), *, seed=0, psf_sigma_range=PSF_SIGMA_RA
     )
     signal = ndimage.gaussian_filter(signal, rng.uniform(*psf_sigma_range))
     signal *= rng.uniform(0.4, 1.0) / max(float(signal.max()), 1e-6)
-    background = _log_uniform(rng, 0.002, 0.1) * (0.5 + _smooth_field(rng, shape, side / 6))
-    return np.clip(signal + background, 0, 1).astype(np.float32)
+    return np.clip(signal + _uneven_background(rng, shape), 0, 1).astype(np.float32)
+
+
+def filament_network(shape=(256, 256), *, seed=0, psf_sigma_range=PSF_SIGMA_RANGES["filament_network"]) -> np.ndarray:
+    """A cytoskeleton-like fluorescence frame: dense networks of filaments filling cells.
+
+    Tens to hundreds of long, thin filaments, most of them running along a few shared
+    directions (bundles), some beaded, with scattered puncta, inside one or more large
+    cells over a hazy out-of-focus glow; outside the cells a dim, uneven background.
+    Labelled actin or microtubules look so: dense fine texture that
+    :func:`fluorescence_scene`'s sparse cells and few filaments never show.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (H, W).
+    seed : int
+        Seed of everything random in the scene.
+    psf_sigma_range : (float, float)
+        Range of the point-spread function's sigma in pixels.
+
+    Returns
+    -------
+    ndarray, float32, shape ``shape``, in [0, 1]
+    """
+    rng = np.random.default_rng(seed)
+    side = min(shape)
+    # The cells: a thresholded large-scale random field, its edge softened.
+    field = _smooth_field(rng, shape, side / rng.uniform(3, 8))
+    cells = ndimage.gaussian_filter((field > rng.uniform(0.2, 0.7)).astype(np.float32), rng.uniform(2, 6))
+    haze = rng.uniform(0.02, 0.4) * (0.5 + 0.5 * _smooth_field(rng, shape, side / 10))
+    filaments = np.zeros(shape, np.float32)
+    bundles = rng.uniform(0, np.pi, rng.integers(1, 5))
+    for _ in range(int(_log_uniform(rng, 20, 600))):
+        steps = rng.integers(20, 2 * side)
+        heading = rng.choice(bundles) + rng.normal(0, 0.3) if rng.random() < 0.7 else rng.uniform(0, 2 * np.pi)
+        path = _filament(rng, shape, steps, heading, rng.uniform(0.005, 0.06))
+        brightness = rng.uniform(0.1, 1.0)
+        if rng.random() < 0.4:  # beaded: brightness varying along the filament
+            brightness = brightness * (1 + 0.5 * np.clip(rng.standard_normal(len(path[0])), -1, 2))
+        # Summed, not the maximum: where filaments bundle, the bundle is brighter.
+        np.add.at(filaments, path, brightness)
+    puncta = rng.integers(0, 400)
+    np.add.at(
+        filaments,
+        (rng.integers(0, shape[0], puncta), rng.integers(0, shape[1], puncta)),
+        _log_uniform(rng, 0.2, 2.0, puncta),
+    )
+    filaments = ndimage.gaussian_filter(filaments * cells, rng.uniform(*psf_sigma_range))
+    # A few summed crossings would otherwise set the scale and leave every single filament faint.
+    filaments /= max(float(np.quantile(filaments, 0.999)), 1e-6)
+    signal = rng.uniform(0.3, 0.9) * filaments + haze * cells
+    signal *= rng.uniform(0.4, 1.0) / max(float(signal.max()), 1e-6)
+    return np.clip(signal + _uneven_background(rng, shape), 0, 1).astype(np.float32)
 
 
 def star_field(shape=(256, 256), *, seed=0, psf_sigma_range=PSF_SIGMA_RANGES["stars"]) -> np.ndarray:
@@ -151,7 +219,7 @@ def _sigma_range(value) -> tuple[float, float]:
 
 
 #: Scene generators by the name ``generated_scenes(kinds=...)`` and a recipe's ``scene_kinds`` use.
-SCENE_KINDS = {"fluorescence": fluorescence_scene, "stars": star_field}
+SCENE_KINDS = {"fluorescence": fluorescence_scene, "filament_network": filament_network, "stars": star_field}
 #: What ``generated_scenes`` makes unless told: fluorescence frames and star fields in turn.
 DEFAULT_SCENE_KINDS = ("fluorescence", "stars")
 

@@ -56,6 +56,13 @@ def _uneven_background(rng: np.random.Generator, shape) -> np.ndarray:
     return _log_uniform(rng, 0.002, 0.1) * (0.5 + _smooth_field(rng, shape, min(shape) / 6))
 
 
+def _add_puncta(rng: np.random.Generator, image: np.ndarray, most: int, brightness_range) -> None:
+    """Add up to ``most`` puncta to ``image`` in place: single pixels before the blur, log-uniform brightness."""
+    count = rng.integers(0, most)
+    rows, cols = rng.integers(0, image.shape[0], count), rng.integers(0, image.shape[1], count)
+    np.add.at(image, (rows, cols), _log_uniform(rng, *brightness_range, count))
+
+
 def _filament(rng: np.random.Generator, shape, steps: int, heading: float, bending: float):
     """A filament: a smooth random walk of unit steps from a random start, as (rows, cols) indices.
 
@@ -106,12 +113,7 @@ def fluorescence_scene(shape=(256, 256), *, seed=0, psf_sigma_range=PSF_SIGMA_RA
         steps = rng.integers(50, 4 * side)
         path = _filament(rng, shape, steps, rng.uniform(0, 2 * np.pi), 0.08)
         np.maximum.at(signal, path, rng.uniform(0.2, 1.0))
-    puncta = rng.integers(0, 200)
-    np.add.at(
-        signal,
-        (rng.integers(0, shape[0], puncta), rng.integers(0, shape[1], puncta)),
-        _log_uniform(rng, 0.1, 2.0, puncta),
-    )
+    _add_puncta(rng, signal, 200, (0.1, 2.0))
     signal = ndimage.gaussian_filter(signal, rng.uniform(*psf_sigma_range))
     signal *= rng.uniform(0.4, 1.0) / max(float(signal.max()), 1e-6)
     return np.clip(signal + _uneven_background(rng, shape), 0, 1).astype(np.float32)
@@ -156,12 +158,7 @@ def filament_network(shape=(256, 256), *, seed=0, psf_sigma_range=PSF_SIGMA_RANG
             brightness = brightness * (1 + 0.5 * np.clip(rng.standard_normal(len(path[0])), -1, 2))
         # Summed, not the maximum: where filaments bundle, the bundle is brighter.
         np.add.at(filaments, path, brightness)
-    puncta = rng.integers(0, 400)
-    np.add.at(
-        filaments,
-        (rng.integers(0, shape[0], puncta), rng.integers(0, shape[1], puncta)),
-        _log_uniform(rng, 0.2, 2.0, puncta),
-    )
+    _add_puncta(rng, filaments, 400, (0.2, 2.0))
     filaments = ndimage.gaussian_filter(filaments * cells, rng.uniform(*psf_sigma_range))
     # A few summed crossings would otherwise set the scale and leave every single filament faint.
     filaments /= max(float(np.quantile(filaments, 0.999)), 1e-6)

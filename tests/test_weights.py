@@ -32,7 +32,7 @@ def test_shipped_fluorescence_weights_denoise_a_dim_scene_at_alpha_0():
     from napari_lowlight import estimate_alpha
     from napari_lowlight.scenes import generated_scenes
 
-    model = load_model(weights.shipped_weights_path("fluorescence"), device="cpu")
+    model = load_model("fluorescence", device="cpu")  # by name, as the CLI's --model takes it
     assert model.config.alpha_min == 0.0 and model.training_config["steps"] > 0
     scene = generated_scenes(1, seed=12345)[0][:128, :128]
     noisy = np.random.default_rng(0).poisson(scene * 20) / 20
@@ -111,8 +111,10 @@ def test_garbage_and_missing_files(tmp_path):
     garbage.write_bytes(b"not a model at all")
     with pytest.raises(ValueError, match="safetensors"):
         load_model(garbage)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="does not exist .shipped weights by name: default, fluorescence"):
         load_model(tmp_path / "missing.safetensors")
+    with pytest.raises(FileNotFoundError, match="'fluorescent' does not exist"):
+        load_model("fluorescent")
 
 
 def test_wrong_architecture_is_refused(tmp_path, tiny_model):

@@ -198,9 +198,9 @@ def _kept_metadata(source: Path) -> dict:
 def _load_model_argument(text):
     """The model a --model/--from argument names, on the CPU: restoring and training move a
     copy to their device, and a model shipped to dask workers must unpickle on any of them."""
-    from .weights import SHIPPED_WEIGHTS, load_model, shipped_weights_path
+    from .weights import load_model
 
-    return load_model(shipped_weights_path(text or "default") if text in (None, *SHIPPED_WEIGHTS) else text, device="cpu")
+    return load_model(text, device="cpu")
 
 
 def _output_paths(inputs: list[Path], output: Path, flag: str, name) -> list[Path]:

@@ -131,7 +131,7 @@ def save_model(model: LowLightNet, path, *, training=None, extra_tensors=None) -
 def _open_checked(path: Path):
     """Open ``path`` with safetensors, turning every failure into a clear ValueError."""
     if not path.is_file():
-        raise FileNotFoundError(f"model file {str(path)!r} does not exist")
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist (shipped weights by name: {', '.join(SHIPPED_WEIGHTS)})")
     with open(path, "rb") as file:
         head = file.read(9)
     # safetensors opens with its header's length (8 bytes, any values) and then the JSON
@@ -208,7 +208,9 @@ def load_model(path=None, *, device="auto") -> LowLightNet:
     Parameters
     ----------
     path : str or Path, optional
-        A weights file written by :func:`save_model`; the shipped default when None.
+        A weights file written by :func:`save_model`, or the name of shipped weights
+        (a key of :data:`SHIPPED_WEIGHTS`, e.g. ``"fluorescence"``, as the CLI's
+        ``--model`` takes them); the shipped default when None.
     device : str or torch.device
         ``"auto"`` picks CUDA, then MPS, then the CPU.
 
@@ -221,7 +223,9 @@ def load_model(path=None, *, device="auto") -> LowLightNet:
         pickle), its architecture, version or tensor shapes do not match, or a weight
         is not finite.
     """
-    model, metadata, _ = load_weights(default_weights_path() if path is None else path)
+    if path is None or (isinstance(path, str) and path in SHIPPED_WEIGHTS):
+        path = shipped_weights_path(path or "default")
+    model, metadata, _ = load_weights(path)
     model.training_config = metadata["training"]
     return model.to(resolve_device(device)).eval()
 

@@ -138,9 +138,9 @@ class ModelEntry:
 
 
 def _load_shipped(name: str):
-    from napari_lowlight.weights import load_model, shipped_weights_path
+    from napari_lowlight.weights import load_model
 
-    return load_model(shipped_weights_path(name), device="cpu")
+    return load_model(name, device="cpu")
 
 
 class ModelRegistry:

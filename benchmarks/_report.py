@@ -196,8 +196,16 @@ def command_line(module):
     ----------
     module : str
         Dotted module name, e.g. ``"benchmarks.bench_quality"``.
+
+    ``--json PATH`` is left out: it only saves the raw results somewhere, often a scratch
+    folder no reader has, and changes no number.
     """
-    return " ".join(["python", "-m", module] + [shlex.quote(arg) for arg in sys.argv[1:]])
+    arguments, skip = [], False
+    for arg in sys.argv[1:]:
+        if not skip and not arg.startswith("--json"):
+            arguments.append(shlex.quote(arg))
+        skip = arg == "--json"
+    return " ".join(["python", "-m", module, *arguments])
 
 
 def describe_model(model, path=None, *, label=None):

@@ -79,3 +79,13 @@ def test_zero_dce_with_zero_curves_is_the_identity(photo):
         network.e_conv7.weight.zero_()
         network.e_conv7.bias.zero_()
     np.testing.assert_allclose(peers.apply_peer(network, photo), photo, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--quick", "--json", "/tmp/scratch/r.json", "--seed", "3"], ["--quick", "--json=/tmp/scratch/r.json", "--seed", "3"]],
+)
+def test_the_printed_command_reruns_the_benchmark_without_the_scratch_json_path(argv, monkeypatch):
+    report = pytest.importorskip("benchmarks._report")
+    monkeypatch.setattr("sys.argv", ["bench_real.py", *argv])
+    assert report.command_line("benchmarks.bench_real") == "python -m benchmarks.bench_real --quick --seed 3"

@@ -137,12 +137,6 @@ class ModelEntry:
         return self.model
 
 
-def _load_shipped(name: str):
-    from napari_lowlight.weights import load_model
-
-    return load_model(name, device="cpu")
-
-
 class ModelRegistry:
     """The models known to this session, by unique display name.
 
@@ -162,11 +156,12 @@ class ModelRegistry:
         self._entries: dict[str, ModelEntry] = {}
         self._counter = itertools.count(1)
         if include_default:
-            from napari_lowlight.weights import SHIPPED_WEIGHTS
+            from napari_lowlight.weights import SHIPPED_WEIGHTS, load_model
 
             for weights, purpose in SHIPPED_WEIGHTS.items():
                 name = shipped_model_name(weights)
-                self._entries[name] = ModelEntry(name, "default", loader=partial(_load_shipped, weights), info=purpose)
+                loader = partial(load_model, weights, device="cpu")
+                self._entries[name] = ModelEntry(name, "default", loader=loader, info=purpose)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

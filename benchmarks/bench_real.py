@@ -39,6 +39,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.restoration import denoise_nl_means
 
 import napari_lowlight
+from napari_lowlight.noise import fit_noise
 from napari_lowlight.weights import shipped_weights_path
 
 from . import _report
@@ -70,6 +71,8 @@ QUICK = dict(w2s=2, p3=2, photos=3, sheet=2)
 #: Ours at alpha 0, on photographs that need nothing: what a user who turns the slider down gets.
 DENOISE_ONLY = 'ours, α=0 (denoise only)'
 
+#: The fluorescence weights' output without the Wiener refinement: what the refinement adds.
+UNREFINED = "ours, fluorescence weights, α=0, unrefined (refine=False)"
 #: Ours without ``keep_black``: the nets' output as it is, to show what keeping blacks black changes.
 BLACKS_LIFTED = 'ours, α="auto", blacks lifted (keep_black=False)'
 
@@ -135,48 +138,16 @@ def _ours(stored, model, alpha, **options):
     return _unit(restored)
 
 
-def poisson_gaussian_fit(noisy, bins=16):
-    """Fit ``variance = a * intensity + b`` to a single noisy frame (no reference).
-
-    The noise is read off the high-pass ``x - box3(x)`` (its variance is 8/9 of the
-    noise's for independent pixels), robustly (MAD) per bin of the local mean, so that
-    edges count little; ``a`` is the gain of the shot noise, ``b`` the read noise's variance.
-
-    Parameters
-    ----------
-    noisy : ndarray, shape (H, W)
-        Float frame.
-
-    Returns
-    -------
-    (a, b) : tuple of float
-        ``a > 0``; ``b >= 0``.
-    """
-    residual = (noisy - ndimage.uniform_filter(noisy, 3)) * np.sqrt(9 / 8)
-    local_mean = ndimage.uniform_filter(noisy, 7)
-    edges = np.quantile(local_mean, np.linspace(0, 1, bins + 1))
-    means, variances = [], []
-    for low, high in zip(edges[:-1], edges[1:]):
-        inside = (local_mean >= low) & (local_mean <= high)
-        values = residual[inside]
-        means.append(local_mean[inside].mean())
-        variances.append((1.4826 * np.median(np.abs(values - np.median(values)))) ** 2)
-    (a, b), *_ = np.linalg.lstsq(np.stack([means, np.ones(bins)], axis=1), np.array(variances), rcond=None)
-    return max(float(a), 1e-6), max(float(b), 0.0)
-
-
 def stabilised(noisy, denoise):
     """Denoise a Poisson-Gaussian frame through the generalised Anscombe transform.
 
     The transform makes the noise Gaussian of unit variance, ``denoise`` (a function of
     the transformed frame that expects that) removes it, and the algebraic inverse maps
-    back: the classic VST + BM3D pipeline, with the noise model of
-    :func:`poisson_gaussian_fit`.
+    back: the classic VST + BM3D pipeline, with the noise model the library fits to the
+    frame alone (:func:`napari_lowlight.noise.fit_noise`, which ``restore``'s refinement uses).
     """
-    a, b = poisson_gaussian_fit(noisy)
-    transformed = 2 / a * np.sqrt(np.maximum(a * noisy + 0.375 * a**2 + b, 0))
-    denoised = denoise(transformed)
-    return a * denoised**2 / 4 - 0.375 * a - b / a
+    noise = fit_noise(noisy)
+    return noise.unstabilise(denoise(noise.stabilise(noisy)))
 
 
 def _fluorescence_methods(model, fluorescence_model=None):
@@ -217,6 +188,7 @@ def _fluorescence_methods(model, fluorescence_model=None):
         methods["ours, fluorescence weights, α=0, ensemble"] = lambda stored, reference: _ours(
             stored, fluorescence_model, 0.0, ensemble=True
         )
+        methods[UNREFINED] = lambda stored, reference: _ours(stored, fluorescence_model, 0.0, refine=False)
     return methods
 
 
@@ -464,7 +436,7 @@ def format_report(result, *, columns, model_text, machine, command, quick):
         f"{len(fluorescence['frames'])} pairs of `../shared/data/real/w2s` (512x512, 8-bit; one frame against"
         " the average of 400). PSNR (dB) after the least-squares affine fit of each output to the average,"
         " as BENCHMARK.md says; BM3D and non-local means run on the generalised Anscombe transform of the frame,"
-        " with a Poisson-Gaussian noise model fitted to the frame itself (`poisson_gaussian_fit`: no reference);"
+        " with a Poisson-Gaussian noise model fitted to the frame itself (`napari_lowlight.noise.fit_noise`: no reference);"
         " the Gaussian's sigma (of"
         f" {GAUSSIAN_SIGMAS} px) is chosen per frame with the reference. \"auto\" chose alpha"
         f" {fluorescence['auto_alpha']:.2f} on average with the model above and"
@@ -472,7 +444,10 @@ def format_report(result, *, columns, model_text, machine, command, quick):
         " (`--model fluorescence`; recipe `benchmarks/fluorescence_model.toml`). Each field of view is imaged"
         " in three channels, one fluorescent label each (the last digit of the file name), with structure of"
         " their own; the channel columns average the frames of one channel. \"ensemble\" restores with"
-        " `ensemble=True` (`--ensemble`: the network averaged over the 8 flips and quarter turns of the frame).",
+        " `ensemble=True` (`--ensemble`: the network averaged over the 8 flips and quarter turns of the frame)."
+        " Below alpha 0.05 every row of ours is refined, as `restore` does by default (`refine=True`: an empirical"
+        " Wiener filter guided by the network's output under the frame's fitted noise; docs/method.md);"
+        " \"unrefined\" is the network's output alone.",
         "",
         _report.markdown_table(
             ["method", "affine PSNR", *(f"channel {c}" for c in channels), "seconds per frame"],

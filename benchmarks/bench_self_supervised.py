@@ -66,6 +66,9 @@ def run(*, quick=False, seed=0, device="auto", log=sys.stderr):
             f"fine-tuned from {start}, α=0, ensemble": lambda stored, reference, m=tuned: _ours(
                 stored, m, 0.0, ensemble=True
             ),
+            f"fine-tuned from {start}, α=0, unrefined (refine=False)": lambda stored, reference, m=tuned: _ours(
+                stored, m, 0.0, refine=False
+            ),
         }
     scores, seconds_in_all = score_fluorescence(pairs, methods, log)
     split = size["train"]
@@ -107,6 +110,8 @@ def format_report(result, *, machine, command, quick):
         f" {total - tuned_on} other frames of the set, which the fine-tune never saw. The Gaussian's sigma is chosen"
         ' per frame with the reference (an oracle); VST + BM3D as in "Real images". "ensemble" restores with'
         " `ensemble=True` (`--ensemble`: the network averaged over the 8 flips and quarter turns of the frame)."
+        " At alpha 0 every row of ours is refined, as `restore` does by default (`refine=True`: the Wiener filter"
+        ' guided by the network\'s output under the frame\'s fitted noise); "unrefined" is the network\'s output alone.'
         ' Seconds per frame include the Gaussian\'s search over sigma. The fine-tuned models\' "auto"'
         f" chose alpha {alphas} on average.",
         "",

@@ -77,7 +77,11 @@ def test_restore_12_bit_data_with_data_range(tmp_path, rng, model_file):
 
 @pytest.mark.parametrize(
     ("flag", "alpha", "option"),
-    [("--ensemble", "0.7", {"ensemble": True}), ("--lift-blacks", "1.5", {"keep_black": False})],
+    [
+        ("--ensemble", "0.7", {"ensemble": True}),
+        ("--lift-blacks", "1.5", {"keep_black": False}),
+        ("--no-refine", "0", {"refine": False}),
+    ],
 )
 def test_restore_options_reach_the_core(tmp_path, rng, tiny_model, model_file, flag, alpha, option):
     from napari_lowlight import restore

@@ -276,6 +276,7 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         compile=args.compile,
         ensemble=args.ensemble,
         keep_black=args.keep_black,
+        refine=args.refine,
     )
     _write_result(target, restored, metadata)
     if difference_target is not None:
@@ -555,6 +556,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="leave the network's output as it is: above alpha about 1 it restores black regions as grey"
         " (by default they stay black)",
+    )
+    rest.add_argument(
+        "--no-refine",
+        dest="refine",
+        action="store_false",
+        help="below alpha 0.05 (denoise only), leave the network's output as it is; by default it is refined"
+        " by a Wiener filter under the image's own noise",
     )
     rest.add_argument(
         "--scheduler",

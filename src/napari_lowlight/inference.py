@@ -23,6 +23,7 @@ from ._warnings import warn_user
 from .devices import mixed_precision, resolve_device
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
+from .noise import REFINE_BLOCK, REFINE_PASSES, REFINE_STEP, NoiseModel, fit_noise, wiener_refine
 from .planes import colour_channels, opacity_channel, resolve_channel_axis, split_planes
 from .weights import default_model
 
@@ -56,6 +57,16 @@ LAZY_BLOCK_TILES = 8
 #: the tones near the black's level and hardly those well above it, where a straight
 #: stretch to black would darken the midtones as well (docs/model.md).
 BLACK_TOE_POWER = 8
+#: Below this alpha a restore only denoises (the output keeps the frame's intensities), and
+#: ``refine`` filters it again with the frame's own noise model (:func:`~napari_lowlight.noise.wiener_refine`).
+REFINE_MAX_ALPHA = 0.05
+#: Planes and windows per plane the noise model is fitted on (:func:`_noise_windows`).
+NOISE_PLANES = 16
+NOISE_WINDOW = 128
+NOISE_WINDOWS_PER_AXIS = 4
+#: Pixels on each side a refined pixel depends on beyond the network's radius, a multiple of
+#: the refinement's step so that a lazy block's windows fall on the whole image's grid.
+REFINE_REACH = -(-REFINE_PASSES * (REFINE_BLOCK - 1) // REFINE_STEP) * REFINE_STEP
 #: The device-generic out-of-memory error of torch >= 2.5, CUDA's before it: a floor of 2.5
 #: would make pip replace a user's older CUDA build of torch.
 _OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -335,6 +346,52 @@ def _model_and_context(image, channel_axis, model, scale):
     return model, context
 
 
+def _noise_windows(image, channel_axis) -> list:
+    """A fixed set of full-resolution windows of ``image`` to fit its noise on (numpy or dask alike).
+
+    Up to NOISE_PLANES planes evenly spaced over the stack (every colour channel of a
+    colour image counts as a plane), each read in a grid of up to NOISE_WINDOWS_PER_AXIS
+    squared windows of NOISE_WINDOW pixels a side, evenly spread: neighbouring pixels
+    stay together, as the fit's high-pass needs, in a bounded number of pixels.
+    """
+    y_axis, x_axis = _spatial_axes(image.ndim, channel_axis)
+    image = colour_channels(image, channel_axis)
+    lead = [axis for axis in range(image.ndim) if axis not in (y_axis, x_axis)]
+    planes = list(np.ndindex(*[image.shape[axis] for axis in lead]))
+    planes = [planes[i] for i in np.unique(np.linspace(0, len(planes) - 1, min(len(planes), NOISE_PLANES)).round().astype(int))]
+
+    def starts(size):
+        window = min(size, NOISE_WINDOW)
+        return window, np.unique(np.linspace(0, size - window, min(NOISE_WINDOWS_PER_AXIS, -(-size // window))).round().astype(int))
+
+    (height, rows), (width, columns) = starts(image.shape[y_axis]), starts(image.shape[x_axis])
+    windows = []
+    for plane in planes:
+        for top in rows:
+            for left in columns:
+                index = [0] * image.ndim
+                for axis, position in zip(lead, plane):
+                    index[axis] = position
+                index[y_axis], index[x_axis] = slice(top, top + height), slice(left, left + width)
+                windows.append(image[tuple(index)])
+    return windows
+
+
+def _noise_model(image, channel_axis, scale) -> NoiseModel:
+    """The Poisson-Gaussian noise of ``image`` in [0, 1] intensities, fitted on :func:`_noise_windows`."""
+    windows = _noise_windows(image, channel_axis)
+    if is_dask(image):
+        import dask
+
+        windows = computed_once(image, f"noise windows, channel axis {channel_axis}", lambda: dask.compute(*windows))
+    return fit_noise([to_unit_float(np.asarray(window), scale=scale, name="image")[0] for window in windows])
+
+
+def _refines(refine: bool, alpha) -> bool:
+    """Whether a pass at ``alpha`` refines its output (``refine`` and a denoise-only alpha)."""
+    return bool(refine) and alpha is not None and alpha < REFINE_MAX_ALPHA
+
+
 def _check_image_shape(image, channel_axis) -> int | None:
     if image.ndim < 2:
         raise ValueError(f"image has shape {image.shape}; expected at least 2 dimensions (Y, X)")
@@ -362,8 +419,11 @@ def _alpha_from_context(model: LowLightNet, context: torch.Tensor) -> float:
         return float(model.alpha_estimator(context.to(device))[0])
 
 
-def _pass_settings(model, context, alpha, scale, device, tile, *, compile, ensemble, keep_black=False) -> dict:
-    """The keyword arguments of ``_apply`` (through ``_lazy`` for dask) that every public function passes."""
+def _pass_settings(model, context, alpha, scale, device, tile, *, compile, ensemble, keep_black=False, noise=None) -> dict:
+    """The keyword arguments of ``_apply`` (through ``_lazy`` for dask) that every public function passes.
+
+    ``noise``: the image's :class:`~napari_lowlight.noise.NoiseModel` when the pass refines its output.
+    """
     return dict(
         model=model,
         context=context,
@@ -374,10 +434,11 @@ def _pass_settings(model, context, alpha, scale, device, tile, *, compile, ensem
         compiled=bool(compile),
         ensemble=bool(ensemble),
         keep_black=bool(keep_black),
+        noise=noise,
     )
 
 
-def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, tile, compiled, ensemble, keep_black):
+def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, tile, compiled, ensemble, keep_black, noise):
     """Run one network pass on in-memory arrays: the shared body of every public function.
 
     ``kind`` is ``"restore"`` (returns restored, difference), ``"estimate"`` (returns the
@@ -404,6 +465,10 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     output = _run_planes(
         runner, [planes, difference_planes], network(runner.enhance(alpha, context)), 1, enhance_radius, tile
     )
+    if noise is not None:
+        # Enhance-Net's input is the noisy frame the output estimates: at these alphas, the frame itself.
+        enhanced = planes + alpha * difference_planes
+        output[0] = np.stack([wiener_refine(frame, estimate, noise) for frame, estimate in zip(enhanced, output[0])])
     if keep_black and alpha > 0:
         output = black_toe(output, _restored_black(runner, alpha, context))
     restored = layout.merge(from_unit_float(output[0], scale), opacity_channel(np.asarray(inputs[0]), channel_axis))
@@ -456,6 +521,11 @@ def _on_cpu(model: LowLightNet) -> LowLightNet:
     return copy.deepcopy(model).cpu()
 
 
+def _halo(network_radius: int, noise) -> int:
+    """A lazy block's overlap: the network's reach, and the refinement's when it runs (``noise``)."""
+    return network_radius if noise is None else -(-network_radius // REFINE_STEP) * REFINE_STEP + REFINE_REACH
+
+
 def _lazy(inputs, *, kind, halo, channel_axis, out_dtype, **settings):
     """``_apply`` over overlapping dask blocks: lazy, seam-free, any dask scheduler.
 
@@ -466,7 +536,8 @@ def _lazy(inputs, *, kind, halo, channel_axis, out_dtype, **settings):
     import dask.array as da
 
     y_axis, x_axis = _spatial_axes(inputs[0].ndim, channel_axis)
-    core = max(4 * halo, LAZY_BLOCK_TILES * settings["tile"])
+    # Blocks start on the refinement's grid (their overlap is a multiple of its step too).
+    core = -(-max(4 * halo, LAZY_BLOCK_TILES * settings["tile"]) // REFINE_STEP) * REFINE_STEP
     chunks = {y_axis: core, x_axis: core}
     if channel_axis is not None:
         chunks[channel_axis] = -1
@@ -499,6 +570,7 @@ def restore(
     compile=False,
     ensemble=False,
     keep_black=True,
+    refine=True,
 ):
     """Restore a low-light image.
 
@@ -549,6 +621,15 @@ def restore(
         level of a black frame at this alpha is taken back to 0 by a toe curve that
         leaves the brighter tones nearly as they are (:func:`black_toe`). No effect at
         alpha 0. False gives the nets' output as it is.
+    refine : bool
+        Below alpha 0.05 (``REFINE_MAX_ALPHA``: denoise only, as at alpha 0 or an
+        "auto" that finds nothing to brighten), filter the frame again with the
+        network's output as the guide: an empirical Wiener filter in sliding DCT blocks
+        under the image's own Poisson-Gaussian noise model, fitted once on windows of
+        the image (:func:`~napari_lowlight.noise.wiener_refine`). It gives back detail
+        the network smoothed and removes what it left of the noise (docs/benchmarks.md
+        measures it on real fluorescence frames), for about the time of the network
+        pass again. No effect at higher alphas. False gives the nets' output as it is.
 
     Returns
     -------
@@ -565,17 +646,19 @@ def restore(
     model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
         alpha = _alpha_from_context(model, context)
+    noise = _noise_model(image, channel_axis, scale) if _refines(refine, alpha) else None
     settings = _pass_settings(
-        model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black
+        model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black, noise=noise
     )
     if not is_dask(image):
         restored, difference = _apply([image], kind="restore", channel_axis=channel_axis, **settings)
         return (restored, difference) if return_difference else restored
-    halo = model.receptive_radius
+    halo = _halo(model.receptive_radius, noise)
     restored = _lazy([image], kind="restore", halo=halo, channel_axis=channel_axis, out_dtype=image.dtype, **settings)
     if not return_difference:
         return restored
-    estimate_halo = halo - model.enhance_radius
+    estimate_halo = model.receptive_radius - model.enhance_radius
+    settings["noise"] = None
     difference = _lazy([image], kind="estimate", halo=estimate_halo, channel_axis=channel_axis, out_dtype=np.float32, **settings)
     return restored, difference
 
@@ -628,6 +711,7 @@ def enhance(
     compile=False,
     ensemble=False,
     keep_black=True,
+    refine=True,
 ):
     """Run Enhance-Net only, on a cached difference map: the fast path of a new alpha.
 
@@ -647,8 +731,8 @@ def enhance(
         The image whose statistics form the image context, when ``image`` is a slice of
         it (a plane of a stack, a crop): then the slice matches the whole image's result.
         Default: ``image`` itself. Same dtype as ``image``.
-    model, channel_axis, device, tile_size, data_range, compile, ensemble, keep_black
-        As for :func:`restore`.
+    model, channel_axis, device, tile_size, data_range, compile, ensemble, keep_black, refine
+        As for :func:`restore`; the noise model of ``refine`` is fitted on ``context_image``.
 
     Returns
     -------
@@ -668,12 +752,13 @@ def enhance(
         whole_axis = _check_image_shape(whole, None if channel_axis is None else channel_axis + whole.ndim - image.ndim)
     scale = image_scale(whole, data_range, channel_axis=whole_axis)
     model, context = _model_and_context(whole, whole_axis, model, scale)
+    noise = _noise_model(whole, whole_axis, scale) if _refines(refine, alpha) else None
     settings = _pass_settings(
-        model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black
+        model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black, noise=noise
     )
     if not (is_dask(image) or is_dask(difference)):
         return _apply([image, difference], kind="enhance", channel_axis=channel_axis, **settings)
-    halo = model.enhance_radius
+    halo = _halo(model.enhance_radius, noise)
     return _lazy([image, difference], kind="enhance", halo=halo, channel_axis=channel_axis, out_dtype=image.dtype, **settings)
 
 

@@ -557,3 +557,21 @@ def test_keep_black_is_on_and_lifting_blacks_reaches_the_run_and_the_live_slider
     set_alpha(qtbot, widget, 1.8)
     np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 1.8, **options))
     assert not np.array_equal(restored.data, core.enhance(image, difference, 1.8, model=tiny_model, device="cpu"))
+
+
+def test_refine_is_on_and_turning_it_off_reaches_the_run_and_the_live_slider(qtbot, viewer, widget, tiny_model, helpers):
+    image = helpers.grey((40, 48), np.uint16)
+    viewer.add_image(image, name="frame")
+    assert widget.refine
+    widget.alpha = 0.5  # unticks "auto"
+    run(qtbot, widget)
+    restored = viewer.layers["frame restored"]
+    difference = core.estimate_difference(image, model=tiny_model, device="cpu")
+    set_alpha(qtbot, widget, 0.0)
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 0.0, model=tiny_model, device="cpu"))
+    widget.refine = False
+    run(qtbot, widget)
+    restored = viewer.layers["frame restored"]
+    options = dict(model=tiny_model, device="cpu", refine=False)
+    np.testing.assert_array_equal(restored.data, core.enhance(image, difference, 0.0, **options))
+    assert not np.array_equal(restored.data, core.enhance(image, difference, 0.0, model=tiny_model, device="cpu"))

@@ -100,6 +100,7 @@ class LiveResult:
     data_range: float | None
     ensemble: bool
     keep_black: bool
+    refine: bool
     restored_id: Any
     difference_id: Any
     alpha: float
@@ -118,6 +119,7 @@ class LiveResult:
             "data_range": self.data_range,
             "ensemble": self.ensemble,
             "keep_black": self.keep_black,
+            "refine": self.refine,
         }
 
 
@@ -197,6 +199,12 @@ class RestoreWidget(QWidget):
             "Above alpha about 1 the network restores black regions as grey; keep them black (next run)"
         )
         self._keep_black.setChecked(True)
+        self._refine = QCheckBox("refine with the image's own noise")
+        self._refine.setToolTip(
+            "At alpha under 0.05 (denoise only), filter the image again guided by the network's output,"
+            " under the image's own noise: more detail, less noise"
+        )
+        self._refine.setChecked(True)
         self._run = QPushButton("Restore")
         self._run.setToolTip("Restore the selected layer (replaces this widget's earlier output for it)")
         # Determinate only: a busy animation repaints the window all the time (and with
@@ -220,6 +228,7 @@ class RestoreWidget(QWidget):
         form.addRow("model", model_row)
         form.addRow("alpha", alpha_row)
         form.addRow("blacks", self._keep_black)
+        form.addRow("denoising", self._refine)
         #: Device, tile size, data range and ensemble, folded away by default.
         self.advanced = Section("advanced: device, tiles, data range, ensemble")
         self.advanced.form.addRow("device", self._device)
@@ -269,6 +278,7 @@ class RestoreWidget(QWidget):
     data_range = data_range_property
     ensemble = check_property("_ensemble", "Average the network over the 8 flips and quarter turns (``ensemble=True``).")
     keep_black = check_property("_keep_black", "Keep black regions black on the next run (``keep_black=True``).")
+    refine = check_property("_refine", "Refine denoise-only restores with the image's noise on the next run (``refine=True``).")
 
     @property
     def restored_layer(self):
@@ -356,6 +366,7 @@ class RestoreWidget(QWidget):
             "data_range": self.data_range,
             "ensemble": self.ensemble,
             "keep_black": self.keep_black,
+            "refine": self.refine,
         }
         settings = {"model_name": model_name, **options}
         # No napari progress bar: its activity indicator animates, so it repaints the
@@ -485,6 +496,7 @@ class RestoreWidget(QWidget):
                 data_range=settings["data_range"],
                 ensemble=settings["ensemble"],
                 keep_black=settings["keep_black"],
+                refine=settings["refine"],
                 restored_id=restored.unique_id,
                 difference_id=difference.unique_id,
                 alpha=result.alpha,

@@ -160,7 +160,7 @@ def restore_job(run_id: int, data, *, alpha, **options) -> Iterator[str]:
     The two halves run separately so the difference map can be cached for the live
     alpha slider (``enhance`` alone re-runs on a new alpha). ``options`` are keyword
     arguments of :func:`napari_lowlight.restore` (model, channel_axis, device, tile_size,
-    data_range, ensemble, keep_black).
+    data_range, ensemble, keep_black, refine).
     """
     yield "reading image"
     # A dask- or zarr-backed layer stays lazy: the results are lazy dask arrays too and
@@ -172,7 +172,10 @@ def restore_job(run_id: int, data, *, alpha, **options) -> Iterator[str]:
             image, **{key: options[key] for key in ("model", "channel_axis", "data_range") if key in options}
         )
     yield "estimating difference map"
-    difference = core.estimate_difference(image, **{key: value for key, value in options.items() if key != "keep_black"})
+    # Blacks and the refinement act on Enhance-Net's output alone.
+    difference = core.estimate_difference(
+        image, **{key: value for key, value in options.items() if key not in ("keep_black", "refine")}
+    )
     yield "enhancing"
     restored = core.enhance(image, difference, alpha, **options)
     view = difference_view(difference, options.get("channel_axis"))
@@ -292,8 +295,8 @@ def _preview_plane(image, difference, alpha, index, shown, region, preview_pixel
         max_pixels=math.ceil(pixels / step**2),
         channel_axis=channel_axis,
         context_image=image,
-        # The preview is coarse anyway, and the ensemble's 8 passes would only delay it.
-        **(options | {"ensemble": False}),
+        # The preview is coarse anyway, and the ensemble's 8 passes or the refinement would only delay it.
+        **(options | {"ensemble": False, "refine": False}),
     )
     plane = np.array(shown[index], copy=True)
     plane[y0:y1, x0:x1] = coarse[y0 - top : y1 - top, x0 - left : x1 - left]

@@ -1,0 +1,213 @@
+"""A frame's sensor noise, and the empirical Wiener filter that refines a denoised frame with it.
+
+A camera's noise is Poisson-Gaussian: a pixel of intensity ``x`` varies by
+``gain * x + read_variance``. :func:`fit_noise` reads both numbers off a noisy frame
+alone, and :class:`NoiseModel` stabilises the frame (the generalised Anscombe
+transform: noise of unit variance at every intensity).
+
+:func:`wiener_refine` is the second stage of BM3D without its block matching: in
+sliding blocks of the stabilised frame, each DCT coefficient is shrunk by
+``E^2 / (E^2 + 1)``, ``E`` being the same coefficient of a denoised estimate of the frame
+(the network's output). Where the estimate has structure the noisy frame's own values
+come back; where it is flat the noise goes. The estimate only decides how much of each
+coefficient to keep, so detail the network smoothed away but the frame still holds
+returns, and what the network left of the noise is filtered again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+__all__ = ["NoiseModel", "fit_noise", "wiener_refine"]
+
+#: Bins of local brightness the noise's variance is measured in (:func:`fit_noise`).
+NOISE_BINS = 16
+#: Side of the DCT blocks and their step of :func:`wiener_refine`: 32-pixel blocks every 4 pixels
+#: scored highest on real widefield frames of those tried (8 to 32 pixels, steps of 1 to 8;
+#: docs/model.md), and 2 passes above 1 and 3.
+REFINE_BLOCK = 32
+REFINE_STEP = 4
+REFINE_PASSES = 2
+#: Rows of windows transformed at once: bounds the memory of a large plane's refinement
+#: (8 rows were the fastest on a 2-core CPU, of 2 to 32).
+_BLOCK_ROWS = 8
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """Poisson-Gaussian noise: intensity ``x`` varies by ``gain * x + read_variance``.
+
+    Intensities are those of the frame the model was fitted on (in [0, 1] for the library's
+    frames); ``gain`` > 0 and ``read_variance`` >= 0.
+    """
+
+    gain: float
+    read_variance: float
+
+    def __post_init__(self):
+        if not (np.isfinite(self.gain) and self.gain > 0):
+            raise ValueError(f"gain must be a positive finite number, got {self.gain!r}")
+        if not (np.isfinite(self.read_variance) and self.read_variance >= 0):
+            raise ValueError(f"read_variance must be a finite number >= 0, got {self.read_variance!r}")
+
+    def stabilise(self, frame: np.ndarray) -> np.ndarray:
+        """The generalised Anscombe transform: noise of unit variance at every intensity."""
+        a, b = self.gain, self.read_variance
+        return (2 / a) * np.sqrt(np.maximum(a * frame + 0.375 * a**2 + b, 0))
+
+    def unstabilise(self, stabilised: np.ndarray) -> np.ndarray:
+        """The algebraic inverse of :meth:`stabilise`."""
+        a, b = self.gain, self.read_variance
+        return a * stabilised**2 / 4 - 0.375 * a - b / a
+
+
+def fit_noise(windows, *, bins: int = NOISE_BINS) -> NoiseModel:
+    """Fit a Poisson-Gaussian noise model to noisy frames alone (no reference).
+
+    The noise is read off the high-pass ``x - box3(x)`` (its variance is 8/9 of the
+    noise's for independent pixels), robustly (the median absolute deviation) in
+    ``bins`` bins of the local mean, so that edges count little; a line through the
+    bins' variances gives the gain (its slope) and the read noise's variance.
+
+    Parameters
+    ----------
+    windows : ndarray or sequence of ndarray, each of shape (H, W)
+        Noisy frames or windows of one frame, in one intensity scale, at least 3x3.
+
+    Returns
+    -------
+    NoiseModel
+        Gain at least 1e-6 (a frame with no measurable noise gets that floor), read
+        variance at least 0.
+    """
+    windows = [windows] if isinstance(windows, np.ndarray) else list(windows)
+    if not windows:
+        raise ValueError("windows is empty; expected at least one 2-D frame")
+    residuals, means = [], []
+    for window in windows:
+        window = np.asarray(window, dtype=np.float64)
+        if window.ndim != 2 or min(window.shape) < 3:
+            raise ValueError(f"windows holds an array of shape {window.shape}; expected 2-D frames of at least 3x3")
+        residuals.append(((window - ndimage.uniform_filter(window, 3)) * np.sqrt(9 / 8)).ravel())
+        means.append(ndimage.uniform_filter(window, 7).ravel())
+    residual, local_mean = np.concatenate(residuals), np.concatenate(means)
+    edges = np.quantile(local_mean, np.linspace(0, 1, bins + 1))
+    bin_means, variances = [], []
+    for low, high in zip(edges[:-1], edges[1:]):
+        values = residual[(local_mean >= low) & (local_mean <= high)]
+        bin_means.append(local_mean[(local_mean >= low) & (local_mean <= high)].mean())
+        variances.append((1.4826 * np.median(np.abs(values - np.median(values)))) ** 2)
+    (gain, read_variance), *_ = np.linalg.lstsq(
+        np.stack([bin_means, np.ones(bins)], axis=1), np.array(variances), rcond=None
+    )
+    return NoiseModel(max(float(gain), 1e-6), max(float(read_variance), 0.0))
+
+
+def wiener_refine(
+    noisy: np.ndarray,
+    estimate: np.ndarray,
+    noise: NoiseModel,
+    *,
+    block: int = REFINE_BLOCK,
+    step: int = REFINE_STEP,
+    passes: int = REFINE_PASSES,
+) -> np.ndarray:
+    """Refine a denoised ``estimate`` of ``noisy`` by empirical Wiener filtering.
+
+    Both are stabilised by ``noise`` (:meth:`NoiseModel.stabilise`); in every
+    ``block`` x ``block`` window on a grid of ``step`` pixels (anchored at the frame's
+    origin; the frame is mirrored at its borders), each orthonormal DCT coefficient
+    ``Y`` of the noisy frame becomes ``Y * E**2 / (E**2 + 1)``, ``E`` being the
+    estimate's. Windows are averaged with BM3D's weights (the inverse of the sum of
+    the squared shrinkage factors: windows that keep less noise count more). Each
+    further pass uses the previous result as the estimate. A pixel's result depends
+    on the frames within ``passes * (block - 1)`` pixels of it.
+
+    Parameters
+    ----------
+    noisy : ndarray, shape (H, W)
+        The noisy frame, intensities of ``noise``'s scale.
+    estimate : ndarray, shape (H, W)
+        A denoised estimate of it, same scale.
+    noise : NoiseModel
+        The frame's noise (:func:`fit_noise`).
+    block : int
+        Window side, a multiple of ``step``.
+    step : int
+        Grid spacing of the windows, >= 1.
+    passes : int
+        Filtering passes, >= 1.
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W)
+    """
+    noisy, estimate = np.asarray(noisy), np.asarray(estimate)
+    if noisy.ndim != 2 or noisy.shape != estimate.shape:
+        raise ValueError(
+            f"noisy and estimate have shapes {noisy.shape} and {estimate.shape}; expected one 2-D shape"
+        )
+    if step < 1 or block < step or block % step:
+        raise ValueError(f"block ({block}) must be a positive multiple of step ({step})")
+    if passes < 1:
+        raise ValueError(f"passes must be >= 1, got {passes}")
+    stabilised = noise.stabilise(noisy.astype(np.float32))
+    refined = noise.stabilise(estimate.astype(np.float32))
+    for _ in range(passes):
+        refined = _wiener_pass(stabilised, refined, block, step)
+    return noise.unstabilise(refined).astype(np.float32, copy=False)
+
+
+def _mirrored(frame: np.ndarray, block: int, step: int) -> torch.Tensor:
+    """``frame`` mirrored by ``block`` pixels before and at least that after, to a grid of ``step``."""
+    height, width = frame.shape
+    after = [block + (-(size + block)) % step for size in (height, width)]
+    return torch.from_numpy(np.pad(frame, ((block, after[0]), (block, after[1])), mode="symmetric"))
+
+
+def _dct_matrix(size: int) -> torch.Tensor:
+    """The orthonormal DCT-II matrix: ``matrix @ x`` transforms the columns of ``x``."""
+    n = torch.arange(size, dtype=torch.float64)
+    matrix = torch.cos(torch.pi * (2 * n[None, :] + 1) * n[:, None] / (2 * size)) * np.sqrt(2 / size)
+    matrix[0] /= np.sqrt(2)
+    return matrix.float()
+
+
+def _wiener_pass(stabilised: np.ndarray, estimate: np.ndarray, block: int, step: int) -> np.ndarray:
+    """One pass of :func:`wiener_refine` on stabilised frames (noise of unit variance)."""
+    height, width = stabilised.shape
+    noisy, pilot = _mirrored(stabilised, block, step), _mirrored(estimate, block, step)
+    rows, columns = (noisy.shape[0] - block) // step + 1, (noisy.shape[1] - block) // step + 1
+    cells = block // step
+    dct = _dct_matrix(block)
+
+    def transform(windows, matrix):
+        # matrix @ windows @ matrix.T, as two products on the last axis: each one large
+        # matrix product rather than one small product per window.
+        return ((windows @ matrix.T).transpose(-1, -2) @ matrix.T).transpose(-1, -2)
+
+    # Each window is cells x cells grid cells of step x step pixels: cell (u, v) of window
+    # (i, j) is grid cell (i + u, j + v), which the weighted windows are summed into.
+    total = torch.zeros(rows + cells - 1, columns + cells - 1, step, step)
+    weight = torch.zeros(rows + cells - 1, columns + cells - 1)
+    noisy_windows = noisy.unfold(0, block, step).unfold(1, block, step)
+    pilot_windows = pilot.unfold(0, block, step).unfold(1, block, step)
+    for first in range(0, rows, _BLOCK_ROWS):
+        last = min(first + _BLOCK_ROWS, rows)
+        coefficients = transform(noisy_windows[first:last], dct)
+        power = transform(pilot_windows[first:last], dct).square_()
+        shrink = power.div_(power + 1)
+        filtered = transform(coefficients.mul_(shrink), dct.T)
+        window_weight = 1 / shrink.square_().sum(dim=(-2, -1)).clamp_min_(1e-8)
+        filtered.mul_(window_weight[..., None, None])
+        cells_view = filtered.reshape(last - first, columns, cells, step, cells, step)
+        for u in range(cells):
+            for v in range(cells):
+                total[first + u : last + u, v : v + columns] += cells_view[:, :, u, :, v, :]
+                weight[first + u : last + u, v : v + columns] += window_weight
+    result = (total / weight[..., None, None]).permute(0, 2, 1, 3).reshape(noisy.shape)
+    return result[block : block + height, block : block + width].numpy()

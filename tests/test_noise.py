@@ -1,0 +1,109 @@
+"""The noise model fitted on a frame alone, and the Wiener refinement it drives."""
+
+import dask.array as da
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_lowlight import enhance, estimate_difference, restore
+from napari_lowlight.noise import NoiseModel, fit_noise, wiener_refine
+
+
+def _psnr(clean, output):
+    return 10 * np.log10(1 / np.mean((clean - output) ** 2))
+
+
+@pytest.fixture
+def cells(rng):
+    """A clean 192x160 frame of blurred bright spots on a dim background, in [0, 1]."""
+    frame = np.zeros((192, 160))
+    frame[tuple(rng.integers(0, 160, (2, 40)))] = 1.0
+    frame = ndimage.gaussian_filter(frame, 1.5)
+    return (0.05 + 0.9 * frame / frame.max()).astype(np.float64)
+
+
+def _poisson_gaussian(clean, rng, photons=50, read_sigma=0.01):
+    return rng.poisson(clean * photons) / photons + rng.normal(0, read_sigma, clean.shape)
+
+
+def test_the_fit_recovers_shot_and_read_noise_from_one_frame(rng):
+    ramp = np.tile(np.linspace(0.05, 0.95, 256), (256, 1))
+    noise = fit_noise(_poisson_gaussian(ramp, rng, read_sigma=0.05))
+    assert noise.gain == pytest.approx(1 / 50, rel=0.15)
+    assert noise.read_variance == pytest.approx(0.05**2, rel=0.3)
+
+
+def test_stabilising_gives_unit_noise_at_every_intensity_and_inverts(rng):
+    noise = NoiseModel(gain=1 / 50, read_variance=1e-4)
+    for level in (0.05, 0.3, 0.9):
+        samples = _poisson_gaussian(np.full(100_000, level), rng)
+        assert noise.stabilise(samples).std() == pytest.approx(1.0, abs=0.05)
+    values = np.linspace(0, 1, 11)
+    np.testing.assert_allclose(noise.unstabilise(noise.stabilise(values)), values, atol=1e-12)
+
+
+def test_refinement_gives_back_what_an_oversmoothed_estimate_lost(cells, rng):
+    noisy = _poisson_gaussian(cells, rng)
+    smoothed = ndimage.gaussian_filter(noisy, 2.5)
+    refined = wiener_refine(noisy, smoothed, fit_noise(noisy))
+    assert refined.dtype == np.float32 and refined.shape == cells.shape
+    assert _psnr(cells, refined) > _psnr(cells, smoothed) + 2
+    assert _psnr(cells, refined) > _psnr(cells, noisy) + 3
+
+
+def test_a_window_on_the_grid_refines_as_the_whole_frame(cells, rng):
+    """What lets lazy blocks refine alone: a pixel depends on the frame within passes * (block - 1)."""
+    noisy = _poisson_gaussian(cells, rng)
+    estimate = ndimage.gaussian_filter(noisy, 1.5)
+    noise = fit_noise(noisy)
+    whole = wiener_refine(noisy, estimate, noise, block=8, step=4, passes=2)
+    reach = 2 * 7
+    window = (slice(16, 176), slice(8, 152))  # starts on the grid of 4
+    part = wiener_refine(noisy[window], estimate[window], noise, block=8, step=4, passes=2)
+    np.testing.assert_allclose(part[reach:-reach, reach:-reach], whole[window][reach:-reach, reach:-reach], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [(dict(block=10, step=4), "multiple"), (dict(passes=0), "passes"), (dict(step=0), "step")],
+)
+def test_bad_refinement_settings_are_named(kwargs, word):
+    frame = np.zeros((16, 16))
+    with pytest.raises(ValueError, match=word):
+        wiener_refine(frame, frame, NoiseModel(0.01, 0.0), **kwargs)
+
+
+def test_frames_of_different_shapes_are_refused():
+    with pytest.raises(ValueError, match="shapes"):
+        wiener_refine(np.zeros((16, 16)), np.zeros((16, 17)), NoiseModel(0.01, 0.0))
+
+
+@pytest.mark.parametrize("gain, read_variance", [(0.0, 0.0), (np.nan, 0.0), (0.01, -1.0)])
+def test_a_bad_noise_model_is_named(gain, read_variance):
+    with pytest.raises(ValueError, match="gain|read_variance"):
+        NoiseModel(gain, read_variance)
+
+
+def test_restore_refines_only_denoise_only_alphas(tiny_model, cells, rng):
+    noisy = np.clip(_poisson_gaussian(cells, rng), 0, 1).astype(np.float32)
+    plain = restore(noisy, 0.0, model=tiny_model, refine=False)
+    assert np.abs(restore(noisy, 0.0, model=tiny_model) - plain).max() > 1e-3
+    np.testing.assert_array_equal(restore(noisy, 1.0, model=tiny_model), restore(noisy, 1.0, model=tiny_model, refine=False))
+
+
+def test_a_refined_plane_matches_its_stack_on_every_path(tiny_model, cells, rng):
+    """The live slider enhances one plane with the stack as context: the noise is the stack's too."""
+    stack = np.stack([np.clip(_poisson_gaussian(cells, rng, photons=p), 0, 1) for p in (20, 200)]).astype(np.float32)
+    whole = restore(stack, 0.0, model=tiny_model)
+    difference = estimate_difference(stack, model=tiny_model)
+    plane = enhance(stack[0], difference[0], 0.0, model=tiny_model, context_image=stack)
+    np.testing.assert_allclose(plane, whole[0], atol=1e-5)
+
+
+def test_a_lazy_refined_restore_equals_in_memory(tiny_model, rng):
+    """Blocks overlap by the refinement's reach too, and start on its grid."""
+    clean = np.tile(np.linspace(0.1, 0.9, 200), (820, 1))
+    image = np.clip(_poisson_gaussian(clean, rng), 0, 1).astype(np.float32)
+    lazy = restore(da.from_array(image, chunks=(300, 200)), 0.0, model=tiny_model, tile_size=32)
+    assert len(lazy.chunks[0]) > 1
+    np.testing.assert_allclose(lazy.compute(), restore(image, 0.0, model=tiny_model, tile_size=32), atol=2e-4)

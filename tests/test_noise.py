@@ -107,3 +107,25 @@ def test_a_lazy_refined_restore_equals_in_memory(tiny_model, rng):
     lazy = restore(da.from_array(image, chunks=(300, 200)), 0.0, model=tiny_model, tile_size=32)
     assert len(lazy.chunks[0]) > 1
     np.testing.assert_allclose(lazy.compute(), restore(image, 0.0, model=tiny_model, tile_size=32), atol=2e-4)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (40, 31), (2, 3, 20, 50)])
+def test_planes_smaller_than_a_window_are_restored_unrefined(tiny_model, rng, shape):
+    image = rng.random(shape).astype(np.float32)
+    np.testing.assert_array_equal(restore(image, 0.0, model=tiny_model), restore(image, 0.0, model=tiny_model, refine=False))
+
+
+def test_colour_images_are_not_refined(tiny_model, rng):
+    """Demosaicing and JPEG correlate a colour photograph's noise, which the model takes as independent."""
+    image = rng.integers(0, 256, (48, 40, 3)).astype(np.uint8)
+    refined = restore(image, 0.0, model=tiny_model, channel_axis=-1)
+    np.testing.assert_array_equal(refined, restore(image, 0.0, model=tiny_model, channel_axis=-1, refine=False))
+
+
+@pytest.mark.parametrize("values", [(0.0,), (0.0, 1.0), (0.2, 0.2001)])
+def test_frames_of_one_or_two_values_fit_and_refine(tiny_model, rng, values):
+    """A mask or a blank frame at alpha 0: quantile bins fall between tied values, and must not break the fit."""
+    frame = rng.choice(np.array(values, dtype=np.float32), size=(64, 64))
+    noise = fit_noise(frame)
+    assert np.isfinite(noise.gain) and np.isfinite(noise.read_variance)
+    assert np.isfinite(restore(frame, 0.0, model=tiny_model)).all()

@@ -60,8 +60,9 @@ BLACK_TOE_POWER = 8
 #: Below this alpha a restore only denoises (the output keeps the frame's intensities), and
 #: ``refine`` filters it again with the frame's own noise model (:func:`~napari_lowlight.noise.wiener_refine`).
 REFINE_MAX_ALPHA = 0.05
-#: Planes and windows per plane the noise model is fitted on (:func:`_noise_windows`).
-NOISE_PLANES = 16
+#: Planes and windows per plane the noise model is fitted on (:func:`_noise_windows`): at most
+#: a megapixel, read again by every plane of a live-slider update on a stack.
+NOISE_PLANES = 4
 NOISE_WINDOW = 128
 NOISE_WINDOWS_PER_AXIS = 4
 #: Pixels on each side a refined pixel depends on beyond the network's radius, a multiple of
@@ -346,50 +347,46 @@ def _model_and_context(image, channel_axis, model, scale):
     return model, context
 
 
-def _noise_windows(image, channel_axis) -> list:
-    """A fixed set of full-resolution windows of ``image`` to fit its noise on (numpy or dask alike).
+def _noise_windows(image) -> list:
+    """A fixed set of full-resolution windows of the grey ``image`` to fit its noise on (numpy or dask alike).
 
-    Up to NOISE_PLANES planes evenly spaced over the stack (every colour channel of a
-    colour image counts as a plane), each read in a grid of up to NOISE_WINDOWS_PER_AXIS
-    squared windows of NOISE_WINDOW pixels a side, evenly spread: neighbouring pixels
-    stay together, as the fit's high-pass needs, in a bounded number of pixels.
+    Up to NOISE_PLANES planes evenly spaced over the stack, each read in a grid of up to
+    NOISE_WINDOWS_PER_AXIS squared windows of NOISE_WINDOW pixels a side, evenly spread:
+    neighbouring pixels stay together, as the fit's high-pass needs, in a bounded number of pixels.
     """
-    y_axis, x_axis = _spatial_axes(image.ndim, channel_axis)
-    image = colour_channels(image, channel_axis)
-    lead = [axis for axis in range(image.ndim) if axis not in (y_axis, x_axis)]
-    planes = list(np.ndindex(*[image.shape[axis] for axis in lead]))
+    *lead, height, width = image.shape
+    planes = list(np.ndindex(*lead))
     planes = [planes[i] for i in np.unique(np.linspace(0, len(planes) - 1, min(len(planes), NOISE_PLANES)).round().astype(int))]
 
-    def starts(size):
+    def windows_along(size):
         window = min(size, NOISE_WINDOW)
-        return window, np.unique(np.linspace(0, size - window, min(NOISE_WINDOWS_PER_AXIS, -(-size // window))).round().astype(int))
+        starts = np.linspace(0, size - window, min(NOISE_WINDOWS_PER_AXIS, -(-size // window)))
+        return [slice(start, start + window) for start in np.unique(starts.round().astype(int))]
 
-    (height, rows), (width, columns) = starts(image.shape[y_axis]), starts(image.shape[x_axis])
-    windows = []
-    for plane in planes:
-        for top in rows:
-            for left in columns:
-                index = [0] * image.ndim
-                for axis, position in zip(lead, plane):
-                    index[axis] = position
-                index[y_axis], index[x_axis] = slice(top, top + height), slice(left, left + width)
-                windows.append(image[tuple(index)])
-    return windows
+    rows, columns = windows_along(height), windows_along(width)
+    return [image[(*plane, row, column)] for plane in planes for row in rows for column in columns]
 
 
-def _noise_model(image, channel_axis, scale) -> NoiseModel:
-    """The Poisson-Gaussian noise of ``image`` in [0, 1] intensities, fitted on :func:`_noise_windows`."""
-    windows = _noise_windows(image, channel_axis)
+def _noise_model(image, scale) -> NoiseModel:
+    """The Poisson-Gaussian noise of the grey ``image`` in [0, 1] intensities, fitted on :func:`_noise_windows`."""
+    windows = _noise_windows(image)
     if is_dask(image):
         import dask
 
-        windows = computed_once(image, f"noise windows, channel axis {channel_axis}", lambda: dask.compute(*windows))
+        windows = computed_once(image, "noise windows", lambda: dask.compute(*windows))
     return fit_noise([to_unit_float(np.asarray(window), scale=scale, name="image")[0] for window in windows])
 
 
-def _refines(refine: bool, alpha) -> bool:
-    """Whether a pass at ``alpha`` refines its output (``refine`` and a denoise-only alpha)."""
-    return bool(refine) and alpha is not None and alpha < REFINE_MAX_ALPHA
+def _refines(refine: bool, alpha, channel_axis, shape) -> bool:
+    """Whether a pass refines its output: ``refine``, a denoise-only ``alpha``, grey planes of ``shape``
+    at least one refinement window a side.
+
+    A colour image's noise is not the model's: demosaicing and JPEG's chroma subsampling
+    correlate it across pixels and channels, and on well-exposed colour photographs the
+    refinement lowered PSNR and SSIM (docs/method.md).
+    """
+    grey = channel_axis is None and min(shape[-2:]) >= REFINE_BLOCK
+    return bool(refine) and alpha is not None and alpha < REFINE_MAX_ALPHA and grey
 
 
 def _check_image_shape(image, channel_axis) -> int | None:
@@ -468,7 +465,9 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     if noise is not None:
         # Enhance-Net's input is the noisy frame the output estimates: at these alphas, the frame itself.
         enhanced = planes + alpha * difference_planes
-        output[0] = np.stack([wiener_refine(frame, estimate, noise) for frame, estimate in zip(enhanced, output[0])])
+        output[0] = np.stack(
+            [wiener_refine(frame, estimate, noise, device=runner.device) for frame, estimate in zip(enhanced, output[0])]
+        )
     if keep_black and alpha > 0:
         output = black_toe(output, _restored_black(runner, alpha, context))
     restored = layout.merge(from_unit_float(output[0], scale), opacity_channel(np.asarray(inputs[0]), channel_axis))
@@ -622,14 +621,16 @@ def restore(
         leaves the brighter tones nearly as they are (:func:`black_toe`). No effect at
         alpha 0. False gives the nets' output as it is.
     refine : bool
-        Below alpha 0.05 (``REFINE_MAX_ALPHA``: denoise only, as at alpha 0 or an
-        "auto" that finds nothing to brighten), filter the frame again with the
+        For grey images below alpha 0.05 (``REFINE_MAX_ALPHA``: denoise only, as at alpha
+        0 or an "auto" that finds nothing to brighten), filter the frame again with the
         network's output as the guide: an empirical Wiener filter in sliding DCT blocks
         under the image's own Poisson-Gaussian noise model, fitted once on windows of
         the image (:func:`~napari_lowlight.noise.wiener_refine`). It gives back detail
         the network smoothed and removes what it left of the noise (docs/benchmarks.md
         measures it on real fluorescence frames), for about the time of the network
-        pass again. No effect at higher alphas. False gives the nets' output as it is.
+        pass again. No effect at higher alphas, on colour images (``channel_axis``: their
+        noise is correlated by demosaicing and compression) or on planes under 32 pixels
+        a side. False gives the nets' output as it is.
 
     Returns
     -------
@@ -646,7 +647,7 @@ def restore(
     model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
         alpha = _alpha_from_context(model, context)
-    noise = _noise_model(image, channel_axis, scale) if _refines(refine, alpha) else None
+    noise = _noise_model(image, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
     settings = _pass_settings(
         model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black, noise=noise
     )
@@ -752,7 +753,7 @@ def enhance(
         whole_axis = _check_image_shape(whole, None if channel_axis is None else channel_axis + whole.ndim - image.ndim)
     scale = image_scale(whole, data_range, channel_axis=whole_axis)
     model, context = _model_and_context(whole, whole_axis, model, scale)
-    noise = _noise_model(whole, whole_axis, scale) if _refines(refine, alpha) else None
+    noise = _noise_model(whole, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
     settings = _pass_settings(
         model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black, noise=noise
     )

@@ -24,11 +24,13 @@ from scipy import ndimage
 
 __all__ = ["NoiseModel", "fit_noise", "wiener_refine"]
 
-#: Bins of local brightness the noise's variance is measured in (:func:`fit_noise`).
+#: Bins of local brightness the noise's variance is measured in (:func:`fit_noise`), and the
+#: fewest pixels a bin needs to count.
 NOISE_BINS = 16
+MIN_BIN_PIXELS = 64
 #: Side of the DCT blocks and their step of :func:`wiener_refine`: 32-pixel blocks every 4 pixels
 #: scored highest on real widefield frames of those tried (8 to 32 pixels, steps of 1 to 8;
-#: docs/model.md), and 2 passes above 1 and 3.
+#: docs/method.md), and 2 passes above 1 and 3.
 REFINE_BLOCK = 32
 REFINE_STEP = 4
 REFINE_PASSES = 2
@@ -82,7 +84,8 @@ def fit_noise(windows, *, bins: int = NOISE_BINS) -> NoiseModel:
     -------
     NoiseModel
         Gain at least 1e-6 (a frame with no measurable noise gets that floor), read
-        variance at least 0.
+        variance at least 0. A frame of a single brightness gets all its variance as
+        read noise.
     """
     windows = [windows] if isinstance(windows, np.ndarray) else list(windows)
     if not windows:
@@ -98,11 +101,17 @@ def fit_noise(windows, *, bins: int = NOISE_BINS) -> NoiseModel:
     edges = np.quantile(local_mean, np.linspace(0, 1, bins + 1))
     bin_means, variances = [], []
     for low, high in zip(edges[:-1], edges[1:]):
-        values = residual[(local_mean >= low) & (local_mean <= high)]
-        bin_means.append(local_mean[(local_mean >= low) & (local_mean <= high)].mean())
+        inside = (local_mean >= low) & (local_mean <= high)
+        if np.count_nonzero(inside) < MIN_BIN_PIXELS:  # between two tied values of the quantiles
+            continue
+        values = residual[inside]
+        bin_means.append(local_mean[inside].mean())
         variances.append((1.4826 * np.median(np.abs(values - np.median(values)))) ** 2)
+    if len(bin_means) < 2 or np.ptp(bin_means) == 0:
+        # One brightness only: its variance cannot be split into shot and read noise.
+        return NoiseModel(1e-6, float(np.mean(variances)) if variances else 0.0)
     (gain, read_variance), *_ = np.linalg.lstsq(
-        np.stack([bin_means, np.ones(bins)], axis=1), np.array(variances), rcond=None
+        np.stack([bin_means, np.ones(len(bin_means))], axis=1), np.array(variances), rcond=None
     )
     return NoiseModel(max(float(gain), 1e-6), max(float(read_variance), 0.0))
 
@@ -115,6 +124,7 @@ def wiener_refine(
     block: int = REFINE_BLOCK,
     step: int = REFINE_STEP,
     passes: int = REFINE_PASSES,
+    device="cpu",
 ) -> np.ndarray:
     """Refine a denoised ``estimate`` of ``noisy`` by empirical Wiener filtering.
 
@@ -141,6 +151,8 @@ def wiener_refine(
         Grid spacing of the windows, >= 1.
     passes : int
         Filtering passes, >= 1.
+    device : str or torch.device
+        Where the windows are transformed (the arrays in and out are NumPy's).
 
     Returns
     -------
@@ -158,15 +170,15 @@ def wiener_refine(
     stabilised = noise.stabilise(noisy.astype(np.float32))
     refined = noise.stabilise(estimate.astype(np.float32))
     for _ in range(passes):
-        refined = _wiener_pass(stabilised, refined, block, step)
+        refined = _wiener_pass(stabilised, refined, block, step, torch.device(device))
     return noise.unstabilise(refined).astype(np.float32, copy=False)
 
 
-def _mirrored(frame: np.ndarray, block: int, step: int) -> torch.Tensor:
+def _mirrored(frame: np.ndarray, block: int, step: int, device: torch.device) -> torch.Tensor:
     """``frame`` mirrored by ``block`` pixels before and at least that after, to a grid of ``step``."""
     height, width = frame.shape
     after = [block + (-(size + block)) % step for size in (height, width)]
-    return torch.from_numpy(np.pad(frame, ((block, after[0]), (block, after[1])), mode="symmetric"))
+    return torch.from_numpy(np.pad(frame, ((block, after[0]), (block, after[1])), mode="symmetric")).to(device)
 
 
 def _dct_matrix(size: int) -> torch.Tensor:
@@ -177,13 +189,13 @@ def _dct_matrix(size: int) -> torch.Tensor:
     return matrix.float()
 
 
-def _wiener_pass(stabilised: np.ndarray, estimate: np.ndarray, block: int, step: int) -> np.ndarray:
+def _wiener_pass(stabilised: np.ndarray, estimate: np.ndarray, block: int, step: int, device: torch.device) -> np.ndarray:
     """One pass of :func:`wiener_refine` on stabilised frames (noise of unit variance)."""
     height, width = stabilised.shape
-    noisy, pilot = _mirrored(stabilised, block, step), _mirrored(estimate, block, step)
+    noisy, pilot = _mirrored(stabilised, block, step, device), _mirrored(estimate, block, step, device)
     rows, columns = (noisy.shape[0] - block) // step + 1, (noisy.shape[1] - block) // step + 1
     cells = block // step
-    dct = _dct_matrix(block)
+    dct = _dct_matrix(block).to(device)
 
     def transform(windows, matrix):
         # matrix @ windows @ matrix.T, as two products on the last axis: each one large
@@ -192,8 +204,8 @@ def _wiener_pass(stabilised: np.ndarray, estimate: np.ndarray, block: int, step:
 
     # Each window is cells x cells grid cells of step x step pixels: cell (u, v) of window
     # (i, j) is grid cell (i + u, j + v), which the weighted windows are summed into.
-    total = torch.zeros(rows + cells - 1, columns + cells - 1, step, step)
-    weight = torch.zeros(rows + cells - 1, columns + cells - 1)
+    total = torch.zeros(rows + cells - 1, columns + cells - 1, step, step, device=device)
+    weight = torch.zeros(rows + cells - 1, columns + cells - 1, device=device)
     noisy_windows = noisy.unfold(0, block, step).unfold(1, block, step)
     pilot_windows = pilot.unfold(0, block, step).unfold(1, block, step)
     for first in range(0, rows, _BLOCK_ROWS):
@@ -210,4 +222,4 @@ def _wiener_pass(stabilised: np.ndarray, estimate: np.ndarray, block: int, step:
                 total[first + u : last + u, v : v + columns] += cells_view[:, :, u, :, v, :]
                 weight[first + u : last + u, v : v + columns] += window_weight
     result = (total / weight[..., None, None]).permute(0, 2, 1, 3).reshape(noisy.shape)
-    return result[block : block + height, block : block + width].numpy()
+    return result[block : block + height, block : block + width].cpu().numpy()

@@ -201,8 +201,8 @@ class RestoreWidget(QWidget):
         self._keep_black.setChecked(True)
         self._refine = QCheckBox("refine with the image's own noise")
         self._refine.setToolTip(
-            "At alpha under 0.05 (denoise only), filter the image again guided by the network's output,"
-            " under the image's own noise: more detail, less noise"
+            "Grey images at alpha under 0.05 (denoise only): filter the image again guided by the network's"
+            " output, under the image's own noise: more detail, less noise"
         )
         self._refine.setChecked(True)
         self._run = QPushButton("Restore")

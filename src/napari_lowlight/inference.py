@@ -311,6 +311,11 @@ def _spatial_axes(ndim: int, channel_axis) -> tuple[int, int]:
     return axes[-2], axes[-1]
 
 
+def _evenly_spaced(last: int, count: int) -> np.ndarray:
+    """Up to ``count`` distinct integers spread evenly over [0, ``last``], both ends included."""
+    return np.unique(np.linspace(0, last, count).round().astype(int))
+
+
 def _context_sample(image, channel_axis):
     """A fixed subset of ``image``'s pixels for the image context (numpy or dask alike).
 
@@ -326,7 +331,7 @@ def _context_sample(image, channel_axis):
             continue
         size = sample.shape[axis]
         if axis != channel_axis:  # every colour channel stays
-            keep = np.unique(np.linspace(0, size - 1, min(size, 16)).round().astype(int))
+            keep = _evenly_spaced(size - 1, min(size, 16))
             sample = np.take(sample, keep, axis=axis) if len(keep) < size else sample
             size = len(keep)
         count *= size
@@ -356,12 +361,12 @@ def _noise_windows(image) -> list:
     """
     *lead, height, width = image.shape
     planes = list(np.ndindex(*lead))
-    planes = [planes[i] for i in np.unique(np.linspace(0, len(planes) - 1, min(len(planes), NOISE_PLANES)).round().astype(int))]
+    planes = [planes[i] for i in _evenly_spaced(len(planes) - 1, min(len(planes), NOISE_PLANES))]
 
     def windows_along(size):
         window = min(size, NOISE_WINDOW)
-        starts = np.linspace(0, size - window, min(NOISE_WINDOWS_PER_AXIS, -(-size // window)))
-        return [slice(start, start + window) for start in np.unique(starts.round().astype(int))]
+        starts = _evenly_spaced(size - window, min(NOISE_WINDOWS_PER_AXIS, -(-size // window)))
+        return [slice(start, start + window) for start in starts]
 
     rows, columns = windows_along(height), windows_along(width)
     return [image[(*plane, row, column)] for plane in planes for row in rows for column in columns]

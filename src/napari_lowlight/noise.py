@@ -2,16 +2,16 @@
 
 A camera's noise is Poisson-Gaussian: a pixel of intensity ``x`` varies by
 ``gain * x + read_variance``. :func:`fit_noise` reads both numbers off a noisy frame
-alone, and :class:`NoiseModel` stabilises the frame (the generalised Anscombe
-transform: noise of unit variance at every intensity).
+alone, and :class:`NoiseModel` gives the variance at any intensity and stabilises the
+frame (the generalised Anscombe transform: noise of unit variance at every intensity).
 
 :func:`wiener_refine` is the second stage of BM3D without its block matching: in
-sliding blocks of the stabilised frame, each DCT coefficient is shrunk by
-``E^2 / (E^2 + 1)``, ``E`` being the same coefficient of a denoised estimate of the frame
-(the network's output). Where the estimate has structure the noisy frame's own values
-come back; where it is flat the noise goes. The estimate only decides how much of each
-coefficient to keep, so detail the network smoothed away but the frame still holds
-returns, and what the network left of the noise is filtered again.
+sliding blocks of the frame, each DCT coefficient is shrunk by ``E^2 / (E^2 + s^2)``,
+``E`` being the same coefficient of a denoised estimate of the frame (the network's
+output) and ``s^2`` the noise's variance there. Where the estimate has structure the
+noisy frame's own values come back; where it is flat the noise goes. The estimate only
+decides how much of each coefficient to keep, so detail the network smoothed away but the
+frame still holds returns, and what the network left of the noise is filtered again.
 """
 
 from __future__ import annotations
@@ -34,6 +34,13 @@ MIN_BIN_PIXELS = 64
 REFINE_BLOCK = 32
 REFINE_STEP = 4
 REFINE_PASSES = 2
+#: Beta of the Kaiser window that weighs each block's pixels when blocks are averaged, as
+#: BM3D's: pixels near a block's edge count less, which keeps the blocks' grid out of flat regions.
+REFINE_KAISER_BETA = 2.0
+#: The first pass's noise variance, in multiples of the frame's: its guide, the network's
+#: output, may still hold noise, which a coefficient would otherwise keep as structure
+#: (docs/method.md: 2 scored higher than 1, 1.2 and 1.5 on real and simulated frames).
+REFINE_GUIDE_NOISE = 2.0
 #: Rows of windows transformed at once: bounds the memory of a large plane's refinement
 #: (8 rows were the fastest on a 2-core CPU, of 2 to 32).
 _BLOCK_ROWS = 8
@@ -65,6 +72,10 @@ class NoiseModel:
         """The algebraic inverse of :meth:`stabilise`."""
         a, b = self.gain, self.read_variance
         return a * stabilised**2 / 4 - 0.375 * a - b / a
+
+    def variance(self, intensity: np.ndarray) -> np.ndarray:
+        """The noise's variance at the mean ``intensity`` (clipped at 0)."""
+        return self.gain * np.maximum(intensity, 0) + self.read_variance
 
 
 def fit_noise(windows, *, bins: int = NOISE_BINS) -> NoiseModel:
@@ -128,14 +139,21 @@ def wiener_refine(
 ) -> np.ndarray:
     """Refine a denoised ``estimate`` of ``noisy`` by empirical Wiener filtering.
 
-    Both are stabilised by ``noise`` (:meth:`NoiseModel.stabilise`); in every
-    ``block`` x ``block`` window on a grid of ``step`` pixels (anchored at the frame's
-    origin; the frame is mirrored at its borders), each orthonormal DCT coefficient
-    ``Y`` of the noisy frame becomes ``Y * E**2 / (E**2 + 1)``, ``E`` being the
-    estimate's. Windows are averaged with BM3D's weights (the inverse of the sum of
-    the squared shrinkage factors: windows that keep less noise count more). Each
-    further pass uses the previous result as the estimate. A pixel's result depends
-    on the frames within ``passes * (block - 1)`` pixels of it.
+    In every ``block`` x ``block`` window on a grid of ``step`` pixels (anchored at the
+    frame's origin; the frame is mirrored at its borders), each orthonormal DCT coefficient
+    ``Y`` of the noisy frame becomes ``Y * E**2 / (E**2 + s**2)``, ``E`` being the
+    estimate's and ``s**2`` the noise's variance in the window: the mean of
+    :meth:`NoiseModel.variance` over the estimate's pixels (what a coefficient of
+    independent, signal-dependent noise has). Windows are averaged with BM3D's weights
+    (the inverse of the noise the window keeps) times a Kaiser window, which keeps the
+    windows' grid out of flat regions. Each further pass uses the previous result as the
+    estimate; the first counts :data:`REFINE_GUIDE_NOISE` times the noise, for what noise the
+    estimate still holds.
+
+    The filter runs on the frame's own intensities, not on a variance-stabilised frame: a
+    coefficient kept whole keeps its mean, where the stabilising transform's inverse biases
+    intensities low at a few photons per pixel (and the transform stops stabilising below
+    one). A pixel's result depends on the frames within ``passes * (block - 1)`` pixels of it.
 
     Parameters
     ----------
@@ -167,11 +185,12 @@ def wiener_refine(
         raise ValueError(f"block ({block}) must be a positive multiple of step ({step})")
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
-    stabilised = noise.stabilise(noisy.astype(np.float32))
-    refined = noise.stabilise(estimate.astype(np.float32))
-    for _ in range(passes):
-        refined = _wiener_pass(stabilised, refined, block, step, torch.device(device))
-    return noise.unstabilise(refined).astype(np.float32, copy=False)
+    device = torch.device(device)
+    noisy, refined = noisy.astype(np.float32), estimate.astype(np.float32)
+    for done in range(passes):
+        scale = 1.0 if done else REFINE_GUIDE_NOISE
+        refined = _wiener_pass(noisy, refined, scale * noise.variance(refined), block, step, device)
+    return refined
 
 
 def _mirrored(frame: np.ndarray, block: int, step: int, device: torch.device) -> torch.Tensor:
@@ -189,13 +208,22 @@ def _dct_matrix(size: int) -> torch.Tensor:
     return matrix.float()
 
 
-def _wiener_pass(stabilised: np.ndarray, estimate: np.ndarray, block: int, step: int, device: torch.device) -> np.ndarray:
-    """One pass of :func:`wiener_refine` on stabilised frames (noise of unit variance)."""
-    height, width = stabilised.shape
-    noisy, pilot = _mirrored(stabilised, block, step, device), _mirrored(estimate, block, step, device)
+def _wiener_pass(
+    frame: np.ndarray, estimate: np.ndarray, variance: np.ndarray, block: int, step: int, device: torch.device
+) -> np.ndarray:
+    """One pass of :func:`wiener_refine`, with the noise's variance per pixel."""
+    height, width = frame.shape
+    noisy, pilot = _mirrored(frame, block, step, device), _mirrored(estimate, block, step, device)
     rows, columns = (noisy.shape[0] - block) // step + 1, (noisy.shape[1] - block) // step + 1
     cells = block // step
     dct = _dct_matrix(block).to(device)
+    kaiser = torch.from_numpy(np.kaiser(block, REFINE_KAISER_BETA)).float().to(device)
+    # The inverse DCT and the 2-D Kaiser window in one: diag(k) @ D.T @ C @ D @ diag(k).
+    windowed_inverse = kaiser[:, None] * dct.T
+    # A DCT coefficient's noise variance is the mean of the window's pixels' variances.
+    window_variance = torch.nn.functional.avg_pool2d(
+        _mirrored(variance.astype(np.float32), block, step, device)[None, None], block, step
+    )[0, 0].clamp_min_(1e-12)
 
     def transform(windows, matrix):
         # matrix @ windows @ matrix.T, as two products on the last axis: each one large
@@ -205,21 +233,25 @@ def _wiener_pass(stabilised: np.ndarray, estimate: np.ndarray, block: int, step:
     # Each window is cells x cells grid cells of step x step pixels: cell (u, v) of window
     # (i, j) is grid cell (i + u, j + v), which the weighted windows are summed into.
     total = torch.zeros(rows + cells - 1, columns + cells - 1, step, step, device=device)
-    weight = torch.zeros(rows + cells - 1, columns + cells - 1, device=device)
+    window_weight = torch.empty(rows, columns, device=device)
     noisy_windows = noisy.unfold(0, block, step).unfold(1, block, step)
     pilot_windows = pilot.unfold(0, block, step).unfold(1, block, step)
     for first in range(0, rows, _BLOCK_ROWS):
         last = min(first + _BLOCK_ROWS, rows)
+        noise_variance = window_variance[first:last, :, None, None]
         coefficients = transform(noisy_windows[first:last], dct)
         power = transform(pilot_windows[first:last], dct).square_()
-        shrink = power.div_(power + 1)
-        filtered = transform(coefficients.mul_(shrink), dct.T)
-        window_weight = 1 / shrink.square_().sum(dim=(-2, -1)).clamp_min_(1e-8)
-        filtered.mul_(window_weight[..., None, None])
+        shrink = power.div_(power + noise_variance)
+        filtered = transform(coefficients.mul_(shrink), windowed_inverse)
+        window_weight[first:last] = 1 / (noise_variance[..., 0, 0] * shrink.square_().sum(dim=(-2, -1))).clamp_min_(1e-8)
+        filtered.mul_(window_weight[first:last, :, None, None])
         cells_view = filtered.reshape(last - first, columns, cells, step, cells, step)
         for u in range(cells):
             for v in range(cells):
                 total[first + u : last + u, v : v + columns] += cells_view[:, :, u, :, v, :]
-                weight[first + u : last + u, v : v + columns] += window_weight
-    result = (total / weight[..., None, None]).permute(0, 2, 1, 3).reshape(noisy.shape)
+    # Each pixel's sum of weights: the windows' weights spread by the Kaiser window.
+    kaiser_2d = kaiser[:, None] * kaiser[None, :]
+    weight = torch.nn.functional.conv_transpose2d(window_weight[None, None], kaiser_2d[None, None], stride=step)[0, 0]
+    total = total.permute(0, 2, 1, 3).reshape(noisy.shape)
+    result = total / weight
     return result[block : block + height, block : block + width].cpu().numpy()

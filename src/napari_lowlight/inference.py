@@ -502,10 +502,10 @@ def _smooth_difference(planes: np.ndarray, difference: np.ndarray, *, colours: i
     chroma noise into ``D``.
     """
     guides = np.repeat(planes.reshape(-1, colours, *planes.shape[-2:]).mean(axis=1), colours, axis=0)
-    followed = np.empty_like(difference)
+    smoothed = np.empty_like(difference)
     for index, (guide, plane) in enumerate(zip(guides, difference)):
-        followed[index] = np.maximum(guided_filter(guide, plane, DIFFERENCE_GUIDE_RADIUS, DIFFERENCE_GUIDE_EPS), 0)
-    return followed
+        smoothed[index] = np.maximum(guided_filter(guide, plane, DIFFERENCE_GUIDE_RADIUS, DIFFERENCE_GUIDE_EPS), 0)
+    return smoothed
 
 
 def _restored_black(runner: _Runner, alpha: float, context: torch.Tensor) -> float:

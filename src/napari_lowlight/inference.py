@@ -554,6 +554,11 @@ def _on_cpu(model: LowLightNet) -> LowLightNet:
     return copy.deepcopy(model).cpu()
 
 
+def _estimate_halo(model: LowLightNet) -> int:
+    """A lazy Estimate-Net block's overlap: Estimate-Net's reach and the guided filter's on its map."""
+    return model.receptive_radius - model.enhance_radius + DIFFERENCE_GUIDE_REACH
+
+
 def _halo(network_radius: int, noise) -> int:
     """A lazy block's overlap: the network's reach, and the refinement's when it runs (``noise``)."""
     return network_radius if noise is None else -(-network_radius // REFINE_STEP) * REFINE_STEP + REFINE_REACH
@@ -694,9 +699,8 @@ def restore(
     restored = _lazy([image], kind="restore", halo=halo, channel_axis=channel_axis, out_dtype=image.dtype, **settings)
     if not return_difference:
         return restored
-    estimate_halo = model.receptive_radius - model.enhance_radius + DIFFERENCE_GUIDE_REACH
     settings["noise"] = None
-    difference = _lazy([image], kind="estimate", halo=estimate_halo, channel_axis=channel_axis, out_dtype=np.float32, **settings)
+    difference = _lazy([image], kind="estimate", halo=_estimate_halo(model), channel_axis=channel_axis, out_dtype=np.float32, **settings)
     return restored, difference
 
 
@@ -730,8 +734,7 @@ def estimate_difference(
     settings = _pass_settings(model, context, None, scale, device, tile, compile=compile, ensemble=ensemble)
     if not is_dask(image):
         return _apply([image], kind="estimate", channel_axis=channel_axis, **settings)
-    halo = model.receptive_radius - model.enhance_radius + DIFFERENCE_GUIDE_REACH
-    return _lazy([image], kind="estimate", halo=halo, channel_axis=channel_axis, out_dtype=np.float32, **settings)
+    return _lazy([image], kind="estimate", halo=_estimate_halo(model), channel_axis=channel_axis, out_dtype=np.float32, **settings)
 
 
 def enhance(

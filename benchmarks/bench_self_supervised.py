@@ -15,12 +15,15 @@ reference chooses it), VST + BM3D, and the shipped weights, all from ``bench_rea
 Run from the repository root: ``python -m benchmarks.bench_self_supervised``.
 """
 
+import copy
 import sys
 import time
 
 import numpy as np
 
 import napari_lowlight
+from napari_lowlight.inference import GUIDE_NOISE_KEY
+from napari_lowlight.noise import REFINE_GUIDE_NOISE
 from napari_lowlight.training import SELF_SUPERVISED_DEFAULTS, TrainingConfig
 from napari_lowlight.weights import shipped_weights_path
 
@@ -54,10 +57,14 @@ def run(*, quick=False, seed=0, device="auto", log=sys.stderr):
     frames = [noisy for _, noisy, _ in pairs[: size["train"]]]
     baselines = _fluorescence_methods(None)
     methods = {name: baselines[name] for name in BASELINES}
-    seconds, auto_alpha = {}, {}
+    seconds, auto_alpha, guide_noise = {}, {}, {}
     for start in STARTS:
         shipped = napari_lowlight.load_model(shipped_weights_path(start), device=device)
         tuned, seconds[start] = fine_tune(frames, settings, start, seed=seed, device=device, log=log)
+        guide_noise[start] = tuned.training_config[GUIDE_NOISE_KEY]
+        # The same weights refined with the factor chosen for the shipped ones: what the calibration changed.
+        uncalibrated = copy.deepcopy(tuned)
+        del uncalibrated.training_config[GUIDE_NOISE_KEY]
         auto_alpha[start] = float(np.mean([napari_lowlight.estimate_alpha(stored, model=tuned) for _, stored, _ in pairs]))
         methods |= {
             f"shipped {start} weights, α=0": lambda stored, reference, m=shipped: _ours(stored, m, 0.0),
@@ -68,6 +75,9 @@ def run(*, quick=False, seed=0, device="auto", log=sys.stderr):
             ),
             f"fine-tuned from {start}, α=0, unrefined (refine=False)": lambda stored, reference, m=tuned: _ours(
                 stored, m, 0.0, refine=False
+            ),
+            f"fine-tuned from {start}, α=0, refinement not calibrated": lambda stored, reference, m=uncalibrated: _ours(
+                stored, m, 0.0
             ),
         }
     scores, seconds_in_all = score_fluorescence(pairs, methods, log)
@@ -80,6 +90,7 @@ def run(*, quick=False, seed=0, device="auto", log=sys.stderr):
         seconds=seconds,
         seconds_per_frame={m: t / len(pairs) for m, t in seconds_in_all.items()},
         tuned_auto_alpha=auto_alpha,
+        guide_noise=guide_noise,
         psnr={m: (float(np.mean(s[:split])), float(np.mean(s[split:])) if s[split:] else None) for m, s in scores.items()},
         seed=seed,
     )
@@ -99,6 +110,7 @@ def format_report(result, *, machine, command, quick):
     settings = ", ".join(f"{name} {value:g}" for name, value in result["settings"].items())
     minutes = " and ".join(f"{seconds / 60:.1f} minutes from {start}" for start, seconds in result["seconds"].items())
     alphas = " and ".join(f"{alpha:.2f} from {start}" for start, alpha in result["tuned_auto_alpha"].items())
+    factors = " and ".join(f"{factor:g} from {start}" for start, factor in result["guide_noise"].items())
     lines += [
         f"Each shipped weights file fine-tuned by `train(noisy=...)` with `SELF_SUPERVISED_DEFAULTS` ({settings};"
         f" blind spots on {result['mask_fraction']:.2%} of the pixels, alpha 0, seed {result['seed']}) on the first"
@@ -112,6 +124,10 @@ def format_report(result, *, machine, command, quick):
         " `ensemble=True` (`--ensemble`: the network averaged over the 8 flips and quarter turns of the frame)."
         " At alpha 0 every row of ours is refined, as `restore` does by default (`refine=True`: the Wiener filter"
         ' guided by the network\'s output under the frame\'s fitted noise); "unrefined" is the network\'s output alone.'
+        " Each fine-tune ends by calibrating the refinement on the frames it was tuned on (Noise2Self's"
+        " blind spots, no reference: docs/method.md); the first pass's noise factor it chose was"
+        f" {factors} (the shipped weights refine with {REFINE_GUIDE_NOISE:g}); \"refinement not calibrated\""
+        f" refines the same fine-tuned weights with {REFINE_GUIDE_NOISE:g}."
         ' Seconds per frame include the Gaussian\'s search over sigma. The fine-tuned models\' "auto"'
         f" chose alpha {alphas} on average.",
         "",

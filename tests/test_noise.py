@@ -77,7 +77,12 @@ def test_the_refinement_keeps_the_intensity_of_spots_at_a_few_photons(cells, rng
 
 @pytest.mark.parametrize(
     "kwargs, word",
-    [(dict(block=10, step=4), "multiple"), (dict(passes=0), "passes"), (dict(step=0), "step")],
+    [
+        (dict(block=10, step=4), "multiple"),
+        (dict(passes=0), "passes"),
+        (dict(step=0), "step"),
+        (dict(guide_noise=0), "guide_noise"),
+    ],
 )
 def test_bad_refinement_settings_are_named(kwargs, word):
     frame = np.zeros((16, 16))

@@ -4,11 +4,17 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
+from skimage import data
 
 from napari_lowlight import estimate_alpha, load_model, new_model, restore, train
 from napari_lowlight.network import CONTEXT_QUANTILES
+from napari_lowlight.noise import fit_noise, wiener_refine
+from napari_lowlight import inference
+from napari_lowlight.inference import GUIDE_NOISE_KEY
 from napari_lowlight.training import (
     BLIND_SPOT_RADIUS,
+    GUIDE_NOISE_CHOICES,
     TrainingConfig,
     WeightAverage,
     _blind_spot_batch,
@@ -19,6 +25,7 @@ from napari_lowlight.training import (
     _NeighbourBatch,
     _PatchSource,
     _synthetic_batch,
+    calibrated_guide_noise,
 )
 from napari_lowlight.weights import load_weights, save_model
 
@@ -579,6 +586,42 @@ def test_the_preview_is_restored_as_training_goes(noise_frames):
 def test_the_preview_also_comes_at_the_end_without_validations(noise_frames):
     events, _ = _run(train(noisy=noise_frames[1:], steps=3, preview=noise_frames[0], **_tiny_denoiser()))
     assert [event.preview is None for event in events] == [True, True, False]
+
+
+@pytest.mark.parametrize("guide", ["clean", "blurred", "noisy"])
+def test_the_calibrated_refinement_is_about_the_best_for_its_guide(rng, guide):
+    clean = (data.camera()[100:228, 200:328] / 255 * 0.8 + 0.1).astype(np.float32)
+    noisy = np.clip(clean + rng.normal(0, 0.05, clean.shape), 0, 1).astype(np.float32)
+    denoise = {
+        "clean": lambda frame: clean,
+        "blurred": lambda frame: ndimage.gaussian_filter(frame, 1.0),
+        "noisy": lambda frame: frame,
+    }[guide]
+    noise = fit_noise([noisy])
+    # The error against the clean frame, which the calibration never sees, for each factor.
+    errors = {
+        factor: np.mean((wiener_refine(noisy, denoise(noisy), noise, guide_noise=factor) - clean) ** 2)
+        for factor in GUIDE_NOISE_CHOICES
+    }
+    chosen = calibrated_guide_noise([noisy], denoise)
+    assert errors[chosen] <= 1.1 * min(errors.values())
+    # A guide that holds all the noise needs the most filtering; a clean one, little.
+    assert (chosen == max(GUIDE_NOISE_CHOICES)) == (guide == "noisy")
+
+
+def test_a_self_supervised_fine_tune_records_its_refinement_and_restore_uses_it(noise_frames, tmp_path, monkeypatch):
+    _, model = _run(train(noisy=noise_frames, steps=2, **_tiny_denoiser()))
+    assert model.training_config[GUIDE_NOISE_KEY] in GUIDE_NOISE_CHOICES
+    model.training_config[GUIDE_NOISE_KEY] = 0.75
+    loaded = load_model(save_model(model, tmp_path / "tuned.safetensors", training=model.training_config), device="cpu")
+    used = []
+    refine = inference.wiener_refine
+    monkeypatch.setattr(
+        inference, "wiener_refine", lambda *args, **kwargs: used.append(kwargs["guide_noise"]) or refine(*args, **kwargs)
+    )
+    restore(noise_frames[0], 0.0, model=loaded, device="cpu")
+    restore(noise_frames[0], 0.0, model=new_model(width=4, seed=0), device="cpu")
+    assert used == [0.75, inference.REFINE_GUIDE_NOISE]
 
 
 def test_resuming_a_self_supervised_run_continues_exactly(noise_frames, tmp_path):

@@ -24,7 +24,7 @@ from .devices import mixed_precision, resolve_device
 from .guided import guided_filter
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
-from .noise import REFINE_BLOCK, REFINE_PASSES, REFINE_STEP, NoiseModel, fit_noise, wiener_refine
+from .noise import REFINE_BLOCK, REFINE_GUIDE_NOISE, REFINE_PASSES, REFINE_STEP, NoiseModel, fit_noise, wiener_refine
 from .planes import colour_channels, opacity_channel, resolve_channel_axis, split_planes
 from .weights import default_model
 
@@ -61,6 +61,9 @@ BLACK_TOE_POWER = 8
 #: Below this alpha a restore only denoises (the output keeps the frame's intensities), and
 #: ``refine`` filters it again with the frame's own noise model (:func:`~napari_lowlight.noise.wiener_refine`).
 REFINE_MAX_ALPHA = 0.05
+#: The key of a model's training metadata that holds the refinement's first-pass noise factor
+#: (``wiener_refine``'s ``guide_noise``) a self-supervised fine-tune calibrated on its frames.
+GUIDE_NOISE_KEY = "refine_guide_noise"
 #: Planes and windows per plane the noise model is fitted on (:func:`_noise_windows`): at most
 #: a megapixel, read again by every plane of a live-slider update on a stack.
 NOISE_PLANES = 4
@@ -403,6 +406,14 @@ def _refines(refine: bool, alpha, channel_axis, shape) -> bool:
     return bool(refine) and alpha is not None and alpha < REFINE_MAX_ALPHA and grey
 
 
+def _guide_noise(model: LowLightNet) -> float:
+    """The refinement's first-pass noise factor for ``model``'s output: what a self-supervised
+    fine-tune calibrated on its frames (:data:`GUIDE_NOISE_KEY` of its training metadata), else
+    :data:`~napari_lowlight.noise.REFINE_GUIDE_NOISE`, chosen for the shipped weights."""
+    recorded = getattr(model, "training_config", None) or {}
+    return float(recorded.get(GUIDE_NOISE_KEY, REFINE_GUIDE_NOISE))
+
+
 def _check_image_shape(image, channel_axis) -> int | None:
     if image.ndim < 2:
         raise ValueError(f"image has shape {image.shape}; expected at least 2 dimensions (Y, X)")
@@ -483,8 +494,12 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     if noise is not None:
         # Enhance-Net's input is the noisy frame the output estimates: at these alphas, the frame itself.
         enhanced = planes + alpha * difference_planes
+        guide_noise = _guide_noise(model)
         output[0] = np.stack(
-            [wiener_refine(frame, estimate, noise, device=runner.device) for frame, estimate in zip(enhanced, output[0])]
+            [
+                wiener_refine(frame, estimate, noise, guide_noise=guide_noise, device=runner.device)
+                for frame, estimate in zip(enhanced, output[0])
+            ]
         )
     if keep_black and alpha > 0:
         output = black_toe(output, _restored_black(runner, alpha, context))

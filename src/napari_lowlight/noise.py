@@ -39,7 +39,8 @@ REFINE_PASSES = 2
 REFINE_KAISER_BETA = 2.0
 #: The first pass's noise variance, in multiples of the frame's: its guide, the network's
 #: output, may still hold noise, which a coefficient would otherwise keep as structure
-#: (docs/method.md: 2 scored higher than 1, 1.2 and 1.5 on real and simulated frames).
+#: (docs/method.md: 2 scored higher than 1, 1.2 and 1.5 on real and simulated frames with
+#: the shipped weights). A self-supervised fine-tune calibrates its own on its frames.
 REFINE_GUIDE_NOISE = 2.0
 #: Rows of windows transformed at once: bounds the memory of a large plane's refinement
 #: (8 rows were the fastest on a 2-core CPU, of 2 to 32).
@@ -135,6 +136,7 @@ def wiener_refine(
     block: int = REFINE_BLOCK,
     step: int = REFINE_STEP,
     passes: int = REFINE_PASSES,
+    guide_noise: float = REFINE_GUIDE_NOISE,
     device="cpu",
 ) -> np.ndarray:
     """Refine a denoised ``estimate`` of ``noisy`` by empirical Wiener filtering.
@@ -147,8 +149,8 @@ def wiener_refine(
     independent, signal-dependent noise has). Windows are averaged with BM3D's weights
     (the inverse of the noise the window keeps) times a Kaiser window, which keeps the
     windows' grid out of flat regions. Each further pass uses the previous result as the
-    estimate; the first counts :data:`REFINE_GUIDE_NOISE` times the noise, for what noise the
-    estimate still holds.
+    estimate; the first counts ``guide_noise`` times the noise, for what noise the estimate
+    still holds.
 
     The filter runs on the frame's own intensities, not on a variance-stabilised frame: a
     coefficient kept whole keeps its mean, where the stabilising transform's inverse biases
@@ -169,6 +171,9 @@ def wiener_refine(
         Grid spacing of the windows, >= 1.
     passes : int
         Filtering passes, >= 1.
+    guide_noise : float
+        The first pass's noise variance in multiples of the frame's, > 0: larger for a
+        noisier ``estimate``.
     device : str or torch.device
         Where the windows are transformed (the arrays in and out are NumPy's).
 
@@ -185,10 +190,12 @@ def wiener_refine(
         raise ValueError(f"block ({block}) must be a positive multiple of step ({step})")
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
+    if not guide_noise > 0:
+        raise ValueError(f"guide_noise must be > 0, got {guide_noise}")
     device = torch.device(device)
     noisy, refined = noisy.astype(np.float32), estimate.astype(np.float32)
     for done in range(passes):
-        scale = 1.0 if done else REFINE_GUIDE_NOISE
+        scale = 1.0 if done else guide_noise
         refined = _wiener_pass(noisy, refined, scale * noise.variance(refined), block, step, device)
     return refined
 

@@ -29,13 +29,22 @@ import torch.nn.functional as F
 
 from .devices import mixed_precision, resolve_device
 from ._warnings import warn_user
-from .inference import restore
+from .inference import GUIDE_NOISE_KEY, restore
 from .intensity import IntensityScale, check_data_range, check_image, to_unit_float
 from .network import ALPHA_RANGE, LowLightNet, image_context
+from .noise import REFINE_BLOCK, fit_noise, wiener_refine
 from .planes import split_planes
 from .weights import load_weights, new_model, read_metadata, save_model
 
-__all__ = ["TrainingConfig", "TrainingProgress", "WeightAverage", "train", "FINE_TUNE_LR", "SELF_SUPERVISED_DEFAULTS"]
+__all__ = [
+    "TrainingConfig",
+    "TrainingProgress",
+    "WeightAverage",
+    "train",
+    "calibrated_guide_noise",
+    "FINE_TUNE_LR",
+    "SELF_SUPERVISED_DEFAULTS",
+]
 
 #: Pixels per image drawn to compute the image context during training.
 CONTEXT_SAMPLES = 4096
@@ -53,6 +62,12 @@ VALIDATION_STEP = 2**40
 BLIND_SPOT_RADIUS = 2
 #: The largest share of blind spots that keeps them ``BLIND_SPOT_RADIUS + 2`` apart (see ``_blind_spots``).
 MAX_MASK_FRACTION = 1 / (BLIND_SPOT_RADIUS + 2) ** 2
+#: The refinement's first-pass noise factors a self-supervised fine-tune chooses from
+#: (:func:`calibrated_guide_noise`), and the frames, at most this many and this many pixels a
+#: side, it scores them on: about half a minute on a 2-core CPU.
+GUIDE_NOISE_CHOICES = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+CALIBRATION_FRAMES = 8
+CALIBRATION_SIDE = 512
 
 
 @dataclass
@@ -451,7 +466,7 @@ def _blind_spots(patch: np.ndarray, mask_fraction: float, rng: np.random.Generat
 
     Parameters
     ----------
-    patch : ndarray, shape (P + 2r, P + 2r)
+    patch : ndarray, shape (P + 2r, Q + 2r)
         The noisy patch with its margin (replacements near the edge come from it).
     mask_fraction : float
         Share of blind spots, at most ``1 / (r + 2)**2``: one per cell of
@@ -461,24 +476,23 @@ def _blind_spots(patch: np.ndarray, mask_fraction: float, rng: np.random.Generat
 
     Returns
     -------
-    masked : ndarray, shape (P, P)
+    masked : ndarray, shape (P, Q)
         The interior with the blind spots replaced: the network's input.
-    noisy : ndarray, shape (P, P)
+    noisy : ndarray, shape (P, Q)
         The interior as it is: the target at the blind spots.
-    mask : ndarray of bool, shape (P, P)
+    mask : ndarray of bool, shape (P, Q)
         The blind spots.
     """
     margin = BLIND_SPOT_RADIUS
     noisy = patch[margin:-margin, margin:-margin]
-    size = noisy.shape[0]
+    height, width = noisy.shape
     # Capped at the patch: however small the fraction, every patch has a blind spot to score.
-    spacing = min(max(margin + 2, round(mask_fraction**-0.5)), size)
-    cells = -(-size // spacing)
+    spacing = min(max(margin + 2, round(mask_fraction**-0.5)), height, width)
+    rows, columns = -(-height // spacing), -(-width // spacing)
     # Within its cell a blind spot keeps `margin` pixels clear of the next cell's.
-    corners = np.arange(cells) * spacing
-    ys = corners[:, None] + rng.integers(spacing - margin, size=(cells, cells))
-    xs = corners[None, :] + rng.integers(spacing - margin, size=(cells, cells))
-    inside = (ys < size) & (xs < size)
+    ys = (np.arange(rows) * spacing)[:, None] + rng.integers(spacing - margin, size=(rows, columns))
+    xs = (np.arange(columns) * spacing)[None, :] + rng.integers(spacing - margin, size=(rows, columns))
+    inside = (ys < height) & (xs < width)
     ys, xs = ys[inside], xs[inside]
     dy, dx = _NEIGHBOURS[rng.integers(len(_NEIGHBOURS), size=len(ys))].T
     masked = noisy.copy()
@@ -504,6 +518,57 @@ def _blind_spot_batch(source: _PatchSource, config: TrainingConfig, step: int, c
     low, target, mask = (torch.from_numpy(np.ascontiguousarray(np.stack(a))) for a in (inputs, targets, masks))
     # The frames as they are: alpha 0 ("denoise only") is their true strength.
     return _Batch(low, target, None, torch.zeros(count), image_context(torch.from_numpy(np.stack(pixel_rows))), mask)
+
+
+def calibrated_guide_noise(frames, denoise, *, mask_fraction=MAX_MASK_FRACTION, seed=0, device="cpu") -> float:
+    """The refinement's first-pass noise factor that restores ``frames`` best, chosen with no reference.
+
+    Noise2Self's calibration (Batson and Royer, 2019) of :func:`~napari_lowlight.noise.wiener_refine`:
+    each frame's blind spots (:func:`_blind_spots`) take a neighbour's value and the masked
+    frame is denoised into the guide. The filter's input is the frame with each blind spot
+    set to the guide's value there plus fresh noise of the frame's noise model (a neighbour's
+    value would also bring the step between the two pixels, which favours heavier filtering).
+    The frame is refined with each factor of :data:`GUIDE_NOISE_CHOICES` and the refined
+    blind spots are scored against their own noisy values. Neither the network nor the
+    filter saw those values, so the noise adds the same expected error to every factor, and
+    the lowest score is the lowest error against the clean frame. A network fine-tuned on
+    frames of a kind is a closer guide to them than the shipped weights, which the default
+    factor was chosen for.
+
+    Parameters
+    ----------
+    frames : sequence of ndarray, shape (H, W)
+        Noisy grey frames, intensities in [0, 1]; the first :data:`CALIBRATION_FRAMES`,
+        cropped to their central :data:`CALIBRATION_SIDE` square, are scored.
+    denoise : callable
+        Frame -> its denoised estimate, same shape: the refinement's guide.
+    mask_fraction : float
+        Share of blind spots, as for :func:`_blind_spots`.
+    seed : int
+        Seed of the blind spots.
+    device : str or torch.device
+        Where the refinement runs.
+
+    Returns
+    -------
+    float
+        One of :data:`GUIDE_NOISE_CHOICES`.
+    """
+    rng = np.random.default_rng([seed, VALIDATION_STEP])
+    errors = np.zeros(len(GUIDE_NOISE_CHOICES))
+    for frame in list(frames)[:CALIBRATION_FRAMES]:
+        frame = np.asarray(frame, dtype=np.float32)
+        top, left = (max(0, (side - CALIBRATION_SIDE) // 2) for side in frame.shape)
+        frame = frame[top : top + CALIBRATION_SIDE, left : left + CALIBRATION_SIDE]
+        masked, noisy, mask = _blind_spots(np.pad(frame, BLIND_SPOT_RADIUS, mode="reflect"), mask_fraction, rng)
+        guide, noise = denoise(masked), fit_noise([frame])
+        filled = noisy.copy()
+        spots = guide[mask]
+        filled[mask] = spots + rng.standard_normal(spots.shape) * np.sqrt(noise.variance(spots))
+        for index, factor in enumerate(GUIDE_NOISE_CHOICES):
+            refined = wiener_refine(filled, guide, noise, guide_noise=factor, device=device)
+            errors[index] += np.sum((refined[mask] - noisy[mask]) ** 2, dtype=np.float64)
+    return GUIDE_NOISE_CHOICES[int(np.argmin(errors))]
 
 
 #: Two pixels of a 2x2 cell side by side or one above the other, as channel indices of
@@ -880,7 +945,30 @@ def train(
         # Each mode's own strength: noisy frames as they are, pairs at the 1 they define.
         alpha = 0.0 if self_supervised else 1.0 if pairs is not None else "auto"
         preview = _Preview(preview, alpha, channel_axis, data_range, device)
-    return _train_loop(config, batch, contexts, neighbours, model, device, validate_every, checkpoint, checkpoint_every, preview)
+    loop = _train_loop(config, batch, contexts, neighbours, model, device, validate_every, checkpoint, checkpoint_every, preview)
+    if not self_supervised:
+        return loop
+    # The refinement only runs on grey planes of at least a window a side.
+    grey = [image[0] for image in noisy_source.images if len(image) == 1 and min(image.shape[1:]) >= REFINE_BLOCK]
+    return _calibrated(loop, grey, config, device)
+
+
+def _calibrated(loop, frames, config: TrainingConfig, device):
+    """``loop``'s events and model, its refinement's noise factor calibrated on ``frames`` when it ends.
+
+    The factor goes into the model's training metadata (:data:`~napari_lowlight.inference.GUIDE_NOISE_KEY`),
+    which ``restore`` reads and a saved weights file keeps. A run stopped early keeps the factor it had.
+    """
+    model = yield from loop
+
+    def denoise(frame):
+        return restore(frame, 0.0, model=model, refine=False, device=device, data_range=1.0)
+
+    if frames:
+        model.training_config[GUIDE_NOISE_KEY] = calibrated_guide_noise(
+            frames, denoise, mask_fraction=config.mask_fraction, seed=config.seed, device=device
+        )
+    return model
 
 
 @dataclass

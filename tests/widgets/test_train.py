@@ -10,7 +10,8 @@ import torch
 
 import napari_lowlight as core
 from napari_lowlight._widgets import ModelRegistry, RestoreWidget, RunState, TrainWidget
-from napari_lowlight.training import FINE_TUNE_LR, SCRATCH_LR, SELF_SUPERVISED_DEFAULTS
+from napari_lowlight.inference import GUIDE_NOISE_KEY
+from napari_lowlight.training import FINE_TUNE_LR, GUIDE_NOISE_CHOICES, SCRATCH_LR, SELF_SUPERVISED_DEFAULTS
 
 
 @pytest.fixture
@@ -138,6 +139,10 @@ def test_save_weights_round_trip(qtbot, viewer, widget, helpers, tmp_path, notif
     assert path == tmp_path / "mine.safetensors" and path.is_file()
     loaded = core.load_model(path, device="cpu")
     assert same_weights(weights(loaded), weights(widget.model))
+    # With the run's training metadata (JSON keeps no tuples: compare a few entries).
+    recorded = ("steps", "lr", "seed", "self_supervised")
+    assert [loaded.training_config[key] for key in recorded] == [widget.model.training_config[key] for key in recorded]
+    assert loaded.training_config["steps"] == 2
 
 
 def test_pairs_and_fine_tuning_the_last_model(qtbot, viewer, widget, registry, helpers):
@@ -315,6 +320,8 @@ def test_self_supervised_training_previews_a_held_back_frame(qtbot, viewer, widg
     assert [step for step, _ in widget.loss_curve.losses] == [1, 2, 3, 4]
     assert registry.get(status.model_name).model is widget.model
     assert widget.model.training_config["self_supervised"] is True
+    # The refinement calibrated on the frames trained on (restore reads it from the model).
+    assert widget.model.training_config[GUIDE_NOISE_KEY] in GUIDE_NOISE_CHOICES
     np.testing.assert_array_equal(viewer.layers["noisy"].data, stack)
     # The last plane is held back: training sees the first two, the preview is the third.
     assert set(passed) >= {"noisy", "preview"} and not {"images", "pairs", "denoise_fraction"} & set(passed)

@@ -516,7 +516,8 @@ class TrainWidget(QWidget):
         if path.suffix != ".safetensors":
             path = path.with_name(path.name + ".safetensors")
         try:
-            saved = core.save_model(self.run.model, path)
+            # With the run's training metadata: a self-supervised run's calibrated refinement is part of it.
+            saved = core.save_model(self.run.model, path, training=getattr(self.run.model, "training_config", None))
         except (OSError, ValueError, TypeError) as error:
             show_error(f"Train: could not save weights to {path}: {error}")
             return None

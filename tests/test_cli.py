@@ -222,11 +222,14 @@ def test_self_supervised_fine_tune_on_a_12_bit_stack_then_restore_with_it(tmp_pa
     tuned, restored = tmp_path / "tuned.safetensors", tmp_path / "restored.tif"
     argv = ["train", str(stack), "--self-supervised", "--from", model_file, "-o", str(tuned), "--data-range", "4095"]
     assert main([*argv, "--steps", "2", "--batch-size", "4", "--patch-size", "16", "--device", "cpu"]) == 0
+    from napari_lowlight.training import GUIDE_NOISE_CHOICES
     from napari_lowlight.weights import read_metadata
 
     training = read_metadata(tuned)["training"]
     assert training["self_supervised"] is True and training["steps"] == 2 and training["batch_size"] == 4
     assert training["data"]["files"] == 1 and training["data"]["data_range"] == 4095
+    # Calibrated on the planes after the last step; restore refines with it.
+    assert training["refine_guide_noise"] in GUIDE_NOISE_CHOICES
     assert main(["restore", str(stack), "--model", str(tuned), "--alpha", "0", "-o", str(restored), "--data-range", "4095"]) == 0
     assert tifffile.imread(restored).shape == (3, 40, 40)
 

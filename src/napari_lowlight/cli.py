@@ -450,6 +450,9 @@ def _train(args) -> None:
             bar.update(event.step - bar.n)
             psnr = "" if event.validation_psnr is None else f"{event.validation_psnr:.2f}"
             bar.set_postfix(loss=f"{event.loss:.4g}", val_psnr=psnr, img_s=f"{event.images_per_second:.0f}")
+            if args.self_supervised and event.step == event.steps:
+                # The core then calibrates the denoise-only refinement on the frames, before it returns.
+                bar.set_description("calibrating the refinement")
     except StopIteration as finished:
         trained = finished.value
     finally:

@@ -316,6 +316,7 @@ def test_self_supervised_training_previews_a_held_back_frame(qtbot, viewer, widg
     status = widget.status
     assert status.state == RunState.DONE and status.step == 4
     assert messages[0] == "training self-supervised on noisy..."
+    assert "calibrating the denoise-only refinement on the frames..." in messages
     assert status.validation_psnr is None  # no reference to score against
     assert [step for step, _ in widget.loss_curve.losses] == [1, 2, 3, 4]
     assert registry.get(status.model_name).model is widget.model

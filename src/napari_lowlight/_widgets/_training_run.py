@@ -152,6 +152,9 @@ class TrainingRun:
         shown = status.preview
         if shown is not None and event.preview is not None and event.preview is not shown.restored:
             status.preview = dataclasses.replace(shown, restored=event.preview)
+        if event.step == event.steps and "noisy" in self.data:
+            # The core then calibrates the denoise-only refinement on the frames, before it returns.
+            status.message = "calibrating the denoise-only refinement on the frames..."
         status.step = int(event.step)  # last: listeners of ``step`` see a consistent state
 
     def _on_errored(self, error: Exception) -> None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_lowlight import enhance, estimate_alpha, estimate_difference, restore
+from napari_lowlight import enhance, estimate_alpha, estimate_difference, inference, restore
 
 
 @pytest.mark.parametrize("model_name", ["tiny_model", "tiny_dilated_model"])
@@ -18,6 +18,18 @@ def test_cached_difference_equals_restore(tiny_model, smooth_image):
     cached = estimate_difference(smooth_image, model=tiny_model, tile_size=48)
     np.testing.assert_allclose(cached, difference, atol=1e-5)
     np.testing.assert_allclose(enhance(smooth_image, cached, 1.5, model=tiny_model, tile_size=40), restored, atol=1e-5)
+
+
+def test_a_denoise_only_restore_skips_estimate_net(tiny_model, smooth_image, monkeypatch):
+    expected, _ = restore(smooth_image, 0.0, model=tiny_model, return_difference=True)
+    smoothed = []
+    smooth = inference._smooth_difference
+    monkeypatch.setattr(inference, "_smooth_difference", lambda *args, **kwargs: smoothed.append(1) or smooth(*args, **kwargs))
+    # Alpha 0 multiplies the difference map by 0: without it the result is the same, bit for bit.
+    np.testing.assert_array_equal(restore(smooth_image, 0.0, model=tiny_model), expected)
+    assert not smoothed
+    restore(smooth_image, 0.5, model=tiny_model)
+    assert smoothed
 
 
 def test_alpha_changes_the_result(tiny_model, smooth_image):

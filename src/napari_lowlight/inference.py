@@ -464,7 +464,9 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     """Run one network pass on in-memory arrays: the shared body of every public function.
 
     ``kind`` is ``"restore"`` (returns restored, difference), ``"estimate"`` (returns the
-    difference) or ``"enhance"`` (``inputs`` is (image, difference); returns restored).
+    difference), ``"enhance"`` (``inputs`` is (image, difference); returns restored) or
+    ``"denoise"`` (alpha 0, which multiplies the difference map by 0: Enhance-Net alone on a
+    zero map; returns restored).
     """
 
     def network(function):
@@ -477,6 +479,8 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     radius, enhance_radius = runner.model.receptive_radius, runner.model.enhance_radius
     if kind == "enhance":
         difference_planes, _, _ = split_planes(np.asarray(inputs[1], dtype=np.float32), channel_axis)
+    elif kind == "denoise":
+        difference_planes = np.zeros_like(planes)
     else:
         # Estimate-Net over the planes first, with its own (smaller) halo, then Enhance-Net with
         # its own: fewer halo pixels than one pass of both nets with the sum of the halos.
@@ -707,6 +711,12 @@ def restore(
     settings = _pass_settings(
         model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black, noise=noise
     )
+    if alpha == 0 and not return_difference:
+        # Enhance-Net's input is then the image itself: Estimate-Net's map would be multiplied by 0.
+        if not is_dask(image):
+            return _apply([image], kind="denoise", channel_axis=channel_axis, **settings)
+        halo = _halo(model.enhance_radius, noise)
+        return _lazy([image], kind="denoise", halo=halo, channel_axis=channel_axis, out_dtype=image.dtype, **settings)
     if not is_dask(image):
         restored, difference = _apply([image], kind="restore", channel_axis=channel_axis, **settings)
         return (restored, difference) if return_difference else restored

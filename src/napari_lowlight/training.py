@@ -29,10 +29,10 @@ import torch.nn.functional as F
 
 from .devices import mixed_precision, resolve_device
 from ._warnings import warn_user
-from .inference import GUIDE_NOISE_KEY, restore
+from .inference import GUIDE_NOISE_KEY, _refines, restore
 from .intensity import IntensityScale, check_data_range, check_image, to_unit_float
 from .network import ALPHA_RANGE, LowLightNet, image_context
-from .noise import REFINE_BLOCK, fit_noise, wiener_refine
+from .noise import fit_noise, wiener_refine
 from .planes import split_planes
 from .weights import load_weights, new_model, read_metadata, save_model
 
@@ -948,8 +948,8 @@ def train(
     loop = _train_loop(config, batch, contexts, neighbours, model, device, validate_every, checkpoint, checkpoint_every, preview)
     if not self_supervised:
         return loop
-    # The refinement only runs on grey planes of at least a window a side.
-    grey = [image[0] for image in noisy_source.images if len(image) == 1 and min(image.shape[1:]) >= REFINE_BLOCK]
+    # Only the frames restore refines: grey planes (a colour image's channels stay together here).
+    grey = [image[0] for image in noisy_source.images if len(image) == 1 and _refines(True, 0.0, None, image[0].shape)]
     return _calibrated(loop, grey, config, device)
 
 

@@ -407,9 +407,10 @@ def _refines(refine: bool, alpha, channel_axis, shape) -> bool:
 
 
 def _guide_noise(model: LowLightNet) -> float:
-    """The refinement's first-pass noise factor for ``model``'s output: what a self-supervised
-    fine-tune calibrated on its frames (:data:`GUIDE_NOISE_KEY` of its training metadata), else
-    :data:`~napari_lowlight.noise.REFINE_GUIDE_NOISE`, chosen for the shipped weights."""
+    """The refinement's first-pass noise factor for ``model``'s output: what its weights record
+    (:data:`GUIDE_NOISE_KEY` of their training metadata: the shipped default weights' measured
+    factor, or what a self-supervised fine-tune calibrated on its frames), else
+    :data:`~napari_lowlight.noise.REFINE_GUIDE_NOISE`."""
     recorded = getattr(model, "training_config", None) or {}
     return float(recorded.get(GUIDE_NOISE_KEY, REFINE_GUIDE_NOISE))
 

@@ -40,7 +40,9 @@ REFINE_KAISER_BETA = 2.0
 #: The first pass's noise variance, in multiples of the frame's: its guide, the network's
 #: output, may still hold noise, which a coefficient would otherwise keep as structure
 #: (docs/method.md: 2 scored higher than 1, 1.2 and 1.5 on real and simulated frames with
-#: the shipped weights). A self-supervised fine-tune calibrates its own on its frames.
+#: the shipped fluorescence weights). Weights may record their own in their training
+#: metadata: the shipped default weights, which leave more of such frames' noise, record 6
+#: (docs/model.md), and a self-supervised fine-tune calibrates its own on its frames.
 REFINE_GUIDE_NOISE = 2.0
 #: Rows of windows transformed at once: bounds the memory of a large plane's refinement
 #: (8 rows were the fastest on a 2-core CPU, of 2 to 32).

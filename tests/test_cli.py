@@ -1,3 +1,4 @@
+import os
 import pickle
 import subprocess
 import sys
@@ -338,6 +339,7 @@ def _bad_inputs(tmp_path, png, model_file):
         "same path": (["restore", str(png), "-o", str(png), "--model", model_file], "is the input"),
         "pickle model": (["restore", str(png), "-o", out, "--model", str(pickled)], "pickle"),
         "unwritable": (["restore", str(png), "-o", str(tmp_path / "no" / "dir" / "o.png"), "--model", model_file], "does not exist"),
+        "folder where a file is": (["restore", str(png), "-o", f"{png}{os.sep}", "--model", model_file], "a file is there"),
     }
 
 
@@ -365,6 +367,7 @@ def _exit_code(argv) -> int:
         "same path",
         "pickle model",
         "unwritable",
+        "folder where a file is",
         "scenes with pairs",
         "negative seed",
         "scenes in recipe",
@@ -430,6 +433,14 @@ def test_one_input_goes_into_an_output_folder(tmp_path, png, model_file):
     folder.mkdir()
     assert main(["restore", str(png), "-o", str(folder), "--difference", str(folder), "--model", model_file]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["photo.png", "photo.tif"]
+
+
+def test_an_output_ending_with_a_separator_is_a_new_folder(tmp_path, png, model_file):
+    folder = tmp_path / "restored"
+    argv = ["restore", str(png), "-o", f"{folder}{os.sep}", "--difference", f"{tmp_path / 'maps'}{os.sep}"]
+    assert main([*argv, "--model", model_file]) == 0
+    assert [p.name for p in folder.iterdir()] == ["photo.png"]
+    assert [p.name for p in (tmp_path / "maps").iterdir()] == ["photo.tif"]
 
 
 def test_a_bad_file_in_a_batch_is_named_and_the_others_are_restored(tmp_path, rng, model_file, capsys):

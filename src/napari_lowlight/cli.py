@@ -203,13 +203,23 @@ def _load_model_argument(text):
     return load_model(text, device="cpu")
 
 
-def _output_paths(inputs: list[Path], output: Path, flag: str, name) -> list[Path]:
-    """One path per input: ``output / name(input)`` in an existing folder ``output``, else
-    ``output`` itself, which only a single input can have."""
+def _output_paths(inputs: list[Path], text: str, flag: str, name) -> list[Path]:
+    """One path per input: ``output / name(input)`` in a folder ``text`` (an existing one, or one
+    written with a trailing separator, made here), else ``text`` itself, which only a single
+    input can have."""
+    output = Path(text)
+    if text.endswith(tuple(filter(None, (os.sep, os.altsep)))) and not _is_folder(output):
+        if output.exists():
+            raise CommandError(f"{flag} {text!r} names a folder, but a file is there")
+        _writable_folder(output)
+        output.mkdir()
     if _is_folder(output):
         return [output / name(path) for path in inputs]
     if len(inputs) > 1:
-        raise CommandError(f"with {len(inputs)} inputs, {flag} must be an existing folder; {str(output)!r} is not")
+        raise CommandError(
+            f"with {len(inputs)} inputs, {flag} must be a folder; {text!r} is not (end it with "
+            f"{os.sep!r} to make a new one)"
+        )
     return [output]
 
 
@@ -226,10 +236,10 @@ def _check_distinct(writes: list[tuple[Path, str]]) -> None:
 
 def _restore(args) -> None:
     inputs = _image_files(args.inputs)
-    targets = _output_paths(inputs, Path(args.output), "-o", lambda path: path.name)
+    targets = _output_paths(inputs, args.output, "-o", lambda path: path.name)
     differences = [None] * len(inputs)
     if args.difference:
-        differences = _output_paths(inputs, Path(args.difference), "--difference", lambda path: f"{path.stem}.tif")
+        differences = _output_paths(inputs, args.difference, "--difference", lambda path: f"{path.stem}.tif")
     writes = [(target, f"the result of {str(path)!r}") for path, target in zip(inputs, targets)]
     writes += [(d, f"the difference map of {str(path)!r}") for path, d in zip(inputs, differences) if d is not None]
     _check_distinct(writes)
@@ -529,7 +539,7 @@ def _parser() -> argparse.ArgumentParser:
 
     rest = commands.add_parser("restore", help="restore low-light images")
     rest.add_argument("inputs", nargs="+", help="image files or folders")
-    rest.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
+    rest.add_argument("-o", "--output", required=True, help="output file, or folder (a new one if it ends with a separator, as out/)")
     rest.add_argument(
         "--alpha", type=_alpha, default="auto", help="restoration strength (>= 0; 0: denoise only) or 'auto' (default: auto)"
     )

@@ -53,6 +53,22 @@ def test_imagej_metadata_survives_restoring(tmp_path, stack, model_file):
     assert "Ranges" not in tifffile.TiffFile(difference).imagej_metadata
 
 
+@pytest.mark.parametrize("compression", ["lzw", "zstd", "jpeg"])
+def test_compressed_tiffs_are_read_and_a_lossless_codec_is_kept(tmp_path, compression, model_file):
+    # Microscopes, Fiji and slide scanners write these codecs; tifffile decodes them with imagecodecs.
+    # A lossy source (JPEG) is written back losslessly.
+    source, out = tmp_path / f"{compression}.tif", tmp_path / "out.tif"
+    image = np.random.default_rng(0).integers(0, 256, (2, 40, 48, 3)).astype(np.uint8)
+    tifffile.imwrite(source, image, compression=compression, photometric="rgb")
+    read = read_image(source)
+    assert read.shape == image.shape and read.dtype == np.uint8
+    if compression != "jpeg":
+        np.testing.assert_array_equal(read, image)
+    _restore(source, out, model_file)
+    kept = {"lzw": tifffile.COMPRESSION.LZW, "zstd": tifffile.COMPRESSION.ZSTD, "jpeg": tifffile.COMPRESSION.DEFLATE}
+    assert tifffile.TiffFile(out).pages.first.compression == kept[compression]
+
+
 def test_ome_physical_sizes_and_channel_names_survive_restoring(tmp_path, stack, model_file):
     source, out = tmp_path / "cells.ome.tif", tmp_path / "out.ome.tif"
     sizes = {"PhysicalSizeX": 0.325, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.325, "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": 2.5}

@@ -69,6 +69,19 @@ def test_compressed_tiffs_are_read_and_a_lossless_codec_is_kept(tmp_path, compre
     assert tifffile.TiffFile(out).pages.first.compression == kept[compression]
 
 
+def test_a_lookup_table_survives_restoring(tmp_path, model_file):
+    # ImageJ saves an 8-bit image with a LUT (Fire, Green...) as a palette TIFF: values are intensities.
+    source, out, difference = tmp_path / "lut.tif", tmp_path / "out.tif", tmp_path / "difference.tif"
+    lut = np.stack([np.arange(256), np.zeros(256), np.arange(256)[::-1]]).astype(np.uint16) * 257
+    tifffile.imwrite(source, np.random.default_rng(0).integers(0, 60, (40, 48)).astype(np.uint8), photometric="palette", colormap=lut)
+    _restore(source, out, model_file, "--difference", str(difference))
+    with tifffile.TiffFile(out) as tif:
+        assert tif.pages.first.photometric == tifffile.PHOTOMETRIC.PALETTE
+        np.testing.assert_array_equal(tif.pages.first.colormap, lut)
+    with tifffile.TiffFile(difference) as tif:  # float: no lookup table applies
+        assert tif.pages.first.photometric == tifffile.PHOTOMETRIC.MINISBLACK and tif.pages.first.colormap is None
+
+
 def test_ome_physical_sizes_and_channel_names_survive_restoring(tmp_path, stack, model_file):
     source, out = tmp_path / "cells.ome.tif", tmp_path / "out.ome.tif"
     sizes = {"PhysicalSizeX": 0.325, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.325, "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": 2.5}

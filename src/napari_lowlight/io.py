@@ -166,6 +166,9 @@ def _tiff_metadata(path: Path) -> dict:
             series = tif.series[0]
             page = series.keyframe
             options = {"photometric": page.photometric}
+            if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
+                # A lookup table on the intensities (ImageJ writes its LUTs so): shown as before.
+                options["colormap"] = page.colormap
             if page.samplesperpixel > 1:  # for one sample, tifffile would read a planar layout as an extra axis
                 options.update(planarconfig=page.planarconfig, extrasamples=page.extrasamples)
             options["compression"] = page.compression if _can_encode(page.compression) else tifffile.COMPRESSION.DEFLATE
@@ -299,8 +302,10 @@ def _tiff_options(metadata, dtype) -> dict:
         return {}
     options = dict(metadata["tiff"])
     if np.dtype(dtype) != metadata["dtype"]:
-        # A float difference map: its input's display ranges and integer predictor do not apply.
+        # A float difference map: its input's display ranges, lookup table and integer predictor do not apply.
         options.pop("predictor", None)
+        if options.pop("colormap", None) is not None:
+            options["photometric"] = tifffile.PHOTOMETRIC.MINISBLACK
         if isinstance(options.get("metadata"), dict) and options.get("imagej"):
             options["metadata"] = {k: v for k, v in options["metadata"].items() if k not in _IMAGEJ_VALUE_KEYS}
     return options

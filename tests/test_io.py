@@ -82,6 +82,21 @@ def test_a_lookup_table_survives_restoring(tmp_path, model_file):
         assert tif.pages.first.photometric == tifffile.PHOTOMETRIC.MINISBLACK and tif.pages.first.colormap is None
 
 
+def test_a_grey_png_with_opacity_is_restored_as_rgba_and_keeps_its_opacity(tmp_path, model_file):
+    source, out = tmp_path / "grey_alpha.png", tmp_path / "out.png"
+    rng = np.random.default_rng(0)
+    grey, opacity = rng.integers(0, 60, (40, 48), dtype=np.uint8), rng.integers(0, 256, (40, 48), dtype=np.uint8)
+    iio.imwrite(source, np.dstack([grey, opacity]))
+    read = read_image(source)
+    assert read.shape == (40, 48, 4)
+    np.testing.assert_array_equal(read[..., 0], grey)
+    np.testing.assert_array_equal(read[..., 3], opacity)
+    _restore(source, out, model_file)
+    restored = iio.imread(out)
+    assert restored.shape == (40, 48, 4)
+    np.testing.assert_array_equal(restored[..., 3], opacity)
+
+
 def test_ome_physical_sizes_and_channel_names_survive_restoring(tmp_path, stack, model_file):
     source, out = tmp_path / "cells.ome.tif", tmp_path / "out.ome.tif"
     sizes = {"PhysicalSizeX": 0.325, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.325, "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": 2.5}

@@ -87,7 +87,8 @@ def read_image(path, *, lazy: bool = False):
     Returns
     -------
     ndarray, or dask.array.Array with ``lazy=True``
-        A TIFF's first image series at full resolution; a GIF of one frame is (Y, X, 3).
+        A TIFF's first image series at full resolution; a GIF of one frame is (Y, X, 3); a grey
+        image with opacity (PNG's LA mode) is read as RGBA, (Y, X, 4).
 
     Raises
     ------
@@ -119,6 +120,11 @@ def read_image(path, *, lazy: bool = False):
     image = np.asarray(image)
     if suffix == ".gif" and image.shape[0] == 1:
         image = image[0]  # Pillow reads every GIF as a stack of frames
+    if suffix not in TIFF_SUFFIXES and image.ndim == 3 and image.shape[-1] == 2:
+        # Grey plus opacity (a PNG's LA mode), which no layout here holds: as RGBA, three equal
+        # colour channels and the opacity, it is restored as colour and the opacity kept. Read
+        # as (Y, X, 2), its last axis would be taken for a width.
+        image = np.concatenate([np.repeat(image[..., :1], 3, axis=-1), image[..., 1:]], axis=-1)
     if image.size == 0:
         raise ValueError(f"input file {str(path)!r} is not a readable image: it holds no pixels")
     return image

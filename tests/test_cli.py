@@ -8,7 +8,7 @@ import pytest
 import tifffile
 import imageio.v3 as iio
 
-from napari_lowlight import save_model
+from napari_lowlight import load_model, restore, save_model
 from napari_lowlight.cli import main
 
 
@@ -441,6 +441,18 @@ def test_an_output_ending_with_a_separator_is_a_new_folder(tmp_path, png, model_
     assert main([*argv, "--model", model_file]) == 0
     assert [p.name for p in folder.iterdir()] == ["photo.png"]
     assert [p.name for p in (tmp_path / "maps").iterdir()] == ["photo.tif"]
+
+
+def test_two_channel_samples_of_a_tiff_are_restored_as_channels(tmp_path, model_file):
+    # Y X S with two samples per pixel: read as (Y, X, 2), whose last axis is not a width.
+    source, out = tmp_path / "two.tif", tmp_path / "out.tif"
+    image = np.stack([np.full((40, 48), 50000), np.full((40, 48), 3000)], axis=-1).astype(np.uint16)
+    tifffile.imwrite(source, image, photometric="minisblack", planarconfig="contig", extrasamples=[0])
+    assert main(["restore", str(source), "-o", str(out), "--alpha", "0", "--model", model_file]) == 0
+    restored = tifffile.imread(out)
+    assert restored.shape == image.shape and restored.dtype == np.uint16
+    channels_apart = restore(np.moveaxis(image, -1, 0), 0.0, model=load_model(model_file, device="cpu"))
+    np.testing.assert_array_equal(restored, np.moveaxis(channels_apart, 0, -1))
 
 
 def test_a_bad_file_in_a_batch_is_named_and_the_others_are_restored(tmp_path, rng, model_file, capsys):

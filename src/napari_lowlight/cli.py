@@ -99,6 +99,14 @@ def _resolve_channel_axis(choice, image: np.ndarray):
     return choice
 
 
+def _holds_channel_samples(metadata: dict, image) -> bool:
+    """Whether ``image``'s last axis holds a TIFF's samples per pixel other than RGB(A)."""
+    import tifffile
+
+    options = metadata.get("tiff", {})
+    return options.get("planarconfig") == tifffile.PLANARCONFIG.CONTIG and image.shape[-1] not in (3, 4)
+
+
 def _is_folder(path: Path) -> bool:
     """A folder of files, not a Zarr store (which is a folder too)."""
     from .io import ZARR_SUFFIX
@@ -274,6 +282,11 @@ def _restore_file(source, target, difference_target, model, args) -> None:
     if difference_target is not None:
         check_writable(difference_target, np.float32, image.shape, lazy=lazy)
     metadata = _kept_metadata(source)
+    # A TIFF's samples other than RGB(A) (two channels stored per pixel, Y X S) are channels,
+    # not the width of planes: restored as grey planes before the spatial axes, then put back.
+    samples_last = _holds_channel_samples(metadata, image) and args.channel_axis == "auto"
+    if samples_last:
+        image = np.moveaxis(image, -1, 0)
     restored, difference = restore(
         image,
         args.alpha,
@@ -288,6 +301,8 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         keep_black=args.keep_black,
         refine=args.refine,
     )
+    if samples_last:
+        restored, difference = np.moveaxis(restored, 0, -1), np.moveaxis(difference, 0, -1)
     _write_result(target, restored, metadata)
     if difference_target is not None:
         _write_result(difference_target, difference, metadata)

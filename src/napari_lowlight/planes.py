@@ -140,7 +140,8 @@ def split_planes(image: np.ndarray, channel_axis=None):
     if channels not in (1, 3, 4):
         raise ValueError(
             f"channel_axis={channel_axis} has {channels} channels; expected 1, 3 (RGB) or 4 (RGBA). "
-            "For other multi-channel data leave channel_axis=None: every 2-D plane is restored"
+            "For other multi-channel data put the channels before the two spatial axes "
+            "(numpy.moveaxis) and leave channel_axis=None: every 2-D plane is restored"
         )
     colour_last = np.moveaxis(image, axis, -1)
     has_opacity = channels == 4

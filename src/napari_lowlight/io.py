@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import imagecodecs
 import imageio.v3 as iio
 import numpy as np
 import tifffile
@@ -75,7 +76,7 @@ def _reader_message(error: Exception) -> str:
 
 def read_image(path, *, lazy: bool = False):
     """Read an image file: TIFF (any dtype, N-D stacks, ImageJ and OME), PNG, JPEG, BMP,
-    WebP (8-bit; 16-bit grey PNG) or GIF (its frames as a (T, Y, X, 3) stack).
+    WebP (8-bit; PNG also 16-bit) or GIF (its frames as a (T, Y, X, 3) stack).
 
     Parameters
     ----------
@@ -107,13 +108,13 @@ def read_image(path, *, lazy: bool = False):
     suffix = _suffix(path)
     if path.stat().st_size == 0:
         raise ValueError(f"input file {str(path)!r} is empty")
-    if suffix == ".png" and _is_16_bit_colour_png(path):
-        raise ValueError(
-            f"input file {str(path)!r} is a 16-bit colour PNG, which the PNG reader (Pillow) cuts to "
-            "8 bits; save it as TIFF to keep every bit"
-        )
     try:
-        image = tifffile.imread(path) if suffix in TIFF_SUFFIXES else iio.imread(path)
+        if suffix in TIFF_SUFFIXES:
+            image = tifffile.imread(path)
+        elif suffix == ".png" and _is_16_bit_colour_png(path):
+            image = imagecodecs.imread(path, codec="png")  # Pillow would cut it to 8 bits
+        else:
+            image = iio.imread(path)
     except Exception as error:  # the readers raise many types for a corrupt file
         kind = suffix[1:].upper()
         raise ValueError(f"input file {str(path)!r} is not a readable {kind} image ({_reader_message(error)})") from None
@@ -267,8 +268,7 @@ def _zarr_metadata(path: Path) -> dict:
 def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
     """Raise ValueError if an image of ``dtype`` and ``shape`` cannot be written to ``path``.
 
-    PNG holds one grey, RGB or RGBA image of uint8, or uint16 grey (Pillow writes no
-    16-bit colour); JPEG and BMP one uint8 grey or RGB image; WebP one uint8 RGB or RGBA
+    PNG holds one grey, RGB or RGBA image of uint8 or uint16; JPEG and BMP one uint8 grey or RGB image; WebP one uint8 RGB or RGBA
     image; TIFF any dtype and dimensions; GIF nothing (256 colours cannot hold a result).
     A lazy (dask) result goes to a Zarr store or a TIFF file. Checking before computing
     means no work is lost to a format that cannot hold the result.
@@ -291,8 +291,6 @@ def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
     if suffix == ".png":
         if dtype not in (np.uint8, np.uint16):
             raise ValueError(f"{str(path)!r}: PNG holds uint8 or uint16 images, not {dtype}; use .tif")
-        if dtype == np.uint16 and colour:
-            raise ValueError(f"{str(path)!r}: 16-bit colour cannot be written as PNG (16-bit PNG is grey only here); use .tif")
         return
     if dtype != np.uint8:
         raise ValueError(f"{str(path)!r}: {kind} holds uint8 images, not {dtype}; use .png or .tif")
@@ -333,6 +331,8 @@ def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
     with replaced_atomically(path, suffix) as temporary:
         if suffix in TIFF_SUFFIXES:
             tifffile.imwrite(temporary, image, **_tiff_options(metadata, image.dtype))
+        elif suffix == ".png" and image.dtype == np.uint16 and image.ndim == 3:
+            temporary.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(image)))  # Pillow writes no 16-bit colour
         elif suffix == ".webp":
             # Lossless, and the colour of transparent pixels kept: a result is not re-encoded lossily.
             iio.imwrite(temporary, image, extension=suffix, lossless=True, exact=True)

@@ -97,6 +97,19 @@ def test_a_grey_png_with_opacity_is_restored_as_rgba_and_keeps_its_opacity(tmp_p
     np.testing.assert_array_equal(restored[..., 3], opacity)
 
 
+def test_a_photo_is_read_as_it_is_shown_turned_by_its_exif_and_cmyk_as_rgb(tmp_path):
+    from PIL import Image
+
+    stored = np.random.default_rng(0).integers(0, 256, (30, 60, 3), dtype=np.uint8)
+    turned = Image.fromarray(stored)
+    exif = turned.getexif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise
+    turned.save(tmp_path / "turned.jpg", exif=exif.tobytes())
+    assert read_image(tmp_path / "turned.jpg").shape == (60, 30, 3)
+    Image.fromarray(stored).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    assert read_image(tmp_path / "cmyk.jpg").shape == (30, 60, 3)  # not four channels taken for RGBA
+
+
 def test_ome_physical_sizes_and_channel_names_survive_restoring(tmp_path, stack, model_file):
     source, out = tmp_path / "cells.ome.tif", tmp_path / "out.ome.tif"
     sizes = {"PhysicalSizeX": 0.325, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.325, "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": 2.5}

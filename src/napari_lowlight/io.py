@@ -114,7 +114,7 @@ def read_image(path, *, lazy: bool = False):
         elif suffix == ".png" and _is_16_bit_colour_png(path):
             image = imagecodecs.imread(path, codec="png")  # Pillow would cut it to 8 bits
         else:
-            image = iio.imread(path)
+            image = _read_with_pillow(path)
     except Exception as error:  # the readers raise many types for a corrupt file
         kind = suffix[1:].upper()
         raise ValueError(f"input file {str(path)!r} is not a readable {kind} image ({_reader_message(error)})") from None
@@ -129,6 +129,13 @@ def read_image(path, *, lazy: bool = False):
     if image.size == 0:
         raise ValueError(f"input file {str(path)!r} is not a readable image: it holds no pixels")
     return image
+
+
+def _read_with_pillow(path: Path) -> np.ndarray:
+    """A PNG, JPEG, BMP, WebP or GIF as it is shown: turned as its EXIF orientation says (the
+    result carries no EXIF, and would be shown unturned), and CMYK as RGB."""
+    cmyk = iio.immeta(path).get("mode") == "CMYK"
+    return iio.imread(path, rotate=True, mode="RGB" if cmyk else None)
 
 
 def _is_16_bit_colour_png(path: Path) -> bool:

@@ -110,6 +110,24 @@ def test_a_photo_is_read_as_it_is_shown_turned_by_its_exif_and_cmyk_as_rgb(tmp_p
     assert read_image(tmp_path / "cmyk.jpg").shape == (30, 60, 3)  # not four channels taken for RGBA
 
 
+def test_a_photographs_exif_colour_profile_and_resolution_survive_restoring(tmp_path, model_file):
+    from PIL import Image, ImageCms
+
+    source, out = tmp_path / "phone.jpg", tmp_path / "out.jpg"
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 60, (30, 60, 3), dtype=np.uint8))
+    exif = photo.getexif()
+    exif[0x010F], exif[0x0132], exif[0x0112] = "Canon", "2026:12:07 10:00:00", 6
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    photo.save(source, exif=exif.tobytes(), icc_profile=icc, dpi=(300, 300))
+    _restore(source, out, model_file)
+    with Image.open(out) as restored:
+        kept = restored.getexif()
+        assert restored.size == (30, 60)  # turned upright, as the source is shown
+        assert kept[0x010F] == "Canon" and kept[0x0132] == "2026:12:07 10:00:00"
+        assert kept.get(0x0112, 1) == 1  # not turned a second time by a viewer
+        assert restored.info["icc_profile"] == icc and restored.info["dpi"] == (300, 300)
+
+
 def test_ome_physical_sizes_and_channel_names_survive_restoring(tmp_path, stack, model_file):
     source, out = tmp_path / "cells.ome.tif", tmp_path / "out.ome.tif"
     sizes = {"PhysicalSizeX": 0.325, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.325, "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": 2.5}
@@ -292,6 +310,6 @@ def test_restore_help_gives_the_default_alpha(capsys):
     assert "(default: auto)" in " ".join(capsys.readouterr().out.split())
 
 
-def test_metadata_of_other_formats_is_empty(tmp_path):
+def test_a_photograph_without_exif_or_profile_keeps_nothing(tmp_path):
     iio.imwrite(tmp_path / "photo.png", np.zeros((4, 4), np.uint8))
-    assert read_metadata(tmp_path / "photo.png") == {"dtype": None, "not_kept": []}
+    assert read_metadata(tmp_path / "photo.png") == {"dtype": None, "photo": {}, "not_kept": []}

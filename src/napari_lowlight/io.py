@@ -16,6 +16,7 @@ import imagecodecs
 import imageio.v3 as iio
 import numpy as np
 import tifffile
+from PIL import Image
 
 from ._atomic import replaced_atomically
 
@@ -52,6 +53,15 @@ _LOSSLESS_TIFF_CODECS = (
     tifffile.COMPRESSION.LZMA,
     tifffile.COMPRESSION.ZSTD,
 )
+#: The EXIF tag of a photograph's orientation.
+_EXIF_ORIENTATION = 0x0112
+#: What each Pillow format holds of a photograph's metadata (:func:`_photo_metadata`).
+_PHOTO_METADATA = {
+    ".jpg": ("exif", "icc_profile", "dpi"),
+    ".jpeg": ("exif", "icc_profile", "dpi"),
+    ".png": ("exif", "icc_profile", "dpi"),
+    ".webp": ("exif", "icc_profile"),
+}
 #: ImageJ metadata that tifffile computes from the written shape itself.
 _IMAGEJ_SHAPE_KEYS = ("ImageJ", "images", "channels", "slices", "frames", "hyperstack")
 #: ImageJ metadata that describes the values (display ranges, grey or colour mode): kept
@@ -152,7 +162,7 @@ def read_metadata(path) -> dict:
     Parameters
     ----------
     path : str or Path
-        A TIFF file or Zarr store; other formats carry nothing that is kept.
+        A TIFF file, a Zarr store or a photograph (PNG, JPEG, BMP, WebP, GIF).
 
     Returns
     -------
@@ -163,7 +173,9 @@ def read_metadata(path) -> dict:
         physical sizes, time increment and channel names, any other image description,
         the photometric layout and a lossless codec; ``"zarr"``: the array's attributes
         and, for an OME-Zarr image, its group's attributes with the multiscales listing
-        level 0 only; ``"not_kept"``: what a written result leaves out, in words.
+        level 0 only; ``"photo"``: a photograph's EXIF (orientation reset, as
+        :func:`read_image` turns the pixels), colour profile and resolution;
+        ``"not_kept"``: what a written result leaves out, in words.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -171,7 +183,29 @@ def read_metadata(path) -> dict:
         return _tiff_metadata(path)
     if suffix == ZARR_SUFFIX:
         return _zarr_metadata(path)
-    return {"dtype": None, "not_kept": []}
+    return {"dtype": None, "photo": _photo_metadata(path), "not_kept": []}
+
+
+def _photo_metadata(path: Path) -> dict:
+    """A photograph's EXIF (its orientation reset: :func:`read_image` turns the pixels), colour
+    profile and resolution, as Pillow's ``save`` takes them."""
+    try:
+        meta = iio.immeta(path)
+    except Exception as error:  # the readers raise many types for a corrupt file
+        raise ValueError(f"input file {str(path)!r} is not a readable image ({_reader_message(error)})") from None
+    kept = {key: meta[key] for key in ("icc_profile", "dpi") if meta.get(key)}
+    if meta.get("exif"):
+        exif = Image.Exif()
+        exif.load(meta["exif"])
+        exif[_EXIF_ORIENTATION] = 1
+        kept["exif"] = exif.tobytes()
+    return kept
+
+
+def _photo_options(metadata, suffix: str) -> dict:
+    """Pillow ``save`` options that write ``metadata`` (of :func:`read_metadata`) into a ``suffix`` file."""
+    held = _PHOTO_METADATA.get(suffix, ())
+    return {key: value for key, value in (metadata or {}).get("photo", {}).items() if key in held}
 
 
 def _tiff_metadata(path: Path) -> dict:
@@ -326,8 +360,9 @@ def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
     """Write ``image`` to ``path`` (format from the suffix), atomically.
 
     Formats and what they hold: :func:`check_writable`. ``metadata`` (from
-    :func:`read_metadata` of a TIFF input) is written into a TIFF ``path``. The file
-    appears complete or not at all.
+    :func:`read_metadata` of the input) is written where the format holds it: a TIFF's
+    into a TIFF ``path``, a photograph's EXIF, colour profile and resolution into a JPEG,
+    PNG or WebP ``path``. The file appears complete or not at all.
     """
     path = Path(path)
     suffix = _suffix(path)
@@ -342,9 +377,9 @@ def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
             temporary.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(image)))  # Pillow writes no 16-bit colour
         elif suffix == ".webp":
             # Lossless, and the colour of transparent pixels kept: a result is not re-encoded lossily.
-            iio.imwrite(temporary, image, extension=suffix, lossless=True, exact=True)
+            iio.imwrite(temporary, image, extension=suffix, lossless=True, exact=True, **_photo_options(metadata, suffix))
         else:
-            iio.imwrite(temporary, image, extension=suffix)
+            iio.imwrite(temporary, image, extension=suffix, **_photo_options(metadata, suffix))
     return path
 
 

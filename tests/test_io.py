@@ -128,6 +128,21 @@ def test_a_photographs_exif_colour_profile_and_resolution_survive_restoring(tmp_
         assert restored.info["icc_profile"] == icc and restored.info["dpi"] == (300, 300)
 
 
+def test_an_ome_tiffs_significant_bits_set_its_full_intensity(tmp_path, model_file, capsys):
+    # A 12-bit camera's frames stored as uint16: full intensity is 4095, not 65535.
+    source, out, overridden = tmp_path / "cam.ome.tif", tmp_path / "out.ome.tif", tmp_path / "over.ome.tif"
+    frames = np.random.default_rng(0).integers(0, 1200, (2, 40, 48)).astype(np.uint16)
+    tifffile.imwrite(source, frames, ome=True, metadata={"axes": "ZYX", "SignificantBits": 12})
+    model = load_model(model_file, device="cpu")
+    _restore(source, out, model_file)
+    assert "full intensity 4095" in capsys.readouterr().err
+    np.testing.assert_array_equal(tifffile.imread(out), restore(frames, 1.0, model=model, data_range=4095))
+    with tifffile.TiffFile(out) as tif:
+        assert tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]["Pixels"]["SignificantBits"] == 12
+    _restore(source, overridden, model_file, "--data-range", "65535")
+    np.testing.assert_array_equal(tifffile.imread(overridden), restore(frames, 1.0, model=model))
+
+
 def test_ome_physical_sizes_and_channel_names_survive_restoring(tmp_path, stack, model_file):
     source, out = tmp_path / "cells.ome.tif", tmp_path / "out.ome.tif"
     sizes = {"PhysicalSizeX": 0.325, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.325, "PhysicalSizeYUnit": "µm", "PhysicalSizeZ": 2.5}

@@ -287,6 +287,10 @@ def _restore_file(source, target, difference_target, model, args) -> None:
     samples_last = _holds_channel_samples(metadata, image) and args.channel_axis == "auto"
     if samples_last:
         image = np.moveaxis(image, -1, 0)
+    data_range = args.data_range
+    if data_range is None and metadata.get("data_range"):
+        data_range = metadata["data_range"]
+        _progress_line(f"napari-lowlight: {source}: full intensity {data_range:g}, as its OME metadata's significant bits say (--data-range sets another)")
     restored, difference = restore(
         image,
         args.alpha,
@@ -295,7 +299,7 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         device=args.device,
         tile_size=args.tile,
         return_difference=True,
-        data_range=args.data_range,
+        data_range=data_range,
         compile=args.compile,
         ensemble=args.ensemble,
         keep_black=args.keep_black,

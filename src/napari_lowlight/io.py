@@ -175,7 +175,9 @@ def read_metadata(path) -> dict:
         and, for an OME-Zarr image, its group's attributes with the multiscales listing
         level 0 only; ``"photo"``: a photograph's EXIF (orientation reset, as
         :func:`read_image` turns the pixels), colour profile and resolution;
-        ``"not_kept"``: what a written result leaves out, in words.
+        ``"data_range"``: the full-intensity value an OME-TIFF's significant bits give
+        integer pixels (4095 for 12 of 16 bits), else None; ``"not_kept"``: what a written
+        result leaves out, in words.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -240,7 +242,7 @@ def _tiff_metadata(path: Path) -> dict:
                 not_kept.append(f"its {len(series.levels) - 1} lower-resolution pyramid level(s) (level 0 is restored)")
             if len(tif.series) > 1:
                 not_kept.append(f"its {len(tif.series) - 1} further image series (the first is restored)")
-            return {"dtype": series.dtype, "tiff": options, "not_kept": not_kept}
+            return {"dtype": series.dtype, "tiff": options, "data_range": _significant_range(options, series.dtype), "not_kept": not_kept}
     except Exception as error:  # tifffile raises many types for a corrupt file
         raise ValueError(f"input file {str(path)!r} is not a readable TIFF image ({_reader_message(error)})") from None
 
@@ -255,13 +257,23 @@ def _can_encode(compression) -> bool:
     return True
 
 
+def _significant_range(options: dict, dtype) -> float | None:
+    """The full-intensity value of integer pixels of which the OME metadata says fewer bits
+    are significant (a 12-bit camera's frames stored as uint16: 4095), else None."""
+    bits = (options.get("metadata") or {}).get("SignificantBits") if options.get("ome") else None
+    dtype = np.dtype(dtype)
+    if bits is None or dtype.kind != "u" or not 0 < int(bits) < 8 * dtype.itemsize:
+        return None
+    return float(2 ** int(bits) - 1)
+
+
 def _ome_image_metadata(xml: str) -> dict:
-    """The first OME image's name, physical pixel sizes, time increment and channel names,
-    as tifffile's OME writer takes them."""
+    """The first OME image's name, physical pixel sizes, time increment, significant bits and
+    channel names, as tifffile's OME writer takes them."""
     image = tifffile.xml2dict(xml)["OME"]["Image"]
     image = image[0] if isinstance(image, list) else image
     pixels = image.get("Pixels", {})
-    kept = {key: value for key, value in pixels.items() if key.startswith(("PhysicalSize", "TimeIncrement"))}
+    kept = {key: value for key, value in pixels.items() if key.startswith(("PhysicalSize", "TimeIncrement", "SignificantBits"))}
     if image.get("Name"):
         kept["Name"] = image["Name"]
     channels = pixels.get("Channel", [])
@@ -353,6 +365,8 @@ def _tiff_options(metadata, dtype) -> dict:
             options["photometric"] = tifffile.PHOTOMETRIC.MINISBLACK
         if isinstance(options.get("metadata"), dict) and options.get("imagej"):
             options["metadata"] = {k: v for k, v in options["metadata"].items() if k not in _IMAGEJ_VALUE_KEYS}
+        if isinstance(options.get("metadata"), dict) and options.get("ome"):
+            options["metadata"] = {k: v for k, v in options["metadata"].items() if k != "SignificantBits"}
     return options
 
 

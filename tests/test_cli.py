@@ -452,6 +452,17 @@ def test_a_16_bit_colour_png_keeps_its_16_bits(tmp_path, model_file):
     assert len(np.unique(restored)) > 256  # not 8 bits scaled up
 
 
+def test_a_fine_tune_on_12_bit_ome_frames_records_their_full_intensity(tmp_path, model_file):
+    frames = [tmp_path / f"cam{i}.ome.tif" for i in range(2)]
+    for i, path in enumerate(frames):
+        noisy = np.random.default_rng(i).poisson(300, (40, 48)).astype(np.uint16)
+        tifffile.imwrite(path, noisy, ome=True, metadata={"axes": "YX", "SignificantBits": 12})
+    out = tmp_path / "tuned.safetensors"
+    argv = ["train", *map(str, frames), "--self-supervised", "--from", model_file, "--steps", "1", "--batch-size", "2", "--patch-size", "16"]
+    assert main([*argv, "-o", str(out)]) == 0
+    assert load_model(out, device="cpu").training_config["data"]["data_range"] == 4095
+
+
 def test_a_bad_file_in_a_batch_is_named_and_the_others_are_restored(tmp_path, rng, model_file, capsys):
     names = ["a.tif", "b.tif", "c.tif"]
     for name in names:

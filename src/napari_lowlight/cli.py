@@ -203,6 +203,19 @@ def _kept_metadata(source: Path) -> dict:
     return metadata
 
 
+def _files_data_range(paths: list[Path]) -> float | None:
+    """The full intensity the OME metadata of every one of ``paths`` gives alike (said on
+    stderr), as restoring each of them would take it; None if any gives none or they differ."""
+    from .io import read_metadata
+
+    ranges = {read_metadata(path).get("data_range") for path in paths}
+    if len(ranges) != 1 or None in ranges:
+        return None
+    (data_range,) = ranges
+    _progress_line(f"napari-lowlight: full intensity {data_range:g}, as the files' OME significant bits say (--data-range sets another)")
+    return data_range
+
+
 def _load_model_argument(text):
     """The model a --model/--from argument names, on the CPU: restoring and training move a
     copy to their device, and a model shipped to dask workers must unpickle on any of them."""
@@ -471,7 +484,8 @@ def _train(args) -> None:
     channel_axes = [_resolve_channel_axis(args.channel_axis, image) for image in images or [low for low, _ in pairs or []]]
     channel_axes += [None] * len(scenes)
     data = dict(noisy=images) if args.self_supervised else dict(images=images, dim_images=scenes, pairs=pairs)
-    run = train(**data, model=model, device=args.device, channel_axis=channel_axes, data_range=args.data_range, **options)
+    data_range = args.data_range if args.data_range is not None else _files_data_range(files + pair_files)
+    run = train(**data, model=model, device=args.device, channel_axis=channel_axes, data_range=data_range, **options)
     bar = tqdm(total=options["steps"], desc=f"training ({_device_and_precision(args.device)})", unit="step", file=sys.stderr)
     try:
         while True:
@@ -497,7 +511,7 @@ def _train(args) -> None:
         "add_enhance_blocks": list(added_blocks or []),
         "enhance_width": enhance_width,
         "pairs": len(pairs or []),
-        "data_range": args.data_range,
+        "data_range": data_range,
     }
     save_model(trained, output, training={**trained.training_config, "data": sources})
 

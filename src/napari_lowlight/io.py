@@ -321,8 +321,9 @@ def _zarr_metadata(path: Path) -> dict:
 def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
     """Raise ValueError if an image of ``dtype`` and ``shape`` cannot be written to ``path``.
 
-    PNG holds one grey, RGB or RGBA image of uint8 or uint16; JPEG and BMP one uint8 grey or RGB image; WebP one uint8 RGB or RGBA
-    image; TIFF any dtype and dimensions; GIF nothing (256 colours cannot hold a result).
+    PNG holds one grey, RGB or RGBA image of uint8 or uint16; JPEG and BMP one uint8 grey
+    or RGB image; WebP one uint8 RGB or RGBA image; TIFF any dtype and dimensions; GIF
+    nothing (256 colours cannot hold a result).
     A lazy (dask) result goes to a Zarr store or a TIFF file. Checking before computing
     means no work is lost to a format that cannot hold the result.
     """

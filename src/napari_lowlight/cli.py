@@ -188,7 +188,7 @@ def _synthesize(args) -> None:
         photons=args.photons,
         seed=args.seed,
         channel_axis=_resolve_channel_axis(args.channel_axis, image),
-        data_range=args.data_range,
+        data_range=_data_range(args, [source]),
     )
     write_image(output, low, metadata=metadata)
 
@@ -203,16 +203,22 @@ def _kept_metadata(source: Path) -> dict:
     return metadata
 
 
-def _files_data_range(paths: list[Path]) -> float | None:
-    """The full intensity the OME metadata of every one of ``paths`` gives alike (said on
-    stderr), as restoring each of them would take it; None if any gives none or they differ."""
+def _data_range(args, paths: list[Path]) -> float | None:
+    """``--data-range``, else the full intensity the OME metadata of every one of ``paths``
+    gives alike (said on stderr); None if any gives none or they differ."""
     from .io import read_metadata
 
+    if args.data_range is not None:
+        return args.data_range
     ranges = {read_metadata(path).get("data_range") for path in paths}
     if len(ranges) != 1 or None in ranges:
         return None
     (data_range,) = ranges
-    _progress_line(f"napari-lowlight: full intensity {data_range:g}, as the files' OME significant bits say (--data-range sets another)")
+    names = str(paths[0]) if len(paths) == 1 else f"{len(paths)} files"
+    _progress_line(
+        f"napari-lowlight: {names}: full intensity {data_range:g}, as the OME metadata's significant bits say"
+        " (--data-range sets another)"
+    )
     return data_range
 
 
@@ -300,10 +306,7 @@ def _restore_file(source, target, difference_target, model, args) -> None:
     samples_last = _holds_channel_samples(metadata, image) and args.channel_axis == "auto"
     if samples_last:
         image = np.moveaxis(image, -1, 0)
-    data_range = args.data_range
-    if data_range is None and metadata.get("data_range"):
-        data_range = metadata["data_range"]
-        _progress_line(f"napari-lowlight: {source}: full intensity {data_range:g}, as its OME metadata's significant bits say (--data-range sets another)")
+    data_range = _data_range(args, [source])
     restored, difference = restore(
         image,
         args.alpha,
@@ -484,7 +487,7 @@ def _train(args) -> None:
     channel_axes = [_resolve_channel_axis(args.channel_axis, image) for image in images or [low for low, _ in pairs or []]]
     channel_axes += [None] * len(scenes)
     data = dict(noisy=images) if args.self_supervised else dict(images=images, dim_images=scenes, pairs=pairs)
-    data_range = args.data_range if args.data_range is not None else _files_data_range(files + pair_files)
+    data_range = _data_range(args, files + pair_files)
     run = train(**data, model=model, device=args.device, channel_axis=channel_axes, data_range=data_range, **options)
     bar = tqdm(total=options["steps"], desc=f"training ({_device_and_precision(args.device)})", unit="step", file=sys.stderr)
     try:

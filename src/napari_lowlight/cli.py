@@ -188,7 +188,7 @@ def _synthesize(args) -> None:
         photons=args.photons,
         seed=args.seed,
         channel_axis=_resolve_channel_axis(args.channel_axis, image),
-        data_range=_data_range(args, [source]),
+        data_range=_data_range(args, [metadata], str(source)),
     )
     write_image(output, low, metadata=metadata)
 
@@ -203,20 +203,18 @@ def _kept_metadata(source: Path) -> dict:
     return metadata
 
 
-def _data_range(args, paths: list[Path]) -> float | None:
-    """``--data-range``, else the full intensity the OME metadata of every one of ``paths``
-    gives alike (said on stderr); None if any gives none or they differ."""
-    from .io import read_metadata
-
+def _data_range(args, metadata: list[dict], what: str) -> float | None:
+    """``--data-range``, else the full intensity the OME metadata of every file (their
+    :func:`~napari_lowlight.io.read_metadata`) gives alike, said on stderr for ``what``; None
+    if any gives none or they differ."""
     if args.data_range is not None:
         return args.data_range
-    ranges = {read_metadata(path).get("data_range") for path in paths}
+    ranges = {each.get("data_range") for each in metadata}
     if len(ranges) != 1 or None in ranges:
         return None
     (data_range,) = ranges
-    names = str(paths[0]) if len(paths) == 1 else f"{len(paths)} files"
     _progress_line(
-        f"napari-lowlight: {names}: full intensity {data_range:g}, as the OME metadata's significant bits say"
+        f"napari-lowlight: {what}: full intensity {data_range:g}, as the OME metadata's significant bits say"
         " (--data-range sets another)"
     )
     return data_range
@@ -306,7 +304,7 @@ def _restore_file(source, target, difference_target, model, args) -> None:
     samples_last = _holds_channel_samples(metadata, image) and args.channel_axis == "auto"
     if samples_last:
         image = np.moveaxis(image, -1, 0)
-    data_range = _data_range(args, [source])
+    data_range = _data_range(args, [metadata], str(source))
     restored, difference = restore(
         image,
         args.alpha,
@@ -419,7 +417,7 @@ def _device_and_precision(device) -> str:
 def _train(args) -> None:
     from tqdm import tqdm
 
-    from .io import read_image
+    from .io import read_image, read_metadata
     from .network import deepened, widened
     from .scenes import generated_scenes
     from .training import FINE_TUNE_LR, SELF_SUPERVISED_DEFAULTS, train
@@ -487,7 +485,7 @@ def _train(args) -> None:
     channel_axes = [_resolve_channel_axis(args.channel_axis, image) for image in images or [low for low, _ in pairs or []]]
     channel_axes += [None] * len(scenes)
     data = dict(noisy=images) if args.self_supervised else dict(images=images, dim_images=scenes, pairs=pairs)
-    data_range = _data_range(args, files + pair_files)
+    data_range = _data_range(args, [read_metadata(path) for path in files + pair_files], f"{len(files + pair_files)} files")
     run = train(**data, model=model, device=args.device, channel_axis=channel_axes, data_range=data_range, **options)
     bar = tqdm(total=options["steps"], desc=f"training ({_device_and_precision(args.device)})", unit="step", file=sys.stderr)
     try:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from astropy.io import fits
 
 from napari_lowlight import load_model, restore, save_model
 from napari_lowlight.cli import main
@@ -173,6 +174,81 @@ def test_a_plain_tiff_keeps_resolution_description_software_and_colour(tmp_path,
         assert page.tags["XResolution"].value == (300, 1) and page.resolutionunit == tifffile.RESUNIT.INCH
         assert page.description == "Vendor XY exposure=20ms" and page.tags.valueof("Software") == "Vendor XY"
         assert page.photometric == tifffile.PHOTOMETRIC.RGB and tif.asarray().dtype == np.uint16
+
+
+def test_a_fits_cube_restores_to_fits_with_its_header(tmp_path, rng, model_file, capsys):
+    # A 16-bit camera's frames are stored as int16 with BZERO 32768; astronomers keep their WCS,
+    # exposure and observation cards with the pixels.
+    source, out, difference = tmp_path / "m31.fits", tmp_path / "out.fits", tmp_path / "difference.fits"
+    cube = rng.integers(0, 4000, (2, 30, 40)).astype(np.uint16)
+    primary = fits.PrimaryHDU(cube)
+    primary.header.update(OBJECT="M31", CRVAL1=10.68, CTYPE1="RA---TAN", EXPTIME=30.0, DATAMAX=3999)
+    table = fits.BinTableHDU.from_columns([fits.Column(name="flux", format="E", array=np.zeros(3))])
+    fits.HDUList([primary, table]).writeto(source)
+    before = source.read_bytes()
+    read = read_image(source)
+    np.testing.assert_array_equal(read, cube)
+    assert read.dtype == np.uint16 and read.dtype.isnative
+    _restore(source, out, model_file, "--difference", str(difference))
+    assert "1 further HDU(s)" in capsys.readouterr().err and source.read_bytes() == before
+    with fits.open(out) as hdus:
+        header, restored = hdus[0].header, hdus[0].data
+        assert restored.dtype == np.uint16 and restored.shape == cube.shape
+        assert (header["OBJECT"], header["CRVAL1"], header["CTYPE1"], header["EXPTIME"]) == ("M31", 10.68, "RA---TAN", 30.0)
+        assert "DATAMAX" not in header  # the input's range, which the restoration changed
+        assert "restored by napari-lowlight" in str(header["HISTORY"])
+    expected = restore(cube, 1.0, model=load_model(model_file), refine=False)
+    np.testing.assert_array_equal(restored, expected)
+    with fits.open(difference) as hdus:
+        # The counts' scaling does not describe a float difference map.
+        assert hdus[0].data.dtype.kind == "f" and "BZERO" not in hdus[0].header
+        assert hdus[0].header["OBJECT"] == "M31"
+
+
+def test_a_tile_compressed_float_fits_round_trips_losslessly(tmp_path, rng, model_file):
+    # fpack's .fz: a calibrated frame in big-endian floats with a background below 0.
+    source, out = tmp_path / "frame.fits.fz", tmp_path / "out.fits.fz"
+    frame = (rng.random((40, 48)) * 3000 - 100).astype(">f4")
+    image = fits.CompImageHDU(frame, compression_type="GZIP_2", quantize_level=0.0)
+    image.header["FILTER"] = "Ha"
+    fits.HDUList([fits.PrimaryHDU(), image]).writeto(source)
+    read = read_image(source)
+    assert read.dtype == np.float32 and read.dtype.isnative
+    np.testing.assert_array_equal(read, frame)
+    _restore(source, out, model_file)
+    with fits.open(out) as hdus:
+        assert isinstance(hdus[1], fits.CompImageHDU) and hdus[1].header["FILTER"] == "Ha"
+        with pytest.warns(UserWarning, match="outside \\[0, 1\\]"):
+            expected = restore(read, 1.0, model=load_model(model_file))
+        np.testing.assert_array_equal(hdus[1].data, expected)  # written without loss
+
+
+def test_blank_nan_pixels_stay_blank_and_the_rest_is_restored(tmp_path, rng, model_file, capsys):
+    # Reduced astronomy frames mark pixels off the detector or masked as NaN.
+    source, out, difference = tmp_path / "stacked.fits", tmp_path / "out.fits", tmp_path / "difference.fits"
+    frame = (rng.random((40, 48)) * 2000).astype(np.float32)
+    frame[:, :8] = np.nan
+    frame[20, 30] = np.nan
+    fits.PrimaryHDU(frame).writeto(source)
+    _restore(source, out, model_file, "--difference", str(difference))
+    assert "321 NaN (blank) pixels" in capsys.readouterr().err
+    for path in (out, difference):
+        result = fits.getdata(path)
+        np.testing.assert_array_equal(np.isnan(result), np.isnan(frame))
+        assert np.isfinite(result[~np.isnan(frame)]).all()
+    # A frame with nothing but blanks is named, not restored into NaN.
+    fits.PrimaryHDU(np.full((20, 20), np.nan, np.float32)).writeto(tmp_path / "empty.fits")
+    assert main(["restore", str(tmp_path / "empty.fits"), "-o", str(tmp_path / "e.fits"), "--model", model_file]) == 1
+    assert "every pixel is NaN" in capsys.readouterr().err
+
+
+def test_a_fits_file_without_an_image_is_named(tmp_path, model_file, capsys):
+    source = tmp_path / "catalogue.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column(name="x", format="E", array=np.zeros(2))])]).writeto(source)
+    with pytest.raises(ValueError, match="catalogue.fits.*not a readable FITS image.*no image HDU"):
+        read_image(source)
+    assert main(["restore", str(source), "-o", str(tmp_path / "out.fits"), "--model", model_file]) == 1
+    assert "no image HDU" in capsys.readouterr().err
 
 
 def test_zarr_attributes_survive_restoring(tmp_path, rng, model_file):

@@ -107,6 +107,25 @@ def _holds_channel_samples(metadata: dict, image) -> bool:
     return options.get("planarconfig") == tifffile.PLANARCONFIG.CONTIG and image.shape[-1] not in (3, 4)
 
 
+def _blank_pixels_filled(image, source):
+    """``image`` with its NaN pixels (a FITS frame's blank pixels: off the detector, masked)
+    taken from their nearest finite pixel, and where they were; ``(image, None)`` if it has none.
+
+    The network needs a value at every pixel; the nearest one's keeps the gap from pulling
+    its neighbours up or down. The result gets NaN back where the input had it.
+    """
+    from scipy import ndimage
+
+    if isinstance(image, np.ndarray) and image.dtype.kind == "f" and np.isnan(image).any():
+        blank = np.isnan(image)
+        if blank.all():
+            raise ValueError(f"{source}: every pixel is NaN (blank); there is nothing to restore")
+        nearest = ndimage.distance_transform_edt(blank, return_distances=False, return_indices=True)
+        warnings.warn(f"{source}: its {np.count_nonzero(blank)} NaN (blank) pixels take their nearest pixels' values for the network and are NaN again in the result")
+        return image[tuple(nearest)], blank
+    return image, None
+
+
 def _is_folder(path: Path) -> bool:
     """A folder of files, not a Zarr store (which is a folder too)."""
     from .io import ZARR_SUFFIX
@@ -305,6 +324,7 @@ def _restore_file(source, target, difference_target, model, args) -> None:
     if samples_last:
         image = np.moveaxis(image, -1, 0)
     data_range = _data_range(args, [metadata], str(source))
+    image, blank = _blank_pixels_filled(image, source)
     restored, difference = restore(
         image,
         args.alpha,
@@ -319,6 +339,8 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         keep_black=args.keep_black,
         refine=args.refine,
     )
+    if blank is not None:
+        restored[blank] = difference[blank] = np.nan
     if samples_last:
         restored, difference = np.moveaxis(restored, 0, -1), np.moveaxis(difference, 0, -1)
     _write_result(target, restored, metadata)

@@ -1,8 +1,9 @@
-"""Image files in and out through tifffile, imageio and zarr; outputs are written atomically.
+"""Image files in and out through tifffile, imageio, astropy and zarr; outputs are written atomically.
 
 Beside the pixels, a file's metadata travels to the result's file of the same format
-(:func:`read_metadata`): a TIFF's resolution, ImageJ and OME-XML metadata, a Zarr
-array's attributes. Big TIFFs and Zarr stores are read and written lazily, block by block.
+(:func:`read_metadata`): a TIFF's resolution, ImageJ and OME-XML metadata, a FITS
+header, a Zarr array's attributes. Big TIFFs and Zarr stores are read and written
+lazily, block by block.
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ __all__ = [
     "write_lazy",
     "is_lazy_source",
     "TIFF_SUFFIXES",
+    "FITS_SUFFIXES",
     "IMAGE_SUFFIXES",
 ]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 #: Formats imageio reads through Pillow; a GIF's frames become a (T, Y, X, 3) stack.
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
-IMAGE_SUFFIXES = (*PILLOW_SUFFIXES, *TIFF_SUFFIXES)
+#: Astronomy's format: an image HDU (primary, extension or tile-compressed, as fpack's ``.fz``).
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fz")
+IMAGE_SUFFIXES = (*PILLOW_SUFFIXES, *TIFF_SUFFIXES, *FITS_SUFFIXES)
 ZARR_SUFFIX = ".zarr"
 #: TIFF images whose pixels take more than this are streamed through dask instead of
 #: read whole (the pixels, not the file: a compressed file is much smaller).
@@ -67,6 +71,12 @@ _IMAGEJ_SHAPE_KEYS = ("ImageJ", "images", "channels", "slices", "frames", "hyper
 #: ImageJ metadata that describes the values (display ranges, grey or colour mode): kept
 #: only for a result of the input's dtype, not for a float difference map.
 _IMAGEJ_VALUE_KEYS = ("min", "max", "Ranges", "mode")
+#: FITS header keywords of the input's integer storage: kept only for a result of the
+#: input's dtype (astropy writes the scaling keywords of the data it is given).
+_FITS_STORAGE_KEYS = ("BSCALE", "BZERO", "BLANK")
+#: FITS header keywords a result's HDU sets itself (its kind, checksums), or that the
+#: restoration makes wrong (the data's range).
+_FITS_DROPPED_KEYS = ("XTENSION", "PCOUNT", "GCOUNT", "EXTEND", "SIMPLE", "CHECKSUM", "DATASUM", "DATAMIN", "DATAMAX")
 
 
 def _suffix(path: Path) -> str:
@@ -85,8 +95,9 @@ def _reader_message(error: Exception) -> str:
 
 
 def read_image(path, *, lazy: bool = False):
-    """Read an image file: TIFF (any dtype, N-D stacks, ImageJ and OME), PNG, JPEG, BMP,
-    WebP (8-bit; PNG also 16-bit) or GIF (its frames as a (T, Y, X, 3) stack).
+    """Read an image file: TIFF (any dtype, N-D stacks, ImageJ and OME), FITS (its first
+    image HDU), PNG, JPEG, BMP, WebP (8-bit; PNG also 16-bit) or GIF (its frames as a
+    (T, Y, X, 3) stack).
 
     Parameters
     ----------
@@ -98,8 +109,9 @@ def read_image(path, *, lazy: bool = False):
     Returns
     -------
     ndarray, or dask.array.Array with ``lazy=True``
-        A TIFF's first image series at full resolution; a GIF of one frame is (Y, X, 3); a grey
-        image with opacity (PNG's LA mode) is read as RGBA, (Y, X, 4).
+        A TIFF's first image series at full resolution; a FITS file's first HDU that holds
+        an image, its scaling (BZERO, BSCALE) applied, in native byte order; a GIF of one
+        frame is (Y, X, 3); a grey image with opacity (PNG's LA mode) is read as RGBA, (Y, X, 4).
 
     Raises
     ------
@@ -121,6 +133,8 @@ def read_image(path, *, lazy: bool = False):
     try:
         if suffix in TIFF_SUFFIXES:
             image = tifffile.imread(path)
+        elif suffix in FITS_SUFFIXES:
+            image = _read_fits(path)
         elif suffix == ".png" and _is_16_bit_colour_png(path):
             image = imagecodecs.imread(path, codec="png")  # Pillow would cut it to 8 bits
         else:
@@ -131,7 +145,7 @@ def read_image(path, *, lazy: bool = False):
     image = np.asarray(image)
     if suffix == ".gif" and image.shape[0] == 1:
         image = image[0]  # Pillow reads every GIF as a stack of frames
-    if suffix not in TIFF_SUFFIXES and image.ndim == 3 and image.shape[-1] == 2:
+    if suffix in PILLOW_SUFFIXES and image.ndim == 3 and image.shape[-1] == 2:
         # Grey plus opacity (a PNG's LA mode), which no layout here holds: as RGBA, three equal
         # colour channels and the opacity, it is restored as colour and the opacity kept. Read
         # as (Y, X, 2), its last axis would be taken for a width.
@@ -139,6 +153,25 @@ def read_image(path, *, lazy: bool = False):
     if image.size == 0:
         raise ValueError(f"input file {str(path)!r} is not a readable image: it holds no pixels")
     return image
+
+
+def _fits_image(hdus):
+    """The first HDU of an open FITS file that holds an image (a primary HDU may hold none)."""
+    from astropy.io import fits
+
+    for hdu in hdus:
+        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and hdu.data is not None:
+            return hdu
+    raise ValueError("it holds no image HDU (only tables or empty HDUs)")
+
+
+def _read_fits(path: Path) -> np.ndarray:
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdus:
+        data = np.asarray(_fits_image(hdus).data)
+    # FITS stores big-endian values; torch and most of numpy's fast paths take native ones.
+    return data.astype(data.dtype.newbyteorder("="), copy=False)
 
 
 def _read_with_pillow(path: Path) -> np.ndarray:
@@ -162,7 +195,7 @@ def read_metadata(path) -> dict:
     Parameters
     ----------
     path : str or Path
-        A TIFF file, a Zarr store or a photograph (PNG, JPEG, BMP, WebP, GIF).
+        A TIFF file, a FITS file, a Zarr store or a photograph (PNG, JPEG, BMP, WebP, GIF).
 
     Returns
     -------
@@ -171,7 +204,9 @@ def read_metadata(path) -> dict:
         ``"tiff"``: options of ``tifffile.imwrite``: resolution and its unit, the Software
         tag, the ImageJ metadata (axes, spacing, unit, ranges, labels), the OME-XML
         physical sizes, time increment and channel names, any other image description,
-        the photometric layout and a lossless codec; ``"zarr"``: the array's attributes
+        the photometric layout and a lossless codec; ``"fits"``: the image HDU's header
+        (an ``astropy.io.fits.Header``: WCS, exposure, observation and every other card);
+        ``"zarr"``: the array's attributes
         and, for an OME-Zarr image, its group's attributes with the multiscales listing
         level 0 only; ``"photo"``: a photograph's EXIF (orientation reset, as
         :func:`read_image` turns the pixels), colour profile and resolution;
@@ -183,6 +218,8 @@ def read_metadata(path) -> dict:
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:
         return _tiff_metadata(path)
+    if suffix in FITS_SUFFIXES:
+        return _fits_metadata(path)
     if suffix == ZARR_SUFFIX:
         return _zarr_metadata(path)
     return {"dtype": None, "photo": _photo_metadata(path), "not_kept": []}
@@ -245,6 +282,42 @@ def _tiff_metadata(path: Path) -> dict:
             return {"dtype": series.dtype, "tiff": options, "data_range": _significant_range(options, series.dtype), "not_kept": not_kept}
     except Exception as error:  # tifffile raises many types for a corrupt file
         raise ValueError(f"input file {str(path)!r} is not a readable TIFF image ({_reader_message(error)})") from None
+
+
+def _fits_metadata(path: Path) -> dict:
+    from astropy.io import fits
+
+    try:
+        with fits.open(path, memmap=False) as hdus:
+            image = _fits_image(hdus)
+            others = [hdu for hdu in hdus if hdu is not image and (hdu.data is not None or hdu.header.get("XTENSION"))]
+            return {
+                "dtype": np.dtype(image.data.dtype).newbyteorder("="),
+                "fits": {"header": image.header.copy()},
+                "data_range": None,
+                "not_kept": [f"its {len(others)} further HDU(s) (the first image HDU is restored)"] if others else [],
+            }
+    except Exception as error:  # astropy raises many types for a corrupt file
+        raise ValueError(f"input file {str(path)!r} is not a readable FITS image ({_reader_message(error)})") from None
+
+
+def _fits_hdus(image: np.ndarray, metadata, compressed: bool):
+    """The HDUs of a FITS result: ``image`` with the input's header (:func:`read_metadata`) where
+    it applies, as the primary HDU, or tile-compressed (lossless) after an empty one for ``.fz``."""
+    from astropy.io import fits
+
+    header = fits.Header()
+    if metadata and "fits" in metadata:
+        header = metadata["fits"]["header"].copy()
+        dropped = _FITS_DROPPED_KEYS + (() if image.dtype == metadata["dtype"] else _FITS_STORAGE_KEYS)
+        for key in dropped:
+            header.remove(key, ignore_missing=True, remove_all=True)
+    header.add_history("restored by napari-lowlight")
+    if not compressed:
+        return fits.HDUList([fits.PrimaryHDU(image, header=header)])
+    # RICE is lossless for integers; floats would be quantised by it, so they take GZIP unquantised.
+    options = dict(compression_type="RICE_1") if image.dtype.kind in "iu" else dict(compression_type="GZIP_2", quantize_level=0.0)
+    return fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(image, header=header, **options)])
 
 
 def _can_encode(compression) -> bool:
@@ -322,7 +395,7 @@ def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
     """Raise ValueError if an image of ``dtype`` and ``shape`` cannot be written to ``path``.
 
     PNG holds one grey, RGB or RGBA image of uint8 or uint16; JPEG and BMP one uint8 grey
-    or RGB image; WebP one uint8 RGB or RGBA image; TIFF any dtype and dimensions; GIF
+    or RGB image; WebP one uint8 RGB or RGBA image; TIFF and FITS any dtype and dimensions; GIF
     nothing (256 colours cannot hold a result).
     A lazy (dask) result goes to a Zarr store or a TIFF file. Checking before computing
     means no work is lost to a format that cannot hold the result.
@@ -334,7 +407,7 @@ def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
         if suffix not in (ZARR_SUFFIX, *TIFF_SUFFIXES):
             raise ValueError(f"{str(path)!r}: a lazy result is written to .zarr or .tif, not {suffix}")
         return
-    if suffix in (ZARR_SUFFIX, *TIFF_SUFFIXES):
+    if suffix in (ZARR_SUFFIX, *TIFF_SUFFIXES, *FITS_SUFFIXES):
         return
     if suffix == ".gif":
         raise ValueError(f"{str(path)!r}: GIF holds 256 colours per frame, too few for a restored image; use .tif or .png")
@@ -376,7 +449,8 @@ def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
 
     Formats and what they hold: :func:`check_writable`. ``metadata`` (from
     :func:`read_metadata` of the input) is written where the format holds it: a TIFF's
-    into a TIFF ``path``, a photograph's EXIF, colour profile and resolution into a JPEG,
+    into a TIFF ``path``, a FITS header into a FITS ``path`` (with a HISTORY card saying
+    what made it; ``.fz`` is written tile-compressed, losslessly), a photograph's EXIF, colour profile and resolution into a JPEG,
     PNG or WebP ``path``. The file appears complete or not at all.
     """
     path = Path(path)
@@ -388,6 +462,8 @@ def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
     with replaced_atomically(path, suffix) as temporary:
         if suffix in TIFF_SUFFIXES:
             tifffile.imwrite(temporary, image, **_tiff_options(metadata, image.dtype))
+        elif suffix in FITS_SUFFIXES:
+            _fits_hdus(image, metadata, compressed=suffix == ".fz").writeto(temporary, overwrite=True)  # over the empty placeholder
         elif suffix == ".png" and image.dtype == np.uint16 and image.ndim == 3:
             temporary.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(image)))  # Pillow writes no 16-bit colour
         elif suffix == ".webp":

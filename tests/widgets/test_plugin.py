@@ -51,6 +51,27 @@ def test_open_sample_adds_low_light_and_clean_layers(viewer):
     assert [layer.name for layer in viewer.layers] == ["camera (clean)", "camera (low light)"]
 
 
+@pytest.mark.skipif(not _installed(), reason="napari-lowlight is not installed (no npe2 entry point)")
+def test_napari_opens_a_fits_file_with_its_header(viewer, tmp_path, rng):
+    from astropy.io import fits
+
+    frame = rng.integers(0, 4000, (30, 40)).astype(np.uint16)
+    primary = fits.PrimaryHDU(frame)
+    primary.header["OBJECT"] = "M31"
+    primary.writeto(tmp_path / "m31.fits")
+    # napari's own reader (through imageio) adds 32768 to these unsigned counts and turns the rows over.
+    [layer] = viewer.open(tmp_path / "m31.fits", plugin="napari-lowlight")
+    np.testing.assert_array_equal(layer.data, frame)
+    assert layer.name == "m31.fits" and layer.metadata["fits_header"]["OBJECT"] == "M31"
+
+
+def test_the_fits_reader_leaves_other_files_to_napari():
+    from napari_lowlight._reader import fits_reader
+
+    assert fits_reader("cells.tif") is None and fits_reader(["a.fits", "b.png"]) is None
+    assert fits_reader("frame.FITS") is not None and fits_reader(["a.fits", "b.fz"]) is not None
+
+
 @pytest.fixture
 def offline(monkeypatch):
     import urllib.request

@@ -30,10 +30,36 @@ def test_the_cli_uses_the_library_rule(monkeypatch):
 
     calls = []
     monkeypatch.setattr(planes, "auto_channel_axis", lambda shape: calls.append(shape) or -1)
-    assert cli._resolve_channel_axis("auto", np.zeros((8, 8, 3))) == -1
+    assert cli._resolve_channel_axis("auto", np.zeros((8, 8, 3)), {}) == -1
     assert calls == [(8, 8, 3)]
-    assert cli._resolve_channel_axis("none", np.zeros((8, 8, 3))) is None
-    assert cli._resolve_channel_axis(0, np.zeros((3, 8, 8))) == 0
+    assert cli._resolve_channel_axis("none", np.zeros((8, 8, 3)), {}) is None
+    assert cli._resolve_channel_axis(0, np.zeros((3, 8, 8)), {}) == 0
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((40, 48, 2), -1), ((2, 40, 48), 0), ((3, 40, 5, 48), 2), ((40, 48, 1), 2)])
+def test_channels_other_than_colour_are_grey_planes_wherever_their_axis_is(tiny_model, rng, shape, axis):
+    # Two fluorescent labels, say: skimage's channel_axis takes any count, and so does restore.
+    image = (rng.random(shape) * 4000).astype(np.uint16)
+    planes_first = np.moveaxis(image, axis, -3)
+    restored, difference = nl.restore(image, 0.0, model=tiny_model, channel_axis=axis, return_difference=True)
+    expected, expected_difference = nl.restore(planes_first, 0.0, model=tiny_model, return_difference=True)
+    assert restored.shape == image.shape and restored.dtype == np.uint16
+    # Refined as grey planes are (40 pixels a side fit a refinement window).
+    np.testing.assert_array_equal(restored, np.moveaxis(expected, -3, axis))
+    np.testing.assert_array_equal(difference, np.moveaxis(expected_difference, -3, axis))
+    cached = nl.estimate_difference(image, model=tiny_model, channel_axis=axis)
+    np.testing.assert_array_equal(nl.enhance(image, cached, 0.0, model=tiny_model, channel_axis=axis), restored)
+    assert nl.estimate_alpha(image, model=tiny_model, channel_axis=axis) == nl.estimate_alpha(planes_first, model=tiny_model)
+    low = nl.synthesize_low_light(image, 1.0, 0.5, seed=0, channel_axis=axis)
+    np.testing.assert_array_equal(low, np.moveaxis(nl.synthesize_low_light(planes_first, 1.0, 0.5, seed=0), -3, axis))
+
+
+def test_lazy_channels_other_than_colour_match_in_memory(tiny_model, rng):
+    import dask.array as da
+
+    image = rng.random((40, 48, 2)).astype(np.float32)
+    lazy = nl.restore(da.from_array(image, chunks=(20, 24, 1)), 0.0, model=tiny_model, channel_axis=-1, tile_size=64)
+    np.testing.assert_allclose(lazy.compute(), nl.restore(image, 0.0, model=tiny_model, channel_axis=-1), atol=1e-6)
 
 
 def test_auto_restores_a_photo_as_colour(tiny_model, photo):

@@ -88,14 +88,16 @@ def _channel_axis(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is not an axis number, 'auto' or 'none'") from None
 
 
-def _resolve_channel_axis(choice, image: np.ndarray):
-    """``auto``: the library's rule (:func:`napari_lowlight.planes.auto_channel_axis`)."""
+def _resolve_channel_axis(choice, image: np.ndarray, metadata: dict):
+    """``auto``: the library's rule (:func:`napari_lowlight.planes.auto_channel_axis`), or the
+    last axis when it holds a TIFF's samples per pixel other than RGB(A) (two channels stored
+    per pixel, Y X S: channels, not the width of planes). ``metadata``: :func:`~napari_lowlight.io.read_metadata`'s."""
     from .planes import auto_channel_axis
 
     if choice == "none":
         return None
     if choice == "auto":
-        return auto_channel_axis(image.shape)
+        return -1 if _holds_channel_samples(metadata, image) else auto_channel_axis(image.shape)
     return choice
 
 
@@ -206,7 +208,7 @@ def _synthesize(args) -> None:
         noise_sigma=args.sigma,
         photons=args.photons,
         seed=args.seed,
-        channel_axis=_resolve_channel_axis(args.channel_axis, image),
+        channel_axis=_resolve_channel_axis(args.channel_axis, image, metadata),
         data_range=_data_range(args, [metadata], str(source)),
     )
     write_image(output, low, metadata=metadata)
@@ -318,18 +320,13 @@ def _restore_file(source, target, difference_target, model, args) -> None:
     if difference_target is not None:
         check_writable(difference_target, np.float32, image.shape, lazy=lazy)
     metadata = _kept_metadata(source)
-    # A TIFF's samples other than RGB(A) (two channels stored per pixel, Y X S) are channels,
-    # not the width of planes: restored as grey planes before the spatial axes, then put back.
-    samples_last = _holds_channel_samples(metadata, image) and args.channel_axis == "auto"
-    if samples_last:
-        image = np.moveaxis(image, -1, 0)
     data_range = _data_range(args, [metadata], str(source))
     image, blank = _blank_pixels_filled(image, source)
     restored, difference = restore(
         image,
         args.alpha,
         model=model,
-        channel_axis=_resolve_channel_axis(args.channel_axis, image),
+        channel_axis=_resolve_channel_axis(args.channel_axis, image, metadata),
         device=args.device,
         tile_size=args.tile,
         return_difference=True,
@@ -341,8 +338,6 @@ def _restore_file(source, target, difference_target, model, args) -> None:
     )
     if blank is not None:
         restored[blank] = difference[blank] = np.nan
-    if samples_last:
-        restored, difference = np.moveaxis(restored, 0, -1), np.moveaxis(difference, 0, -1)
     _write_result(target, restored, metadata)
     if difference_target is not None:
         _write_result(difference_target, difference, metadata)
@@ -503,11 +498,16 @@ def _train(args) -> None:
     pairs = None
     if pair_files:
         pairs = [(read_image(low), read_image(high)) for low, high in zip(pair_files[::2], pair_files[1::2])]
+    metadata = [read_metadata(path) for path in files + pair_files]
     # Grey and colour files can be mixed: each image gets its own channel axis.
-    channel_axes = [_resolve_channel_axis(args.channel_axis, image) for image in images or [low for low, _ in pairs or []]]
+    if images:
+        channel_sources = zip(images, metadata)
+    else:
+        channel_sources = zip([low for low, _ in pairs or []], metadata[::2])
+    channel_axes = [_resolve_channel_axis(args.channel_axis, image, meta) for image, meta in channel_sources]
     channel_axes += [None] * len(scenes)
     data = dict(noisy=images) if args.self_supervised else dict(images=images, dim_images=scenes, pairs=pairs)
-    data_range = _data_range(args, [read_metadata(path) for path in files + pair_files], f"{len(files + pair_files)} files")
+    data_range = _data_range(args, metadata, f"{len(files + pair_files)} files")
     run = train(**data, model=model, device=args.device, channel_axis=channel_axes, data_range=data_range, **options)
     bar = tqdm(total=options["steps"], desc=f"training ({_device_and_precision(args.device)})", unit="step", file=sys.stderr)
     try:

@@ -25,7 +25,7 @@ from .guided import guided_filter
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
 from .noise import REFINE_BLOCK, REFINE_GUIDE_NOISE, REFINE_PASSES, REFINE_STEP, NoiseModel, fit_noise, wiener_refine
-from .planes import colour_channels, opacity_channel, resolve_channel_axis, split_planes
+from .planes import channels_before_planes, colour_channels, is_colour, opacity_channel, resolve_channel_axis, split_planes
 from .weights import default_model
 
 __all__ = [
@@ -384,8 +384,11 @@ def _noise_windows(image) -> list:
     return [image[(*plane, row, column)] for plane in planes for row in rows for column in columns]
 
 
-def _noise_model(image, scale) -> NoiseModel:
-    """The Poisson-Gaussian noise of the grey ``image`` in [0, 1] intensities, fitted on :func:`_noise_windows`."""
+def _noise_model(image, channel_axis, scale) -> NoiseModel:
+    """The Poisson-Gaussian noise of the grey planes of ``image`` in [0, 1] intensities, fitted on
+    :func:`_noise_windows`; ``channel_axis`` (non-negative or None) holds channels other than colour."""
+    if channel_axis is not None:
+        image = image.transpose(channels_before_planes(image.ndim, channel_axis))
     windows = _noise_windows(image)
     if is_dask(image):
         import dask
@@ -402,7 +405,8 @@ def _refines(refine: bool, alpha, channel_axis, shape) -> bool:
     correlate it across pixels and channels, and on well-exposed colour photographs the
     refinement lowered PSNR and SSIM (docs/method.md).
     """
-    grey = channel_axis is None and min(shape[-2:]) >= REFINE_BLOCK
+    spatial = [shape[axis] for axis in _spatial_axes(len(shape), channel_axis)]
+    grey = not is_colour(channel_axis, shape) and min(spatial) >= REFINE_BLOCK
     return bool(refine) and alpha is not None and alpha < REFINE_MAX_ALPHA and grey
 
 
@@ -489,7 +493,7 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
         difference_planes = _smooth_difference(
             planes,
             _run_planes(runner, [planes], estimate, 1, radius - enhance_radius, tile)[0],
-            colours=1 if channel_axis is None else min(unit.shape[channel_axis], 3),
+            colours=3 if layout.colour else 1,
         )
         if kind == "estimate":
             return _merge_difference(difference_planes, passthrough, layout)
@@ -650,7 +654,8 @@ def restore(
     model : LowLightNet, optional
         The shipped default model when None.
     channel_axis : int, "auto" or None
-        Axis of RGB(A) channels; the RGBA opacity channel is passed through. ``"auto"``:
+        Axis of channels: 3 or 4 are RGB(A), whose opacity channel is passed through;
+        any other count (two fluorescent labels, say) is restored as grey planes. ``"auto"``:
         the last axis of an image of 3 or more dimensions when it has 3 or 4 entries,
         as napari guesses. None (the default) restores every 2-D plane as grey, and
         warns (:class:`~napari_lowlight.planes.ChannelAxisWarning`) when the last axis
@@ -708,7 +713,7 @@ def restore(
     model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
         alpha = _alpha_from_context(model, context)
-    noise = _noise_model(image, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
+    noise = _noise_model(image, channel_axis, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
     settings = _pass_settings(
         model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black, noise=noise
     )
@@ -818,7 +823,7 @@ def enhance(
         whole_axis = _check_image_shape(whole, None if channel_axis is None else channel_axis + whole.ndim - image.ndim)
     scale = image_scale(whole, data_range, channel_axis=whole_axis)
     model, context = _model_and_context(whole, whole_axis, model, scale)
-    noise = _noise_model(whole, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
+    noise = _noise_model(whole, whole_axis, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
     settings = _pass_settings(
         model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black, noise=noise
     )

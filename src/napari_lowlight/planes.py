@@ -1,8 +1,10 @@
 """Colour channels and N-D stacks as a batch of 2-D grey planes.
 
 The network sees one grey plane at a time: every colour channel and every Z/T/C slice
-is a plane. With ``channel_axis`` the image is a colour image (RGB or RGBA); the
-alpha (opacity) channel of RGBA is not an intensity and is passed through untouched.
+is a plane. A ``channel_axis`` of 3 or 4 entries holds colour (RGB or RGBA): the
+channels of a pixel share the guide of the difference map, and the alpha (opacity)
+channel of RGBA is not an intensity and is passed through untouched. Any other number
+of channels (two fluorescent labels, say) is as many grey planes, wherever the axis is.
 ``channel_axis="auto"`` takes a last axis of 3 or 4 entries on an image of 3 or more
 dimensions for RGB(A) (:func:`auto_channel_axis`: the library, the CLI and napari agree).
 """
@@ -19,7 +21,9 @@ __all__ = [
     "ChannelAxisWarning",
     "PlaneLayout",
     "auto_channel_axis",
+    "channels_before_planes",
     "colour_channels",
+    "is_colour",
     "opacity_channel",
     "resolve_channel_axis",
     "split_planes",
@@ -30,13 +34,38 @@ class ChannelAxisWarning(UserWarning):
     """An image whose last axis looks like RGB(A) channels is processed as grey planes."""
 
 
+#: Channel counts that are colour, RGB and RGBA; other counts are grey planes.
+COLOUR_CHANNEL_COUNTS = (3, 4)
+
+
+def is_colour(channel_axis, shape) -> bool:
+    """Whether the (non-negative or None) ``channel_axis`` of an image of ``shape`` holds RGB(A)."""
+    return channel_axis is not None and shape[channel_axis] in COLOUR_CHANNEL_COUNTS
+
+
+def channels_before_planes(ndim: int, channel_axis: int) -> tuple[int, ...]:
+    """The order of axes (for ``transpose``) that puts ``channel_axis`` just before the spatial
+    axes (Y, X), the last two others: where grey-plane channels go (:func:`split_planes`)."""
+    axes = [axis for axis in range(ndim) if axis != channel_axis]
+    axes.insert(len(axes) - 2, channel_axis)
+    return tuple(axes)
+
+
 @dataclass(frozen=True)
 class PlaneLayout:
-    """Enough to put planes back into the input's shape."""
+    """Enough to put planes back into the input's shape.
+
+    ``channel_axis`` is None, or the axis of colour channels (:func:`is_colour`), or of other
+    channels, which are planes before the spatial axes.
+    """
 
     shape: tuple[int, ...]
     channel_axis: int | None
     has_opacity: bool
+
+    @property
+    def colour(self) -> bool:
+        return is_colour(self.channel_axis, self.shape)
 
     @property
     def colour_shape(self) -> tuple[int, ...]:
@@ -52,6 +81,9 @@ class PlaneLayout:
         colour_shape = self.colour_shape
         if self.channel_axis is None:
             return planes.reshape(self.shape)
+        if not self.colour:
+            order = channels_before_planes(len(self.shape), self.channel_axis)
+            return planes.reshape([self.shape[axis] for axis in order]).transpose(np.argsort(order))
         # Planes are stored channel-first per pixel grid: (..., C, Y, X).
         channels = colour_shape[-1] - int(self.has_opacity)
         grid = (*colour_shape[:-3], channels, *colour_shape[-3:-1])
@@ -117,9 +149,9 @@ def split_planes(image: np.ndarray, channel_axis=None):
     Parameters
     ----------
     image : ndarray
-        Shape (..., Y, X) without ``channel_axis``; with it, a colour image whose
-        channel axis holds 1, 3 (RGB) or 4 (RGBA) channels and which has at least two
-        other (spatial) axes.
+        Shape (..., Y, X) without ``channel_axis``; with it, at least two other (spatial)
+        axes besides the channel axis, whose channels are colour if it holds 3 (RGB) or 4
+        (RGBA) and grey planes otherwise.
     channel_axis : int or None
 
     Returns
@@ -137,12 +169,9 @@ def split_planes(image: np.ndarray, channel_axis=None):
         layout = PlaneLayout(image.shape, None, False)
         return image.reshape(-1, *image.shape[-2:]), None, layout
     channels = image.shape[axis]
-    if channels not in (1, 3, 4):
-        raise ValueError(
-            f"channel_axis={channel_axis} has {channels} channels; expected 1, 3 (RGB) or 4 (RGBA). "
-            "For other multi-channel data put the channels before the two spatial axes "
-            "(numpy.moveaxis) and leave channel_axis=None: every 2-D plane is restored"
-        )
+    if channels not in COLOUR_CHANNEL_COUNTS:
+        planes = image.transpose(channels_before_planes(image.ndim, axis))
+        return planes.reshape(-1, *planes.shape[-2:]), None, PlaneLayout(image.shape, axis, False)
     colour_last = np.moveaxis(image, axis, -1)
     has_opacity = channels == 4
     passthrough = colour_last[..., 3:] if has_opacity else None

@@ -33,7 +33,8 @@ def difference_map(image, gamma, *, channel_axis=None, data_range=None) -> np.nd
     gamma : float
         Positive exponent of the illumination map.
     channel_axis : int, optional
-        Axis of RGB(A) channels; the RGBA opacity channel's map is 0.
+        Axis of channels: RGB(A) for 3 or 4, whose opacity channel's map is 0; grey
+        planes for any other count.
     data_range : float, optional
         The value of full intensity (e.g. 4095 for 12-bit data in uint16); default:
         the dtype's range for integers, 1 for floats.
@@ -134,7 +135,8 @@ def synthesize_low_light(
     seed : int or numpy.random.Generator, optional
         Seed of the noise, for reproducible results.
     channel_axis : int, optional
-        Axis of RGB(A) channels; the RGBA opacity channel is passed through unchanged.
+        Axis of channels: RGB(A) for 3 or 4, whose opacity channel is passed through
+        unchanged; grey planes for any other count.
     data_range : float, optional
         The value of full intensity, e.g. 4095 for a 12-bit camera's data in uint16
         (values outside [0, data_range] clip). Default: the dtype's range for integers, 1 for floats.

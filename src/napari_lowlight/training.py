@@ -249,7 +249,7 @@ class _PatchSource:
             unit, _ = to_unit_float(image, name=f"{name}[{position}]", scale=scale)
             planes, _, layout = split_planes(unit, axis)
             # Colour channels of one image stay together; every other plane stands alone.
-            per_image = 1 if layout.channel_axis is None else layout.colour_shape[-1] - int(layout.has_opacity)
+            per_image = layout.colour_shape[-1] - int(layout.has_opacity) if layout.colour else 1
             for group in planes.reshape(-1, per_image, *planes.shape[-2:]):
                 self.images.append(_pad_to(group.astype(np.float32), patch_size))
                 dim_flags.append(is_dim)
@@ -782,8 +782,8 @@ def train(
     device : str
         ``"auto"`` picks CUDA (with bfloat16 autocast from compute capability 8 on), then MPS, then the CPU.
     channel_axis : int, None or a sequence of them
-        Axis of RGB(A) channels, for all images or one per image (of ``images``
-        followed by ``dim_images``).
+        Axis of channels (RGB(A) for 3 or 4, grey planes for other counts), for all
+        images or one per image (of ``images`` followed by ``dim_images``).
     validate_every : int
         Steps between validation PSNRs of the averaged weights on a fixed, held-back
         batch (0: never).

@@ -65,8 +65,30 @@ def test_napari_opens_a_fits_file_with_its_header(viewer, tmp_path, rng):
     assert layer.name == "m31.fits" and layer.metadata["fits_header"]["OBJECT"] == "M31"
 
 
+@pytest.mark.skipif(not _installed(), reason="napari-lowlight is not installed (no npe2 entry point)")
+def test_a_fits_frame_restored_in_napari_is_saved_with_its_header(qtbot, viewer, registry, tmp_path, rng):
+    from astropy.io import fits
+
+    from napari_lowlight._widgets import RestoreWidget
+
+    fits.PrimaryHDU(rng.integers(0, 4000, (32, 40)).astype(np.uint16), header=fits.Header({"OBJECT": "M31"})).writeto(tmp_path / "m31.fits")
+    [source] = viewer.open(tmp_path / "m31.fits", plugin="napari-lowlight")
+    widget = RestoreWidget(viewer, registry=registry)
+    widget.model_name, widget.device, widget.layer, widget.alpha = "tiny", "cpu", "m31.fits", 0.0
+    with qtbot.waitSignal(widget.run_finished, timeout=30_000):
+        widget.run()
+    restored = viewer.layers["m31.fits restored"]
+    # The derived layer inherits the file's header, and the plugin's writer puts it back.
+    assert restored.metadata["fits_header"]["OBJECT"] == "M31"
+    [written] = restored.save(str(tmp_path / "restored.fits"), plugin="napari-lowlight")
+    with fits.open(written) as hdus:
+        assert hdus[0].header["OBJECT"] == "M31" and "restored by napari-lowlight" in str(hdus[0].header["HISTORY"])
+        np.testing.assert_array_equal(hdus[0].data, restored.data)
+    assert source.metadata["fits_header"]["OBJECT"] == "M31" and "napari_lowlight" not in source.metadata
+
+
 def test_the_fits_reader_leaves_other_files_to_napari():
-    from napari_lowlight._reader import fits_reader
+    from napari_lowlight._fits_layers import fits_reader
 
     assert fits_reader("cells.tif") is None and fits_reader(["a.fits", "b.png"]) is None
     assert fits_reader("frame.FITS") is not None and fits_reader(["a.fits", "b.fz"]) is not None

@@ -97,6 +97,8 @@ def layer_snapshot(layer) -> dict:
         "scale": tuple(layer.scale),
         "translate": tuple(layer.translate),
         "contrast_limits": tuple(layer.contrast_limits),
+        # What the layers derived from it inherit (a FITS file's header, say), less napari-lowlight's own tag.
+        "metadata": {key: value for key, value in layer.metadata.items() if key != OWNER_KEY},
     }
 
 

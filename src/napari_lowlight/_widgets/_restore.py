@@ -541,7 +541,7 @@ class RestoreWidget(QWidget):
                 data, name=name, rgb=rgb, scale=source["scale"], translate=source["translate"], **display
             )
         # napari may have made the name unique ("... [1]"): remember the one it holds.
-        layer.metadata = {**layer.metadata, OWNER_KEY: {**tag, "name": layer.name}}
+        layer.metadata = {**layer.metadata, **source["metadata"], OWNER_KEY: {**tag, "name": layer.name}}
         return layer, not mine
 
     def _on_run_finished(self, run_id: int) -> None:

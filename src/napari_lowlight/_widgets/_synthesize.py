@@ -206,7 +206,7 @@ class SynthesizeWidget(QWidget):
             result.low,
             name=name,
             contrast_limits=source["contrast_limits"],
-            metadata={OWNER_KEY: tag},
+            metadata={**source["metadata"], OWNER_KEY: tag},
             rgb=source["rgb"],
             **common,
         )
@@ -217,7 +217,7 @@ class SynthesizeWidget(QWidget):
                 name=f"{source['name']} true difference map (gamma={params['gamma']:g})",
                 colormap="magma",
                 contrast_limits=(0.0, top),
-                metadata={OWNER_KEY: {"role": "true difference", "source_id": str(source["unique_id"])}},
+                metadata={**source["metadata"], OWNER_KEY: {"role": "true difference", "source_id": str(source["unique_id"])}},
                 rgb=False,
                 **common,
             )

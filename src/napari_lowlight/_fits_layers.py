@@ -1,0 +1,44 @@
+"""napari reader and writer for FITS files, astronomy's format, which napari itself mishandles.
+
+The pixels and header go through :mod:`napari_lowlight.io`, as the command line's do: a
+layer read from a FITS file keeps the header in its metadata (``"fits_header"``), layers the
+plugin derives from it inherit that metadata, and a layer written to FITS takes the header back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .io import FITS_SUFFIXES, read_image, read_metadata, write_image
+
+__all__ = ["FITS_HEADER_KEY", "fits_reader", "write_fits"]
+
+#: Key of ``layer.metadata`` that holds a FITS file's header (an ``astropy.io.fits.Header``).
+FITS_HEADER_KEY = "fits_header"
+
+
+def fits_reader(path):
+    """The reader of ``path`` (a FITS file, or a list of them), or None for any other path."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    if not paths or any(Path(p).suffix.lower() not in FITS_SUFFIXES for p in paths):
+        return None
+    return _fits_layers
+
+
+def _fits_layers(path) -> list:
+    """One image layer per FITS file: its first image HDU, the header in the layer's metadata."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    return [
+        (read_image(p), {"name": Path(p).name, "metadata": {FITS_HEADER_KEY: read_metadata(p)["fits"]["header"]}}, "image")
+        for p in paths
+    ]
+
+
+def write_fits(path: str, data, attributes: dict) -> list[str]:
+    """Write one image layer's ``data`` to the FITS file ``path``, with the header its metadata holds."""
+    data = np.asarray(data)
+    header = (attributes.get("metadata") or {}).get(FITS_HEADER_KEY)
+    metadata = None if header is None else {"fits": {"header": header}, "dtype": data.dtype}
+    return [str(write_image(path, data, metadata=metadata))]

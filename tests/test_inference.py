@@ -119,6 +119,29 @@ def test_input_is_not_modified(tiny_model, smooth_image):
     np.testing.assert_array_equal(smooth_image, copy)
 
 
+def test_blank_nan_pixels_stay_blank_and_the_live_path_agrees(tiny_model, rng):
+    # Astronomy frames mark pixels off the detector or masked as NaN (a mosaic's border, say).
+    stack = (rng.random((3, 40, 48)) * 0.3).astype(np.float32)
+    stack[:, :, :6] = np.nan
+    stack[1, 10, 20] = np.nan
+    stack[2] = np.nan  # a plane with nothing in it
+    given = stack.copy()
+    restored, difference = restore(stack, 0.5, model=tiny_model, return_difference=True)
+    np.testing.assert_array_equal(np.isnan(restored), np.isnan(given))
+    np.testing.assert_array_equal(np.isnan(stack), np.isnan(given))  # the input untouched
+    assert np.isfinite(difference).all()  # Estimate-Net's values at the filled pixels
+    cached = estimate_difference(stack, model=tiny_model)
+    np.testing.assert_array_equal(enhance(stack, cached, 0.5, model=tiny_model), restored)
+    plane = enhance(stack[1], cached[1], 0.5, model=tiny_model, context_image=stack)
+    np.testing.assert_allclose(plane, restored[1], atol=1e-6)
+    assert np.isfinite(estimate_alpha(stack, model=tiny_model))
+    # At alpha 0 the refinement fits its noise on the filled frame.
+    denoised = restore(stack[:2], 0.0, model=tiny_model)
+    assert np.isfinite(denoised[~np.isnan(stack[:2])]).all()
+    with pytest.raises(ValueError, match="infinite"):
+        restore(np.where(np.isnan(stack), np.inf, stack), 0.5, model=tiny_model)
+
+
 @pytest.mark.parametrize(
     "image, kwargs, error, word",
     [

@@ -109,23 +109,11 @@ def _holds_channel_samples(metadata: dict, image) -> bool:
     return options.get("planarconfig") == tifffile.PLANARCONFIG.CONTIG and image.shape[-1] not in (3, 4)
 
 
-def _blank_pixels_filled(image, source):
-    """``image`` with its NaN pixels (a FITS frame's blank pixels: off the detector, masked)
-    taken from their nearest finite pixel, and where they were; ``(image, None)`` if it has none.
-
-    The network needs a value at every pixel; the nearest one's keeps the gap from pulling
-    its neighbours up or down. The result gets NaN back where the input had it.
-    """
-    from scipy import ndimage
-
-    if isinstance(image, np.ndarray) and image.dtype.kind == "f" and np.isnan(image).any():
-        blank = np.isnan(image)
-        if blank.all():
-            raise ValueError(f"{source}: every pixel is NaN (blank); there is nothing to restore")
-        nearest = ndimage.distance_transform_edt(blank, return_distances=False, return_indices=True)
-        warnings.warn(f"{source}: its {np.count_nonzero(blank)} NaN (blank) pixels take their nearest pixels' values for the network and are NaN again in the result")
-        return image[tuple(nearest)], blank
-    return image, None
+def _say_blank_pixels(image, source) -> None:
+    """Say how many NaN (blank) pixels ``image`` has, which restore fills for the network and keeps blank."""
+    blank = np.count_nonzero(np.isnan(image)) if isinstance(image, np.ndarray) and image.dtype.kind == "f" else 0
+    if blank and blank < image.size:
+        warnings.warn(f"{source}: its {blank} NaN (blank) pixels take their nearest pixels' values for the network and are NaN again in the result")
 
 
 def _is_folder(path: Path) -> bool:
@@ -321,7 +309,7 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         check_writable(difference_target, np.float32, image.shape, lazy=lazy)
     metadata = _kept_metadata(source)
     data_range = _data_range(args, [metadata], str(source))
-    image, blank = _blank_pixels_filled(image, source)
+    _say_blank_pixels(image, source)
     restored, difference = restore(
         image,
         args.alpha,
@@ -336,8 +324,6 @@ def _restore_file(source, target, difference_target, model, args) -> None:
         keep_black=args.keep_black,
         refine=args.refine,
     )
-    if blank is not None:
-        restored[blank] = difference[blank] = np.nan
     _write_result(target, restored, metadata)
     if difference_target is not None:
         _write_result(difference_target, difference, metadata)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import numbers
 import threading
@@ -323,6 +324,71 @@ def _spatial_axes(ndim: int, channel_axis) -> tuple[int, int]:
     return axes[-2], axes[-1]
 
 
+def _blanks_filled(arrays, channel_axis):
+    """``arrays`` (an image first, then arrays of its shape) with the image's NaN pixels (blank:
+    off a detector, masked) given the values of the nearest pixel of their 2-D plane that is
+    not NaN, and where those pixels were; the arrays as they are and None when the image is
+    lazy or has no NaN. The other arrays change only where they are NaN too.
+
+    Each plane is filled on its own, so a slice of a stack is filled as in the whole stack;
+    a plane with nothing but NaN becomes 0.
+    """
+    from scipy import ndimage
+
+    image = arrays[0]
+    if is_dask(image) or image.dtype.kind != "f" or not np.isnan(image).any():
+        return arrays, None
+    blank = np.isnan(image)
+    if blank.all():
+        raise ValueError("image is NaN (blank) at every pixel; there is nothing to restore")
+    spatial = _spatial_axes(image.ndim, channel_axis)
+    order = [axis for axis in range(image.ndim) if axis not in spatial] + list(spatial)
+    planes_blank = blank.transpose(order).reshape(-1, *(image.shape[axis] for axis in spatial))
+    filled = [np.array(array, dtype=array.dtype).transpose(order).reshape(planes_blank.shape) for array in arrays]
+    for index, gaps in enumerate(planes_blank):
+        if not gaps.any():
+            continue
+        nearest = None if gaps.all() else tuple(ndimage.distance_transform_edt(gaps, return_distances=False, return_indices=True))
+        for planes in filled:
+            plane = planes[index]
+            missing = np.isnan(plane)
+            plane[missing] = 0 if nearest is None else plane[nearest][missing]
+    back = np.argsort(order)
+    shape = [image.shape[axis] for axis in order]
+    return [planes.reshape(shape).transpose(back) for planes in filled], blank
+
+
+def _keeps_blanks(companions: int = 0, *, restores: bool = True):
+    """Let a public function take an image with NaN (blank) pixels: its first argument, the image,
+    and the next ``companions`` arrays of its shape are filled for the network
+    (:func:`_blanks_filled`, also ``context_image``'s own blanks), and the restored image it
+    returns (first of a tuple) is NaN again there when it ``restores``.
+
+    A difference map keeps the values Estimate-Net gave the filled pixels: ``enhance`` on it
+    then sees what ``restore`` saw, so the two agree.
+    """
+
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(image, *args, channel_axis=None, **options):
+            image = as_image(image)
+            # The function checks the shape and warns about a colour-looking one: not twice.
+            axis = None if channel_axis is None else _check_image_shape(image, channel_axis)
+            arrays, blank = _blanks_filled([image, *(as_image(a) for a in args[:companions])], axis)
+            if options.get("context_image") is not None:
+                whole = as_image(options["context_image"])
+                whole_axis = None if axis is None else axis + whole.ndim - image.ndim
+                (options["context_image"],), _ = _blanks_filled([whole], whole_axis)
+            result = function(*arrays, *args[companions:], channel_axis=channel_axis, **options)
+            if blank is not None and restores:
+                (result[0] if isinstance(result, tuple) else result)[blank] = np.nan
+            return result
+
+        return wrapper
+
+    return decorate
+
+
 def _evenly_spaced(last: int, count: int) -> np.ndarray:
     """Up to ``count`` distinct integers spread evenly over [0, ``last``], both ends included."""
     return np.unique(np.linspace(0, last, count).round().astype(int))
@@ -425,6 +491,7 @@ def _check_image_shape(image, channel_axis) -> int | None:
     return resolve_channel_axis(channel_axis, image.shape)
 
 
+@_keeps_blanks(restores=False)
 def estimate_alpha(image, *, model=None, channel_axis=None, data_range=None) -> float:
     """Estimate the low-light intensity alpha of ``image`` (what ``alpha="auto"`` uses).
 
@@ -621,6 +688,7 @@ def _lazy(inputs, *, kind, halo, channel_axis, out_dtype, **settings):
     return da.map_overlap(block, *arrays, depth=depth, boundary="none", dtype=out_dtype, trim=True)
 
 
+@_keeps_blanks()
 def restore(
     image,
     alpha=1.0,
@@ -644,8 +712,11 @@ def restore(
         A 2-D grey image, a colour image with ``channel_axis``, or any N-D stack whose
         last two axes are (Y, X) (every 2-D plane is restored). Integers are scaled by
         their dtype range; floats are intensities in [0, 1] (other ranges are mapped
-        into it with a warning and back afterwards). A dask array gives a lazy dask
-        array back, computed block by block on any scheduler.
+        into it with a warning and back afterwards). NaN pixels of an in-memory float
+        image are blank (off a detector, masked): the network sees the nearest pixel's
+        value of their plane there and they are NaN in the result (infinite values are
+        refused). A dask array gives a lazy dask array back, computed block by block on
+        any scheduler.
     alpha : float or "auto"
         Restoration strength: the low-light intensity to undo, >= 0 (trained on
         [0.5, 2]; 0 is "denoise only", no brightening, for a model trained with
@@ -741,6 +812,7 @@ def _merge_difference(difference, passthrough, layout):
     return layout.merge(difference, opacity)
 
 
+@_keeps_blanks(restores=False)
 def estimate_difference(
     image,
     *,
@@ -768,6 +840,7 @@ def estimate_difference(
     return _lazy([image], kind="estimate", halo=_estimate_halo(model), channel_axis=channel_axis, out_dtype=np.float32, **settings)
 
 
+@_keeps_blanks(companions=1)
 def enhance(
     image,
     difference,

@@ -93,6 +93,20 @@ def test_run_adds_restored_and_difference_layers(qtbot, viewer, widget, tiny_mod
     assert widget.status.state == RunState.DONE and widget.status.progress == 1.0
 
 
+def test_blank_nan_pixels_stay_blank_in_the_result_and_the_slider(qtbot, viewer, widget, tiny_model, helpers):
+    frame = helpers.grey((32, 40), np.float32)
+    frame[:, :5] = np.nan  # a mosaic's border, say
+    viewer.add_image(frame.copy(), name="mosaic")
+    widget.layer, widget.alpha = "mosaic", 1.0
+    run(qtbot, widget)
+    restored = viewer.layers["mosaic restored"]
+    np.testing.assert_array_equal(np.isnan(restored.data), np.isnan(frame))
+    np.testing.assert_array_equal(restored.data, core.restore(frame, 1.0, model=tiny_model, device="cpu"))
+    set_alpha(qtbot, widget, 1.5)
+    np.testing.assert_array_equal(np.isnan(restored.data), np.isnan(frame))
+    assert np.isfinite(restored.data[:, 5:]).all()
+
+
 def test_a_difference_map_the_user_deleted_comes_back_below_the_result(qtbot, viewer, widget, helpers):
     viewer.add_image(helpers.rgb(), name="photo", rgb=True)
     run(qtbot, widget)

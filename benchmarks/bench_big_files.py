@@ -9,7 +9,7 @@ Run from the repository root, on an otherwise idle machine::
 Each input is a square uint16 zlib-compressed tiled TIFF of a dim, noisy scene, made tile by
 tile (so making it needs little memory). ``napari-lowlight restore`` runs on it in a fresh
 process, which reports its peak resident memory (VmHWM) and the time of the whole command
-(model loading, reading, restoring, writing). A file of more than ``LAZY_TIFF_BYTES`` of
+(model loading, reading, restoring, writing). A file of more than ``LAZY_FILE_BYTES`` of
 pixels streams block by block; the in-memory path is the same command with that threshold
 lifted, run up to ``--in-memory-up-to`` (it needs about 14 bytes per input byte).
 """
@@ -41,7 +41,7 @@ _CLI_PROBE = textwrap.dedent(
     import napari_lowlight.io as io
     from napari_lowlight.cli import main
     if sys.argv[1] != "default":
-        io.LAZY_TIFF_BYTES = float(sys.argv[1])
+        io.LAZY_FILE_BYTES = float(sys.argv[1])
     start = time.perf_counter()
     code = main(sys.argv[2:])
     seconds = time.perf_counter() - start
@@ -73,10 +73,10 @@ def make_slide(path, side, *, seed=0):
     return Path(path)
 
 
-def restore_in_fresh_process(source, output, *, lazy_tiff_bytes=None):
+def restore_in_fresh_process(source, output, *, lazy_file_bytes=None):
     """Run ``napari-lowlight restore source -o output`` in a new Python process.
 
-    ``lazy_tiff_bytes`` replaces ``napari_lowlight.io.LAZY_TIFF_BYTES`` there (``inf``:
+    ``lazy_file_bytes`` replaces ``napari_lowlight.io.LAZY_FILE_BYTES`` there (``inf``:
     always in memory).
 
     Returns
@@ -84,7 +84,7 @@ def restore_in_fresh_process(source, output, *, lazy_tiff_bytes=None):
     dict
         ``seconds`` of the whole command, ``peak_kib`` (VmHWM) of the process.
     """
-    threshold = "default" if lazy_tiff_bytes is None else repr(float(lazy_tiff_bytes))
+    threshold = "default" if lazy_file_bytes is None else repr(float(lazy_file_bytes))
     completed = subprocess.run(
         [sys.executable, "-c", _CLI_PROBE, threshold, "restore", str(source), "-o", str(output)], capture_output=True, text=True
     )
@@ -96,7 +96,7 @@ def restore_in_fresh_process(source, output, *, lazy_tiff_bytes=None):
     return result
 
 
-def run(sizes, in_memory_up_to, folder, *, lazy_tiff_bytes=None):
+def run(sizes, in_memory_up_to, folder, *, lazy_file_bytes=None):
     """Measure every size, streamed and (up to ``in_memory_up_to``) in memory.
 
     Returns
@@ -107,10 +107,10 @@ def run(sizes, in_memory_up_to, folder, *, lazy_tiff_bytes=None):
     rows = []
     for side in sizes:
         source = make_slide(Path(folder) / f"slide{side}.tif", side)
-        paths = [("streamed", lazy_tiff_bytes)] + ([("in memory", float("inf"))] if side <= in_memory_up_to else [])
+        paths = [("streamed", lazy_file_bytes)] + ([("in memory", float("inf"))] if side <= in_memory_up_to else [])
         for name, threshold in paths:
             output = Path(folder) / f"restored{side}.tif"
-            result = restore_in_fresh_process(source, output, lazy_tiff_bytes=threshold)
+            result = restore_in_fresh_process(source, output, lazy_file_bytes=threshold)
             with tifffile.TiffFile(output) as written:
                 assert written.series[0].shape == (side, side) and written.series[0].dtype == np.uint16
             rows.append(
@@ -130,12 +130,12 @@ def run(sizes, in_memory_up_to, folder, *, lazy_tiff_bytes=None):
     return rows
 
 
-def report(rows, *, command, quick, lazy_tiff_bytes=None):
+def report(rows, *, command, quick, lazy_file_bytes=None):
     """The docs section of ``rows`` (from :func:`run`), as markdown."""
-    from napari_lowlight.io import LAZY_TIFF_BYTES
+    from napari_lowlight.io import LAZY_FILE_BYTES
     from napari_lowlight.weights import default_model
 
-    threshold = LAZY_TIFF_BYTES if lazy_tiff_bytes is None else lazy_tiff_bytes
+    threshold = LAZY_FILE_BYTES if lazy_file_bytes is None else lazy_file_bytes
     lines = _report.section_header(
         "Big files",
         command=command,
@@ -187,9 +187,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sizes, threshold = ([QUICK_SIDE], 2**20) if args.quick else (args.sizes, None)
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
-        rows = run(sizes, args.in_memory_up_to, folder, lazy_tiff_bytes=threshold)
+        rows = run(sizes, args.in_memory_up_to, folder, lazy_file_bytes=threshold)
     command = _report.command_line("benchmarks.bench_big_files")
-    _report.publish(args, SECTION, report(rows, command=command, quick=args.quick, lazy_tiff_bytes=threshold), rows)
+    _report.publish(args, SECTION, report(rows, command=command, quick=args.quick, lazy_file_bytes=threshold), rows)
 
 
 if __name__ == "__main__":

@@ -518,7 +518,7 @@ def test_big_tiff_streams_plane_by_plane(tmp_path, rng, model_file, monkeypatch,
     # Processes, as a cluster's workers, get the file through pickles of the task graph.
     import napari_lowlight.io as io
 
-    monkeypatch.setattr(io, "LAZY_TIFF_BYTES", 1000)  # every TIFF counts as big
+    monkeypatch.setattr(io, "LAZY_FILE_BYTES", 1000)  # every TIFF counts as big
     stack = rng.random((2, 40, 50)).astype(np.float32)
     tifffile.imwrite(tmp_path / "stack.tif", stack)
     argv = ["restore", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out.tif"), "--model", model_file]

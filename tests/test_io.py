@@ -295,7 +295,7 @@ def test_a_compressed_tiff_streams_by_its_pixel_size_tile_by_tile(tmp_path, rng,
     source, out = tmp_path / "big.tif", tmp_path / "out.tif"
     tifffile.imwrite(source, image, compression="zlib", resolution=(100.0, 100.0))
     assert source.stat().st_size < image.nbytes / 4
-    monkeypatch.setattr(io, "LAZY_TIFF_BYTES", image.nbytes - 1)
+    monkeypatch.setattr(io, "LAZY_FILE_BYTES", image.nbytes - 1)
     assert io.is_lazy_source(source)
     _restore(source, out, model_file, "--tile", "64")
     with tifffile.TiffFile(out) as tif:
@@ -305,6 +305,35 @@ def test_a_compressed_tiff_streams_by_its_pixel_size_tile_by_tile(tmp_path, rng,
         written = tif.asarray()
     expected = restore(image, 1.0, model=load_model(model_file, device="cpu"))
     assert np.abs(written.astype(int) - expected.astype(int)).max() <= 2e-3 * 65535
+
+
+@pytest.mark.parametrize("suffix", [".fits", ".fz"])
+def test_a_big_fits_streams_by_bands_of_rows_and_keeps_its_header(tmp_path, rng, model_file, monkeypatch, suffix):
+    import pickle
+
+    import cloudpickle
+
+    import napari_lowlight.io as io
+
+    image = rng.integers(0, 4000, (300, 260)).astype(np.uint16)
+    source, out = tmp_path / f"mosaic{suffix}", tmp_path / f"out{suffix}"
+    header = fits.Header({"OBJECT": "M31"})
+    hdus = [fits.PrimaryHDU(image, header=header)]
+    if suffix == ".fz":  # fpack's tiles of one row, decompressed band by band
+        hdus = [fits.PrimaryHDU(), fits.CompImageHDU(image, header=header, compression_type="RICE_1")]
+    fits.HDUList(hdus).writeto(source)
+    monkeypatch.setattr(io, "LAZY_FILE_BYTES", image.nbytes - 1)
+    monkeypatch.setattr(io, "FITS_BLOCK_ROWS", 100)
+    assert io.is_lazy_source(source)
+    lazy = read_image(source, lazy=True)
+    assert isinstance(lazy, da.Array) and lazy.chunks == ((100, 100, 100), (260,)) and lazy.dtype == np.uint16
+    # What a cluster's worker does: unpickle the graph elsewhere, then read the file.
+    np.testing.assert_array_equal(pickle.loads(cloudpickle.dumps(lazy)).compute(), image)
+    _restore(source, out, model_file, "--tile", "64")
+    written = read_image(out)
+    assert fits.getheader(out, ext=1 if suffix == ".fz" else 0)["OBJECT"] == "M31"
+    expected = restore(image, 1.0, model=load_model(model_file, device="cpu"))
+    assert written.dtype == np.uint16 and np.abs(written.astype(int) - expected.astype(int)).max() <= 2e-3 * 65535
 
 
 def test_a_lazy_tiff_is_written_one_band_of_blocks_at_a_time(tmp_path, rng):
@@ -330,7 +359,7 @@ def test_read_image_lazily(tmp_path, stack):
     assert isinstance(lazy, da.Array)
     np.testing.assert_array_equal(lazy.compute(), stack)
     iio.imwrite(tmp_path / "photo.png", stack[0, 0].astype(np.uint8))
-    with pytest.raises(ValueError, match="only TIFF files and Zarr stores"):
+    with pytest.raises(ValueError, match="only TIFF and FITS files and Zarr stores"):
         read_image(tmp_path / "photo.png", lazy=True)
 
 

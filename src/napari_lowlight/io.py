@@ -41,9 +41,11 @@ PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fz")
 IMAGE_SUFFIXES = (*PILLOW_SUFFIXES, *TIFF_SUFFIXES, *FITS_SUFFIXES)
 ZARR_SUFFIX = ".zarr"
-#: TIFF images whose pixels take more than this are streamed through dask instead of
-#: read whole (the pixels, not the file: a compressed file is much smaller).
-LAZY_TIFF_BYTES = 256 * 2**20
+#: TIFF and FITS images whose pixels take more than this are streamed through dask instead
+#: of read whole (the pixels, not the file: a compressed file is much smaller).
+LAZY_FILE_BYTES = 256 * 2**20
+#: Rows of a plane in one block of a streamed FITS image (FITS stores rows one after another).
+FITS_BLOCK_ROWS = 512
 #: Side of the tiles a streamed TIFF is written in (TIFF asks for a multiple of 16).
 TIFF_TILE = 256
 #: TIFF codecs that give back every value; a result is written with its input's codec
@@ -103,7 +105,7 @@ def read_image(path, *, lazy: bool = False):
     ----------
     path : str or Path
     lazy : bool
-        Return a dask array that reads nothing yet (TIFF and Zarr only, see
+        Return a dask array that reads nothing yet (TIFF, FITS and Zarr only, see
         :func:`open_lazy`): for files bigger than memory.
 
     Returns
@@ -122,8 +124,8 @@ def read_image(path, *, lazy: bool = False):
     """
     path = Path(path)
     if lazy:
-        if path.suffix.lower() not in (*TIFF_SUFFIXES, ZARR_SUFFIX):
-            raise ValueError(f"{str(path)!r}: only TIFF files and Zarr stores are read lazily, not {path.suffix or 'this file'}")
+        if path.suffix.lower() not in (*TIFF_SUFFIXES, *FITS_SUFFIXES, ZARR_SUFFIX):
+            raise ValueError(f"{str(path)!r}: only TIFF and FITS files and Zarr stores are read lazily, not {path.suffix or 'this file'}")
         return open_lazy(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file {str(path)!r} does not exist")
@@ -160,9 +162,16 @@ def _fits_image(hdus):
     from astropy.io import fits
 
     for hdu in hdus:
-        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and hdu.data is not None:
+        # The shape comes from the header: asking for the data would read it all.
+        if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and hdu.shape:
             return hdu
     raise ValueError("it holds no image HDU (only tables or empty HDUs)")
+
+
+def _fits_dtype(hdu) -> np.dtype:
+    """The dtype of an image HDU's pixels once scaled, in native byte order, from one pixel (not the whole image)."""
+    pixel = np.asarray(hdu.section[tuple(slice(0, 1) for _ in hdu.shape)])
+    return pixel.dtype.newbyteorder("=")
 
 
 def _read_fits(path: Path) -> np.ndarray:
@@ -288,11 +297,11 @@ def _fits_metadata(path: Path) -> dict:
     from astropy.io import fits
 
     try:
-        with fits.open(path, memmap=False) as hdus:
+        with fits.open(path) as hdus:  # headers and one pixel only: the pixels may be big
             image = _fits_image(hdus)
-            others = [hdu for hdu in hdus if hdu is not image and (hdu.data is not None or hdu.header.get("XTENSION"))]
+            others = [hdu for index, hdu in enumerate(hdus) if hdu is not image and (index or hdu.shape)]
             return {
-                "dtype": np.dtype(image.data.dtype).newbyteorder("="),
+                "dtype": _fits_dtype(image),
                 "fits": {"header": image.header.copy()},
                 "data_range": None,
                 "not_kept": [f"its {len(others)} further HDU(s) (the first image HDU is restored)"] if others else [],
@@ -397,15 +406,15 @@ def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
     PNG holds one grey, RGB or RGBA image of uint8 or uint16; JPEG and BMP one uint8 grey
     or RGB image; WebP one uint8 RGB or RGBA image; TIFF and FITS any dtype and dimensions; GIF
     nothing (256 colours cannot hold a result).
-    A lazy (dask) result goes to a Zarr store or a TIFF file. Checking before computing
+    A lazy (dask) result goes to a Zarr store, a TIFF file or a FITS file. Checking before computing
     means no work is lost to a format that cannot hold the result.
     """
     path = Path(path)
     suffix = _suffix(path)
     dtype = np.dtype(dtype)
     if lazy:
-        if suffix not in (ZARR_SUFFIX, *TIFF_SUFFIXES):
-            raise ValueError(f"{str(path)!r}: a lazy result is written to .zarr or .tif, not {suffix}")
+        if suffix not in (ZARR_SUFFIX, *TIFF_SUFFIXES, *FITS_SUFFIXES):
+            raise ValueError(f"{str(path)!r}: a lazy result is written to .zarr, .tif or .fits, not {suffix}")
         return
     if suffix in (ZARR_SUFFIX, *TIFF_SUFFIXES, *FITS_SUFFIXES):
         return
@@ -475,22 +484,53 @@ def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
 
 
 def is_lazy_source(path) -> bool:
-    """Whether ``path`` is read lazily: a Zarr store, or a TIFF whose pixels are too big to read whole."""
+    """Whether ``path`` is read lazily: a Zarr store, or a TIFF or FITS file whose pixels are too big to read whole."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ZARR_SUFFIX:
         return True
-    if suffix not in TIFF_SUFFIXES or not path.is_file():
+    if suffix not in (*TIFF_SUFFIXES, *FITS_SUFFIXES) or not path.is_file():
         return False
     try:
-        with tifffile.TiffFile(path) as tif:
-            return tif.series[0].nbytes > LAZY_TIFF_BYTES
+        if suffix in TIFF_SUFFIXES:
+            with tifffile.TiffFile(path) as tif:
+                return tif.series[0].nbytes > LAZY_FILE_BYTES
+        from astropy.io import fits
+
+        with fits.open(path) as hdus:  # reads the headers only
+            image = _fits_image(hdus)
+            return np.prod(image.shape) * abs(image.header["BITPIX"]) // 8 > LAZY_FILE_BYTES
     except Exception:  # a corrupt file: read_image names the problem
         return False
 
 
-class _TiffView:
-    """tifffile's Zarr view of a TIFF file, which pickles as the file's absolute path.
+class _FitsSection:
+    """The pixels of a FITS file's first image HDU, read region by region (astropy's ``section``:
+    scaling applied, a tile-compressed image decompressed tile by tile), in native byte order."""
+
+    def __init__(self, path: str):
+        from astropy.io import fits
+
+        self._hdus = fits.open(path)
+        image = _fits_image(self._hdus)
+        self._section, self.shape, self.dtype = image.section, tuple(image.shape), _fits_dtype(image)
+        self.chunks = (*(1 for _ in self.shape[:-2]), min(self.shape[-2], FITS_BLOCK_ROWS), self.shape[-1])
+
+    def __getitem__(self, key):
+        data = np.asarray(self._section[key])
+        return data.astype(data.dtype.newbyteorder("="), copy=False)
+
+
+def _tiff_pixels(path: str):
+    """tifffile's Zarr view of a TIFF file's first series at full resolution."""
+    import zarr
+
+    array = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+    return array["0"] if isinstance(array, zarr.Group) else array  # a pyramid: its full-resolution level
+
+
+class _FileView:
+    """A TIFF or FITS file's pixels read region by region, which pickles as the file's absolute path.
 
     The view holds an open file (and its lock), which cannot travel to another process;
     dask workers of a cluster reopen the file from the path instead, and refuse it if it
@@ -498,13 +538,9 @@ class _TiffView:
     """
 
     def __init__(self, path: str, identity: tuple | None = None):
-        import zarr
-
         self.path = path
-        self._array = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
-        if isinstance(self._array, zarr.Group):  # a pyramid: its full-resolution level
-            self._array = self._array["0"]
-        self.shape, self.dtype, self.chunks = self._array.shape, self._array.dtype, self._array.chunks
+        self._array = _FitsSection(path) if Path(path).suffix.lower() in FITS_SUFFIXES else _tiff_pixels(path)
+        self.shape, self.dtype, self.chunks = tuple(self._array.shape), np.dtype(self._array.dtype), self._array.chunks
         self.ndim = len(self.shape)
         status = os.stat(path)
         self.identity = (status.st_size, status.st_mtime_ns, tuple(self.shape), str(self.dtype))
@@ -515,16 +551,17 @@ class _TiffView:
         return self._array[key]
 
     def __reduce__(self):
-        return _TiffView, (self.path, self.identity)
+        return _FileView, (self.path, self.identity)
 
 
 def open_lazy(path):
-    """Open a Zarr store (an array, or an OME-Zarr image's level 0) or a TIFF file as a
-    dask array, reading nothing yet.
+    """Open a Zarr store (an array, or an OME-Zarr image's level 0), a TIFF file or a FITS
+    file as a dask array, reading nothing yet.
 
     TIFF pages, strips or tiles become chunks through tifffile's Zarr view (compressed
-    files included), so a file bigger than memory streams block by block, on any dask
-    scheduler, a cluster's processes included.
+    files included), and a FITS image's bands of ``FITS_BLOCK_ROWS`` rows through astropy's
+    sections (tile-compressed files included), so a file bigger than memory streams block
+    by block, on any dask scheduler, a cluster's processes included.
     """
     import dask.array as da
     from dask.base import tokenize
@@ -538,26 +575,32 @@ def open_lazy(path):
             return da.from_zarr(str(path), component=None if group is None else group["path"])
         except Exception as error:  # zarr raises many types for a broken store
             raise ValueError(f"input {str(path)!r} is not a readable Zarr array ({_reader_message(error)})") from None
+    kind = "FITS" if path.suffix.lower() in FITS_SUFFIXES else "TIFF"
     try:
-        view = _TiffView(str(path.resolve()))
-    except Exception as error:  # tifffile raises many types for a corrupt file
-        raise ValueError(f"input {str(path)!r} is not a readable TIFF file ({_reader_message(error)})") from None
-    name = "tiff-" + tokenize(view.path, view.identity)
+        view = _FileView(str(path.resolve()))
+    except Exception as error:  # tifffile and astropy raise many types for a corrupt file
+        raise ValueError(f"input {str(path)!r} is not a readable {kind} file ({_reader_message(error)})") from None
+    name = f"{kind.lower()}-" + tokenize(view.path, view.identity)
     return da.from_array(view, chunks=view.chunks, name=name, asarray=True)
 
 
 def write_lazy(path, array, *, metadata=None) -> Path:
-    """Compute a dask array block by block into a Zarr store or a TIFF file, atomically.
+    """Compute a dask array block by block into a Zarr store, a TIFF file or a FITS file, atomically.
 
     Zarr gets the array's chunks. A TIFF is written tile by tile (BigTIFF when it needs
     more than 4 GB), one band of the array's chunks at a time, so memory holds a band of
-    blocks, never a whole plane. ``metadata`` (from :func:`read_metadata`) is written
-    into a result of its own format: a TIFF's tags, a Zarr array's attributes, an
-    OME-Zarr image's group (whose multiscales then list level 0 only).
+    blocks, never a whole plane. A FITS result is assembled in memory, block by block (its
+    own size: the restoration's working memory stays that of a block), and then written:
+    for results bigger than memory, write Zarr or TIFF. ``metadata`` (from
+    :func:`read_metadata`) is written into a result of its own format: a TIFF's tags, a FITS
+    header, a Zarr array's attributes, an OME-Zarr image's group (whose multiscales then
+    list level 0 only).
     """
     path = Path(path)
     suffix = _suffix(path)
     check_writable(path, array.dtype, array.shape, lazy=True)
+    if suffix in FITS_SUFFIXES:
+        return write_image(path, array.compute(), metadata=metadata)
     if suffix != ZARR_SUFFIX:
         options = _tiff_options(metadata, array.dtype)
         with replaced_atomically(path, suffix) as temporary:

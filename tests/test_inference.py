@@ -140,6 +140,10 @@ def test_blank_nan_pixels_stay_blank_and_the_live_path_agrees(tiny_model, rng):
     assert np.isfinite(denoised[~np.isnan(stack[:2])]).all()
     with pytest.raises(ValueError, match="infinite"):
         restore(np.where(np.isnan(stack), np.inf, stack), 0.5, model=tiny_model)
+    # A lazy image, block by block: each block's overlap holds the nearest pixels its blanks take.
+    da = pytest.importorskip("dask.array")
+    lazy = restore(da.from_array(stack[:2], chunks=(1, 20, 24)), 0.5, model=tiny_model, tile_size=32)
+    np.testing.assert_allclose(lazy.compute(), restored[:2], atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -336,6 +336,28 @@ def test_a_big_fits_streams_by_bands_of_rows_and_keeps_its_header(tmp_path, rng,
     assert written.dtype == np.uint16 and np.abs(written.astype(int) - expected.astype(int)).max() <= 2e-3 * 65535
 
 
+def test_a_big_fits_mosaic_with_blank_borders_streams(tmp_path, rng, model_file, monkeypatch, capsys):
+    # A drizzled mosaic: big, float, NaN off the observed field (whole blocks of it, too).
+    import warnings
+
+    import napari_lowlight.io as io
+
+    mosaic = (rng.random((300, 260)) * 500).astype(np.float32)
+    mosaic[:, :120] = np.nan
+    source, out = tmp_path / "mosaic.fits", tmp_path / "out.fits"
+    fits.PrimaryHDU(mosaic).writeto(source)
+    monkeypatch.setattr(io, "LAZY_FILE_BYTES", mosaic.nbytes - 1)
+    monkeypatch.setattr(io, "FITS_BLOCK_ROWS", 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no numpy complaint about the all-blank blocks
+        _restore(source, out, model_file, "--tile", "64")
+    written = fits.getdata(out)
+    np.testing.assert_array_equal(np.isnan(written), np.isnan(mosaic))
+    with pytest.warns(UserWarning, match="outside"):
+        expected = restore(mosaic, 1.0, model=load_model(model_file, device="cpu"))
+    np.testing.assert_allclose(written, expected, atol=1e-3 * 500)
+
+
 def test_a_lazy_tiff_is_written_one_band_of_blocks_at_a_time(tmp_path, rng):
     computed = []
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import hashlib
 import numbers
 import threading
@@ -325,22 +324,21 @@ def _spatial_axes(ndim: int, channel_axis) -> tuple[int, int]:
 
 
 def _blanks_filled(arrays, channel_axis):
-    """``arrays`` (an image first, then arrays of its shape) with the image's NaN pixels (blank:
-    off a detector, masked) given the values of the nearest pixel of their 2-D plane that is
-    not NaN, and where those pixels were; the arrays as they are and None when the image is
-    lazy or has no NaN. The other arrays change only where they are NaN too.
+    """In-memory ``arrays`` (an image first, then arrays of its shape) with the image's NaN pixels
+    (blank: off a detector, masked) given the values of the nearest pixel of their 2-D plane
+    that is not NaN, and where those pixels were; the arrays as they are and None when the
+    image has no NaN. The other arrays change only where they are NaN too.
 
-    Each plane is filled on its own, so a slice of a stack is filled as in the whole stack;
-    a plane with nothing but NaN becomes 0.
+    Each plane is filled on its own, so a slice of a stack, or a lazy block of a plane whose
+    overlap holds the nearest pixels, is filled as the whole image is; a plane with nothing
+    but NaN becomes 0.
     """
     from scipy import ndimage
 
-    image = arrays[0]
-    if is_dask(image) or image.dtype.kind != "f" or not np.isnan(image).any():
+    image = np.asarray(arrays[0])
+    if image.dtype.kind != "f" or not np.isnan(image).any():
         return arrays, None
     blank = np.isnan(image)
-    if blank.all():
-        raise ValueError("image is NaN (blank) at every pixel; there is nothing to restore")
     spatial = _spatial_axes(image.ndim, channel_axis)
     order = [axis for axis in range(image.ndim) if axis not in spatial] + list(spatial)
     planes_blank = blank.transpose(order).reshape(-1, *(image.shape[axis] for axis in spatial))
@@ -356,37 +354,6 @@ def _blanks_filled(arrays, channel_axis):
     back = np.argsort(order)
     shape = [image.shape[axis] for axis in order]
     return [planes.reshape(shape).transpose(back) for planes in filled], blank
-
-
-def _keeps_blanks(companions: int = 0, *, restores: bool = True):
-    """Let a public function take an image with NaN (blank) pixels: its first argument, the image,
-    and the next ``companions`` arrays of its shape are filled for the network
-    (:func:`_blanks_filled`, also ``context_image``'s own blanks), and the restored image it
-    returns (first of a tuple) is NaN again there when it ``restores``.
-
-    A difference map keeps the values Estimate-Net gave the filled pixels: ``enhance`` on it
-    then sees what ``restore`` saw, so the two agree.
-    """
-
-    def decorate(function):
-        @functools.wraps(function)
-        def wrapper(image, *args, channel_axis=None, **options):
-            image = as_image(image)
-            # The function checks the shape and warns about a colour-looking one: not twice.
-            axis = None if channel_axis is None else _check_image_shape(image, channel_axis)
-            arrays, blank = _blanks_filled([image, *(as_image(a) for a in args[:companions])], axis)
-            if options.get("context_image") is not None:
-                whole = as_image(options["context_image"])
-                whole_axis = None if axis is None else axis + whole.ndim - image.ndim
-                (options["context_image"],), _ = _blanks_filled([whole], whole_axis)
-            result = function(*arrays, *args[companions:], channel_axis=channel_axis, **options)
-            if blank is not None and restores:
-                (result[0] if isinstance(result, tuple) else result)[blank] = np.nan
-            return result
-
-        return wrapper
-
-    return decorate
 
 
 def _evenly_spaced(last: int, count: int) -> np.ndarray:
@@ -425,7 +392,12 @@ def _model_and_context(image, channel_axis, model, scale):
     pixels = _context_sample(image, channel_axis)
     if is_dask(image):
         pixels = computed_once(image, f"context pixels, channel axis {channel_axis}", lambda: np.asarray(pixels))
-    sample, _ = to_unit_float(np.asarray(pixels), scale=scale, name="image")
+    pixels = np.asarray(pixels)
+    if pixels.dtype.kind == "f":
+        pixels = pixels[~np.isnan(pixels)]  # blank pixels hold no intensity
+        if not pixels.size:
+            raise ValueError("image is NaN (blank) at every pixel of its context sample; there is nothing to restore")
+    sample, _ = to_unit_float(pixels.reshape(1, -1), scale=scale, name="image")
     context = image_context(torch.from_numpy(np.ascontiguousarray(sample, dtype=np.float32)).reshape(1, -1))
     return model, context
 
@@ -460,7 +432,11 @@ def _noise_model(image, channel_axis, scale) -> NoiseModel:
         import dask
 
         windows = computed_once(image, "noise windows", lambda: dask.compute(*windows))
-    return fit_noise([to_unit_float(np.asarray(window), scale=scale, name="image")[0] for window in windows])
+    windows = [np.asarray(window) for window in windows]
+    # Windows on blank pixels would show flat fills for noise-free regions: only whole windows count.
+    whole = [window for window in windows if not (window.dtype.kind == "f" and np.isnan(window).any())]
+    windows = whole or [_blanks_filled([window], None)[0][0] for window in windows]
+    return fit_noise([to_unit_float(window, scale=scale, name="image")[0] for window in windows])
 
 
 def _refines(refine: bool, alpha, channel_axis, shape) -> bool:
@@ -491,7 +467,6 @@ def _check_image_shape(image, channel_axis) -> int | None:
     return resolve_channel_axis(channel_axis, image.shape)
 
 
-@_keeps_blanks(restores=False)
 def estimate_alpha(image, *, model=None, channel_axis=None, data_range=None) -> float:
     """Estimate the low-light intensity alpha of ``image`` (what ``alpha="auto"`` uses).
 
@@ -503,7 +478,7 @@ def estimate_alpha(image, *, model=None, channel_axis=None, data_range=None) -> 
     """
     image = as_image(image)
     channel_axis = _check_image_shape(image, channel_axis)
-    model, context = _model_and_context(image, channel_axis, model, image_scale(image, data_range, channel_axis=channel_axis))
+    model, context = _model_and_context(image, channel_axis, model, image_scale(image, data_range, channel_axis=channel_axis, blanks=True))
     return _alpha_from_context(model, context)
 
 
@@ -544,6 +519,7 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     def network(function):
         return _dihedral_average(function) if ensemble else function
 
+    inputs, blank = _blanks_filled(inputs, channel_axis)
     unit, _ = to_unit_float(inputs[0], scale=scale)
     planes, passthrough, layout = split_planes(unit, channel_axis)
     runner = _prepared(model, device, compiled)
@@ -580,6 +556,10 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     if keep_black and alpha > 0:
         output = black_toe(output, _restored_black(runner, alpha, context))
     restored = layout.merge(from_unit_float(output[0], scale), opacity_channel(np.asarray(inputs[0]), channel_axis))
+    if blank is not None:
+        # Blank in, blank out; the difference map keeps Estimate-Net's values there, so that
+        # enhance on it sees what restore saw.
+        restored[blank] = np.nan
     return (restored, _merge_difference(difference_planes, passthrough, layout)) if kind == "restore" else restored
 
 
@@ -688,7 +668,6 @@ def _lazy(inputs, *, kind, halo, channel_axis, out_dtype, **settings):
     return da.map_overlap(block, *arrays, depth=depth, boundary="none", dtype=out_dtype, trim=True)
 
 
-@_keeps_blanks()
 def restore(
     image,
     alpha=1.0,
@@ -712,8 +691,8 @@ def restore(
         A 2-D grey image, a colour image with ``channel_axis``, or any N-D stack whose
         last two axes are (Y, X) (every 2-D plane is restored). Integers are scaled by
         their dtype range; floats are intensities in [0, 1] (other ranges are mapped
-        into it with a warning and back afterwards). NaN pixels of an in-memory float
-        image are blank (off a detector, masked): the network sees the nearest pixel's
+        into it with a warning and back afterwards). NaN pixels of a float image are
+        blank (off a detector, masked): the network sees the nearest pixel's
         value of their plane there and they are NaN in the result (infinite values are
         refused). A dask array gives a lazy dask array back, computed block by block on
         any scheduler.
@@ -780,7 +759,7 @@ def restore(
     tile = _check_tile_size(tile_size)
     image = as_image(image)
     channel_axis = _check_image_shape(image, channel_axis)
-    scale = image_scale(image, data_range, channel_axis=channel_axis)
+    scale = image_scale(image, data_range, channel_axis=channel_axis, blanks=True)
     model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
         alpha = _alpha_from_context(model, context)
@@ -812,7 +791,6 @@ def _merge_difference(difference, passthrough, layout):
     return layout.merge(difference, opacity)
 
 
-@_keeps_blanks(restores=False)
 def estimate_difference(
     image,
     *,
@@ -832,7 +810,7 @@ def estimate_difference(
     tile = _check_tile_size(tile_size)
     image = as_image(image)
     channel_axis = _check_image_shape(image, channel_axis)
-    scale = image_scale(image, data_range, channel_axis=channel_axis)
+    scale = image_scale(image, data_range, channel_axis=channel_axis, blanks=True)
     model, context = _model_and_context(image, channel_axis, model, scale)
     settings = _pass_settings(model, context, None, scale, device, tile, compile=compile, ensemble=ensemble)
     if not is_dask(image):
@@ -840,7 +818,6 @@ def estimate_difference(
     return _lazy([image], kind="estimate", halo=_estimate_halo(model), channel_axis=channel_axis, out_dtype=np.float32, **settings)
 
 
-@_keeps_blanks(companions=1)
 def enhance(
     image,
     difference,
@@ -894,7 +871,7 @@ def enhance(
         whole = as_image(context_image)
         # The slice's leading axes were dropped from the whole image's: shift the channel axis.
         whole_axis = _check_image_shape(whole, None if channel_axis is None else channel_axis + whole.ndim - image.ndim)
-    scale = image_scale(whole, data_range, channel_axis=whole_axis)
+    scale = image_scale(whole, data_range, channel_axis=whole_axis, blanks=True)
     model, context = _model_and_context(whole, whole_axis, model, scale)
     noise = _noise_model(whole, whole_axis, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
     settings = _pass_settings(

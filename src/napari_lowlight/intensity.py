@@ -39,15 +39,18 @@ class IntensityScale:
     span: float
 
 
-def check_image(image, *, name: str = "image", min_ndim: int = 2) -> np.ndarray:
+def check_image(image, *, name: str = "image", min_ndim: int = 2, blanks: bool = False) -> np.ndarray:
     """Return ``image`` as an array after checking its type, shape and values.
+
+    ``blanks``: NaN pixels are allowed (blank: off a detector, masked), as long as some are not.
 
     Raises
     ------
     TypeError
         If ``image`` is not numeric (bool, complex, object and string arrays are refused).
     ValueError
-        If it has fewer than ``min_ndim`` dimensions, no pixels, or NaN/inf values.
+        If it has fewer than ``min_ndim`` dimensions, no pixels, infinite values, or NaN
+        values (without ``blanks``; with it, if every pixel is NaN).
     """
     array = np.asarray(image)
     if array.dtype == bool:
@@ -59,7 +62,12 @@ def check_image(image, *, name: str = "image", min_ndim: int = 2) -> np.ndarray:
     if array.size == 0:
         raise ValueError(f"{name} has shape {array.shape} and no pixels")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        if not blanks:
+            raise ValueError(f"{name} contains NaN or infinite values")
+        if np.isinf(array).any():
+            raise ValueError(f"{name} contains infinite values")
+        if np.isnan(array).all():
+            raise ValueError(f"{name} is NaN (blank) at every pixel; there is nothing to restore")
     return array
 
 
@@ -69,11 +77,12 @@ def intensity_scale(image: np.ndarray) -> IntensityScale:
     Integers are scaled by their dtype's range (negative values of signed types clip
     to 0). Floats inside [0, 1] are used as given; floats outside are mapped by the
     smallest range that holds both [0, 1] and the data, with a warning, so darkness
-    relative to 1 is kept and the output can be mapped back exactly.
+    relative to 1 is kept and the output can be mapped back exactly. NaN (blank) pixels
+    take no part.
     """
     if np.issubdtype(image.dtype, np.integer):
         return IntensityScale(image.dtype, 0.0, float(np.iinfo(image.dtype).max))
-    return float_scale(image.dtype, float(image.min()), float(image.max()))
+    return float_scale(image.dtype, float(np.nanmin(image)), float(np.nanmax(image)))
 
 
 def float_scale(dtype, low: float, high: float) -> IntensityScale:
@@ -161,7 +170,7 @@ def check_data_range(data_range) -> float | None:
     return float(data_range)
 
 
-def image_scale(image, data_range=None, *, channel_axis=None) -> IntensityScale:
+def image_scale(image, data_range=None, *, channel_axis=None, blanks: bool = False) -> IntensityScale:
     """The mapping of an in-memory or dask image to [0, 1].
 
     Parameters
@@ -176,10 +185,13 @@ def image_scale(image, data_range=None, *, channel_axis=None) -> IntensityScale:
     channel_axis : int, optional
         The (non-negative) colour axis: an RGBA image's opacity is no intensity, so a
         float image's range is that of its colour channels.
+    blanks : bool
+        Allow NaN (blank) pixels in an in-memory image (:func:`check_image`); they take no
+        part in the range. A lazy image's range always leaves them out.
     """
     data_range = check_data_range(data_range)
     if not is_dask(image):
-        image = check_image(image)
+        image = check_image(image, blanks=blanks)
     elif image.dtype == bool or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
         raise TypeError(f"image has dtype {image.dtype}; expected an integer or float image")
     if data_range is not None:
@@ -192,8 +204,9 @@ def image_scale(image, data_range=None, *, channel_axis=None) -> IntensityScale:
 
     def value_range():
         import dask
+        import dask.array as da
 
-        return tuple(float(value) for value in dask.compute(image.min(), image.max()))
+        return tuple(float(value) for value in dask.compute(da.nanmin(image), da.nanmax(image)))
 
     return float_scale(image.dtype, *computed_once(image, "value range", value_range))
 

@@ -196,7 +196,7 @@ def test_a_fits_cube_restores_to_fits_with_its_header(tmp_path, rng, model_file,
         assert restored.dtype == np.uint16 and restored.shape == cube.shape
         assert (header["OBJECT"], header["CRVAL1"], header["CTYPE1"], header["EXPTIME"]) == ("M31", 10.68, "RA---TAN", 30.0)
         assert "DATAMAX" not in header  # the input's range, which the restoration changed
-        assert "restored by napari-lowlight" in str(header["HISTORY"])
+        assert "processed by napari-lowlight" in str(header["HISTORY"])
     expected = restore(cube, 1.0, model=load_model(model_file), refine=False)
     np.testing.assert_array_equal(restored, expected)
     with fits.open(difference) as hdus:

@@ -2,8 +2,8 @@
 
 Beside the pixels, a file's metadata travels to the result's file of the same format
 (:func:`read_metadata`): a TIFF's resolution, ImageJ and OME-XML metadata, a FITS
-header, a Zarr array's attributes. Big TIFFs and Zarr stores are read and written
-lazily, block by block.
+header, a Zarr array's attributes. Big TIFF and FITS files and Zarr stores are read
+lazily, block by block, and TIFF and Zarr results written so.
 """
 
 from __future__ import annotations
@@ -321,7 +321,7 @@ def _fits_hdus(image: np.ndarray, metadata, compressed: bool):
         dropped = _FITS_DROPPED_KEYS + (() if image.dtype == metadata["dtype"] else _FITS_STORAGE_KEYS)
         for key in dropped:
             header.remove(key, ignore_missing=True, remove_all=True)
-    header.add_history("restored by napari-lowlight")
+    header.add_history("processed by napari-lowlight")
     if not compressed:
         return fits.HDUList([fits.PrimaryHDU(image, header=header)])
     # RICE is lossless for integers; floats would be quantised by it, so they take GZIP unquantised.
@@ -459,8 +459,9 @@ def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
     Formats and what they hold: :func:`check_writable`. ``metadata`` (from
     :func:`read_metadata` of the input) is written where the format holds it: a TIFF's
     into a TIFF ``path``, a FITS header into a FITS ``path`` (with a HISTORY card saying
-    what made it; ``.fz`` is written tile-compressed, losslessly), a photograph's EXIF, colour profile and resolution into a JPEG,
-    PNG or WebP ``path``. The file appears complete or not at all.
+    what processed it; ``.fz`` is written tile-compressed, losslessly), a photograph's EXIF,
+    colour profile and resolution into a JPEG, PNG or WebP ``path``. The file appears
+    complete or not at all.
     """
     path = Path(path)
     suffix = _suffix(path)

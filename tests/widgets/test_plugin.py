@@ -82,7 +82,7 @@ def test_a_fits_frame_restored_in_napari_is_saved_with_its_header(qtbot, viewer,
     assert restored.metadata["fits_header"]["OBJECT"] == "M31"
     [written] = restored.save(str(tmp_path / "restored.fits"), plugin="napari-lowlight")
     with fits.open(written) as hdus:
-        assert hdus[0].header["OBJECT"] == "M31" and "restored by napari-lowlight" in str(hdus[0].header["HISTORY"])
+        assert hdus[0].header["OBJECT"] == "M31" and "processed by napari-lowlight" in str(hdus[0].header["HISTORY"])
         np.testing.assert_array_equal(hdus[0].data, restored.data)
     assert source.metadata["fits_header"]["OBJECT"] == "M31" and "napari_lowlight" not in source.metadata
 

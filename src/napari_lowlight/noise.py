@@ -29,10 +29,9 @@ __all__ = ["NoiseModel", "fit_noise", "wiener_refine"]
 NOISE_BINS = 16
 MIN_BIN_BLOCKS = 8
 #: Side of the blocks whose high-pass variances :func:`fit_noise` reads, and the quantile of
-#: them it takes in each bin: the flattest tenth, where texture adds least. On grey photographs
-#: with known noise it read 0.013 / 0.017 / 0.032 for noise of 0 / 0.01 / 0.03 where a robust
-#: spread over all pixels read 0.033 / 0.036 / 0.048, and on real widefield frames it was as
-#: close to the noise measured against their 400-frame averages (docs/method.md).
+#: them it takes in each bin: the flattest tenth, where texture adds least (on grey photographs
+#: with noise of 0 / 0.01 / 0.03 the fit reads 0.021 / 0.024 / 0.039 where a robust spread over
+#: all pixels read 0.033 / 0.036 / 0.048: docs/method.md).
 NOISE_BLOCK = 8
 NOISE_QUANTILE = 0.1
 #: That quantile of the blocks' high-pass variances over the noise's variance, for noise
@@ -52,7 +51,7 @@ REFINE_KAISER_BETA = 2.0
 #: output, may still hold noise, which a coefficient would otherwise keep as structure
 #: (docs/method.md: 2 scored higher than 1, 1.2 and 1.5 on real and simulated frames with
 #: the shipped fluorescence weights). Weights may record their own in their training
-#: metadata: the shipped default weights, which leave more of such frames' noise, record 6
+#: metadata: the shipped default weights, which leave more of such frames' noise, record 12
 #: (docs/model.md), and a self-supervised fine-tune calibrates its own on its frames.
 REFINE_GUIDE_NOISE = 2.0
 #: Rows of windows transformed at once: bounds the memory of a large plane's refinement

@@ -339,9 +339,10 @@ def _blanks_filled(arrays, channel_axis):
     if image.dtype.kind != "f" or not np.isnan(image).any():
         return arrays, None
     blank = np.isnan(image)
-    spatial = _spatial_axes(image.ndim, channel_axis)
-    order = [axis for axis in range(image.ndim) if axis not in spatial] + list(spatial)
-    planes_blank = blank.transpose(order).reshape(-1, *(image.shape[axis] for axis in spatial))
+    # The spatial axes last, as split_planes puts them.
+    order = tuple(range(image.ndim)) if channel_axis is None else channels_before_planes(image.ndim, channel_axis)
+    shape = [image.shape[axis] for axis in order]
+    planes_blank = blank.transpose(order).reshape(-1, *shape[-2:])
     filled = [np.array(array, dtype=array.dtype).transpose(order).reshape(planes_blank.shape) for array in arrays]
     for index, gaps in enumerate(planes_blank):
         if not gaps.any():
@@ -351,9 +352,7 @@ def _blanks_filled(arrays, channel_axis):
             plane = planes[index]
             missing = np.isnan(plane)
             plane[missing] = 0 if nearest is None else plane[nearest][missing]
-    back = np.argsort(order)
-    shape = [image.shape[axis] for axis in order]
-    return [planes.reshape(shape).transpose(back) for planes in filled], blank
+    return [planes.reshape(shape).transpose(np.argsort(order)) for planes in filled], blank
 
 
 def _evenly_spaced(last: int, count: int) -> np.ndarray:

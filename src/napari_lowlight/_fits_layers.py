@@ -19,9 +19,14 @@ __all__ = ["FITS_HEADER_KEY", "fits_reader", "write_fits"]
 FITS_HEADER_KEY = "fits_header"
 
 
+def _paths(path) -> list:
+    """napari's ``path`` argument, one path or a list of them, as a list."""
+    return [path] if isinstance(path, (str, Path)) else list(path)
+
+
 def fits_reader(path):
     """The reader of ``path`` (a FITS file, or a list of them), or None for any other path."""
-    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    paths = _paths(path)
     if not paths or any(Path(p).suffix.lower() not in FITS_SUFFIXES for p in paths):
         return None
     return _fits_layers
@@ -29,10 +34,9 @@ def fits_reader(path):
 
 def _fits_layers(path) -> list:
     """One image layer per FITS file: its first image HDU, the header in the layer's metadata."""
-    paths = [path] if isinstance(path, (str, Path)) else list(path)
     return [
         (read_image(p), {"name": Path(p).name, "metadata": {FITS_HEADER_KEY: read_metadata(p)["fits"]["header"]}}, "image")
-        for p in paths
+        for p in _paths(path)
     ]
 
 

@@ -168,19 +168,23 @@ def _fits_image(hdus):
     raise ValueError("it holds no image HDU (only tables or empty HDUs)")
 
 
+def _native(pixels) -> np.ndarray:
+    """FITS pixels (big-endian, as FITS stores them) in native byte order, which torch and
+    most of numpy's fast paths take."""
+    pixels = np.asarray(pixels)
+    return pixels.astype(pixels.dtype.newbyteorder("="), copy=False)
+
+
 def _fits_dtype(hdu) -> np.dtype:
     """The dtype of an image HDU's pixels once scaled, in native byte order, from one pixel (not the whole image)."""
-    pixel = np.asarray(hdu.section[tuple(slice(0, 1) for _ in hdu.shape)])
-    return pixel.dtype.newbyteorder("=")
+    return _native(hdu.section[tuple(slice(0, 1) for _ in hdu.shape)]).dtype
 
 
 def _read_fits(path: Path) -> np.ndarray:
     from astropy.io import fits
 
     with fits.open(path, memmap=False) as hdus:
-        data = np.asarray(_fits_image(hdus).data)
-    # FITS stores big-endian values; torch and most of numpy's fast paths take native ones.
-    return data.astype(data.dtype.newbyteorder("="), copy=False)
+        return _native(_fits_image(hdus).data)
 
 
 def _read_with_pillow(path: Path) -> np.ndarray:
@@ -518,8 +522,7 @@ class _FitsSection:
         self.chunks = (*(1 for _ in self.shape[:-2]), min(self.shape[-2], FITS_BLOCK_ROWS), self.shape[-1])
 
     def __getitem__(self, key):
-        data = np.asarray(self._section[key])
-        return data.astype(data.dtype.newbyteorder("="), copy=False)
+        return _native(self._section[key])
 
 
 def _tiff_pixels(path: str):

@@ -40,10 +40,12 @@ NOISE_QUANTILE = 0.1
 NOISE_QUANTILE_RATIO = 0.756
 #: Side of the DCT blocks and their step of :func:`wiener_refine`: 32-pixel blocks every 4 pixels
 #: scored highest on real widefield frames of those tried (8 to 32 pixels, steps of 1 to 8;
-#: docs/method.md), and 2 passes above 1 and 3.
+#: docs/method.md). Under the flattest-blocks noise fit, 3 passes scored above 2 with both
+#: shipped weights on those frames, on simulated photon-limited frames and on grey photographs,
+#: and level with 4 and 5 (docs/method.md).
 REFINE_BLOCK = 32
 REFINE_STEP = 4
-REFINE_PASSES = 2
+REFINE_PASSES = 3
 #: Beta of the Kaiser window that weighs each block's pixels when blocks are averaged, as
 #: BM3D's: pixels near a block's edge count less, which keeps the blocks' grid out of flat regions.
 REFINE_KAISER_BETA = 2.0

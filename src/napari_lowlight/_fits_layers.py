@@ -34,10 +34,26 @@ def fits_reader(path):
 
 def _fits_layers(path) -> list:
     """One image layer per FITS file: its first image HDU, the header in the layer's metadata."""
-    return [
-        (read_image(p), {"name": Path(p).name, "metadata": {FITS_HEADER_KEY: read_metadata(p)["fits"]["header"]}}, "image")
-        for p in _paths(path)
-    ]
+    layers = []
+    for p in _paths(path):
+        data = read_image(p)
+        attributes = {"name": Path(p).name, "metadata": {FITS_HEADER_KEY: read_metadata(p)["fits"]["header"]}}
+        layers.append((data, attributes | _rows_upward(data.shape), "image"))
+    return layers
+
+
+def _rows_upward(shape) -> dict:
+    """A layer's scale and translate that show a FITS image as astronomy's viewers do.
+
+    FITS's first row is the bottom of the picture (DS9, ``imshow(origin="lower")``), napari's
+    the top. A scale of -1 along the rows turns the display over and the translate keeps the
+    image where it was, so the data stay in the file's order: a layer written back, or
+    restored and written, has its rows where the file had them. Derived layers inherit both.
+    """
+    if len(shape) < 2:
+        return {}
+    lead = len(shape) - 2
+    return {"scale": (1.0,) * lead + (-1.0, 1.0), "translate": (0.0,) * lead + (float(shape[-2] - 1), 0.0)}
 
 
 def write_fits(path: str, data, attributes: dict) -> list[str]:

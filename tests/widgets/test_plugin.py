@@ -63,6 +63,9 @@ def test_napari_opens_a_fits_file_with_its_header(viewer, tmp_path, rng):
     [layer] = viewer.open(tmp_path / "m31.fits", plugin="napari-lowlight")
     np.testing.assert_array_equal(layer.data, frame)
     assert layer.name == "m31.fits" and layer.metadata["fits_header"]["OBJECT"] == "M31"
+    # Shown as DS9 shows it: the file's first row at the bottom, in the place the unturned image had.
+    np.testing.assert_allclose(layer.data_to_world((0, 0)), (29, 0))
+    np.testing.assert_allclose(layer.data_to_world((29, 39)), (0, 39))
 
 
 @pytest.mark.skipif(not _installed(), reason="napari-lowlight is not installed (no npe2 entry point)")
@@ -80,6 +83,8 @@ def test_a_fits_frame_restored_in_napari_is_saved_with_its_header(qtbot, viewer,
     restored = viewer.layers["m31.fits restored"]
     # The derived layer inherits the file's header, and the plugin's writer puts it back.
     assert restored.metadata["fits_header"]["OBJECT"] == "M31"
+    np.testing.assert_array_equal(restored.scale, source.scale)  # shown turned over as its source
+    np.testing.assert_array_equal(restored.translate, source.translate)
     [written] = restored.save(str(tmp_path / "restored.fits"), plugin="napari-lowlight")
     with fits.open(written) as hdus:
         assert hdus[0].header["OBJECT"] == "M31" and "processed by napari-lowlight" in str(hdus[0].header["HISTORY"])

@@ -8,9 +8,11 @@ lazily, block by block, and TIFF and Zarr results written so.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import imagecodecs
@@ -35,8 +37,26 @@ __all__ = [
 ]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+#: Phones' photographs (HEIC through pillow-heif's Pillow plugin).
+HEIF_SUFFIXES = (".heic", ".heif")
+#: Netpbm: 16-bit grey PGM comes from scientific cameras and their tools.
+NETPBM_SUFFIXES = (".pgm", ".ppm", ".pnm")
 #: Formats imageio reads through Pillow; a GIF's frames become a (T, Y, X, 3) stack.
-PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+PILLOW_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".bmp",
+    ".webp",
+    ".avif",
+    *HEIF_SUFFIXES,
+    ".jp2",
+    ".j2k",
+    *NETPBM_SUFFIXES,
+    ".gif",
+)
 #: Astronomy's format: an image HDU (primary, extension or tile-compressed, as fpack's ``.fz``).
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fz")
 IMAGE_SUFFIXES = (*PILLOW_SUFFIXES, *TIFF_SUFFIXES, *FITS_SUFFIXES)
@@ -63,10 +83,35 @@ _LOSSLESS_TIFF_CODECS = (
 _EXIF_ORIENTATION = 0x0112
 #: What each Pillow format holds of a photograph's metadata (:func:`_photo_metadata`).
 _PHOTO_METADATA = {
-    ".jpg": ("exif", "icc_profile", "dpi"),
-    ".jpeg": ("exif", "icc_profile", "dpi"),
-    ".png": ("exif", "icc_profile", "dpi"),
-    ".webp": ("exif", "icc_profile"),
+    **dict.fromkeys((".jpg", ".jpeg", ".jpe", ".jfif", ".png"), ("exif", "icc_profile", "dpi")),
+    **dict.fromkeys((".webp", ".avif", *HEIF_SUFFIXES), ("exif", "icc_profile")),
+}
+#: The quality a result is written with in a lossy format (JPEG, AVIF, HEIC): high, since a
+#: restored image should not lose to compression the detail the restoration gave back.
+LOSSY_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class _RasterFormat:
+    """What one format written through Pillow (or imagecodecs) holds: one 2-D image, grey or colour."""
+
+    name: str
+    grey: tuple  # dtypes of a grey image; empty: no grey
+    colour: tuple  # dtypes of an RGB image
+    opacity: bool  # whether RGBA is held too
+    advice: str  # the formats to use instead
+
+
+_UINT8, _UINT8_16 = (np.dtype(np.uint8),), (np.dtype(np.uint8), np.dtype(np.uint16))
+_RASTER_FORMATS = {
+    ".png": _RasterFormat("PNG", _UINT8_16, _UINT8_16, True, ".tif"),
+    **dict.fromkeys((".jpg", ".jpeg", ".jpe", ".jfif"), _RasterFormat("JPEG", _UINT8, _UINT8, False, ".png or .tif")),
+    ".bmp": _RasterFormat("BMP", _UINT8, _UINT8, False, ".png or .tif"),
+    ".webp": _RasterFormat("WebP", (), _UINT8, True, ".png or .tif"),
+    ".avif": _RasterFormat("AVIF", _UINT8, _UINT8, True, ".png or .tif"),
+    **dict.fromkeys(HEIF_SUFFIXES, _RasterFormat("HEIC", _UINT8, _UINT8, True, ".png or .tif")),
+    **dict.fromkeys((".jp2", ".j2k"), _RasterFormat("JPEG 2000", _UINT8_16, _UINT8, True, ".png or .tif")),
+    **dict.fromkeys(NETPBM_SUFFIXES, _RasterFormat("Netpbm", _UINT8_16, _UINT8, False, ".png or .tif")),
 }
 #: ImageJ metadata that tifffile computes from the written shape itself.
 _IMAGEJ_SHAPE_KEYS = ("ImageJ", "images", "channels", "slices", "frames", "hyperstack")
@@ -98,8 +143,8 @@ def _reader_message(error: Exception) -> str:
 
 def read_image(path, *, lazy: bool = False):
     """Read an image file: TIFF (any dtype, N-D stacks, ImageJ and OME), FITS (its first
-    image HDU), PNG, JPEG, BMP, WebP (8-bit; PNG also 16-bit) or GIF (its frames as a
-    (T, Y, X, 3) stack).
+    image HDU), PNG, JPEG, BMP, WebP, AVIF, HEIC, JPEG 2000, Netpbm (PGM, PPM, PNM) or GIF (its
+    frames as a (T, Y, X, 3) stack): 8-bit, and 16-bit where the format holds it.
 
     Parameters
     ----------
@@ -140,11 +185,13 @@ def read_image(path, *, lazy: bool = False):
         elif suffix == ".png" and _is_16_bit_colour_png(path):
             image = imagecodecs.imread(path, codec="png")  # Pillow would cut it to 8 bits
         else:
-            image = _read_with_pillow(path)
+            image = _read_with_pillow(path, suffix)
     except Exception as error:  # the readers raise many types for a corrupt file
         kind = suffix[1:].upper()
         raise ValueError(f"input file {str(path)!r} is not a readable {kind} image ({_reader_message(error)})") from None
     image = np.asarray(image)
+    if suffix in NETPBM_SUFFIXES and image.dtype == np.int32:
+        image = image.astype(np.uint16)  # Pillow reads 9- to 16-bit Netpbm as int32, scaled to 0..65535
     if suffix == ".gif" and image.shape[0] == 1:
         image = image[0]  # Pillow reads every GIF as a stack of frames
     if suffix in PILLOW_SUFFIXES and image.ndim == 3 and image.shape[-1] == 2:
@@ -187,9 +234,23 @@ def _read_fits(path: Path) -> np.ndarray:
         return _native(_fits_image(hdus).data)
 
 
-def _read_with_pillow(path: Path) -> np.ndarray:
-    """A PNG, JPEG, BMP, WebP or GIF as it is shown: turned as its EXIF orientation says (the
-    result carries no EXIF, and would be shown unturned), and CMYK as RGB."""
+@functools.cache
+def _register_heif() -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+
+
+def _pillow_plugins(suffix: str) -> None:
+    """Make Pillow able to read and write ``suffix``: HEIC and HEIF through pillow-heif's plugin."""
+    if suffix in HEIF_SUFFIXES:
+        _register_heif()
+
+
+def _read_with_pillow(path: Path, suffix: str) -> np.ndarray:
+    """A photograph (PNG, JPEG, WebP, AVIF, HEIC, ...) as it is shown: turned as its EXIF
+    orientation says (the result carries no EXIF, and would be shown unturned), and CMYK as RGB."""
+    _pillow_plugins(suffix)
     cmyk = iio.immeta(path).get("mode") == "CMYK"
     return iio.imread(path, rotate=True, mode="RGB" if cmyk else None)
 
@@ -208,7 +269,7 @@ def read_metadata(path) -> dict:
     Parameters
     ----------
     path : str or Path
-        A TIFF file, a FITS file, a Zarr store or a photograph (PNG, JPEG, BMP, WebP, GIF).
+        A TIFF file, a FITS file, a Zarr store or a file of any other format :func:`read_image` reads.
 
     Returns
     -------
@@ -241,6 +302,7 @@ def read_metadata(path) -> dict:
 def _photo_metadata(path: Path) -> dict:
     """A photograph's EXIF (its orientation reset: :func:`read_image` turns the pixels), colour
     profile and resolution, as Pillow's ``save`` takes them."""
+    _pillow_plugins(path.suffix.lower())
     try:
         meta = iio.immeta(path)
     except Exception as error:  # the readers raise many types for a corrupt file
@@ -407,9 +469,10 @@ def _zarr_metadata(path: Path) -> dict:
 def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
     """Raise ValueError if an image of ``dtype`` and ``shape`` cannot be written to ``path``.
 
-    PNG holds one grey, RGB or RGBA image of uint8 or uint16; JPEG and BMP one uint8 grey
-    or RGB image; WebP one uint8 RGB or RGBA image; TIFF and FITS any dtype and dimensions; GIF
-    nothing (256 colours cannot hold a result).
+    PNG holds one grey, RGB or RGBA image of uint8 or uint16; JPEG, BMP and Netpbm one uint8
+    grey or RGB image (Netpbm's grey and JPEG 2000's also uint16); WebP one uint8 RGB or RGBA
+    image; AVIF, HEIC and JPEG 2000 one uint8 grey, RGB or RGBA image; TIFF and FITS any
+    dtype and dimensions; GIF nothing (256 colours cannot hold a result).
     A lazy (dask) result goes to a Zarr store, a TIFF file or a FITS file. Checking before computing
     means no work is lost to a format that cannot hold the result.
     """
@@ -424,20 +487,19 @@ def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
         return
     if suffix == ".gif":
         raise ValueError(f"{str(path)!r}: GIF holds 256 colours per frame, too few for a restored image; use .tif or .png")
-    kind = {".png": "PNG", ".bmp": "BMP", ".webp": "WebP"}.get(suffix, "JPEG")
+    held = _RASTER_FORMATS[suffix]
     if not (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4))):
-        raise ValueError(f"{str(path)!r}: {kind} holds one 2-D grey, RGB or RGBA image, not shape {tuple(shape)}; use .tif")
+        raise ValueError(f"{str(path)!r}: {held.name} holds one 2-D grey, RGB or RGBA image, not shape {tuple(shape)}; use .tif")
     colour = len(shape) == 3
-    if suffix == ".png":
-        if dtype not in (np.uint8, np.uint16):
-            raise ValueError(f"{str(path)!r}: PNG holds uint8 or uint16 images, not {dtype}; use .tif")
-        return
-    if dtype != np.uint8:
-        raise ValueError(f"{str(path)!r}: {kind} holds uint8 images, not {dtype}; use .png or .tif")
-    if suffix == ".webp" and not colour:
-        raise ValueError(f"{str(path)!r}: WebP holds colour images only, not grey; use .png or .tif")
-    if suffix != ".webp" and colour and shape[-1] == 4:
-        raise ValueError(f"{str(path)!r}: {kind} holds no opacity channel; use .png or .tif")
+    if colour and shape[-1] == 4 and not held.opacity:
+        raise ValueError(f"{str(path)!r}: {held.name} holds no opacity channel; use .png or .tif")
+    dtypes = held.colour if colour else held.grey
+    if not dtypes:
+        raise ValueError(f"{str(path)!r}: {held.name} holds colour images only, not grey; use .png or .tif")
+    if dtype not in dtypes:
+        kind = "colour" if colour else "grey"
+        names = " or ".join(str(d) for d in dtypes)
+        raise ValueError(f"{str(path)!r}: {held.name} holds {kind} images of {names}, not {dtype}; use {held.advice}")
 
 
 def _tiff_options(metadata, dtype) -> dict:
@@ -464,7 +526,8 @@ def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
     :func:`read_metadata` of the input) is written where the format holds it: a TIFF's
     into a TIFF ``path``, a FITS header into a FITS ``path`` (with a HISTORY card saying
     what processed it; ``.fz`` is written tile-compressed, losslessly), a photograph's EXIF,
-    colour profile and resolution into a JPEG, PNG or WebP ``path``. The file appears
+    colour profile and resolution into a JPEG, PNG, WebP, AVIF or HEIC ``path`` (JPEG, AVIF
+    and HEIC at quality ``LOSSY_QUALITY``; the other formats losslessly). The file appears
     complete or not at all.
     """
     path = Path(path)
@@ -484,7 +547,10 @@ def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
             # Lossless, and the colour of transparent pixels kept: a result is not re-encoded lossily.
             iio.imwrite(temporary, image, extension=suffix, lossless=True, exact=True, **_photo_options(metadata, suffix))
         else:
-            iio.imwrite(temporary, image, extension=suffix, **_photo_options(metadata, suffix))
+            # JPEG 2000 and the rest are written losslessly by default; JPEG, AVIF and HEIC cannot be.
+            _pillow_plugins(suffix)
+            lossy = {"quality": LOSSY_QUALITY} if _RASTER_FORMATS[suffix].name in ("JPEG", "AVIF", "HEIC") else {}
+            iio.imwrite(temporary, image, extension=suffix, **lossy, **_photo_options(metadata, suffix))
     return path
 
 

@@ -92,11 +92,27 @@ def test_a_fits_frame_restored_in_napari_is_saved_with_its_header(qtbot, viewer,
     assert source.metadata["fits_header"]["OBJECT"] == "M31" and "napari_lowlight" not in source.metadata
 
 
-def test_the_fits_reader_leaves_other_files_to_napari():
-    from napari_lowlight._fits_layers import fits_reader
+def test_the_readers_leave_other_files_to_napari():
+    from napari_lowlight._file_layers import fits_reader, heic_reader
 
     assert fits_reader("cells.tif") is None and fits_reader(["a.fits", "b.png"]) is None
     assert fits_reader("frame.FITS") is not None and fits_reader(["a.fits", "b.fz"]) is not None
+    assert heic_reader("photo.jpg") is None and heic_reader(["a.heic", "b.fits"]) is None
+    assert heic_reader("IMG_0001.HEIC") is not None
+
+
+@pytest.mark.skipif(not _installed(), reason="napari-lowlight is not installed (no npe2 entry point)")
+def test_napari_opens_a_phones_heic_photograph_upright(viewer, tmp_path, rng):
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    photo = Image.fromarray(rng.integers(0, 256, (30, 40, 3)).astype(np.uint8))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise
+    photo.save(tmp_path / "IMG_0001.heic", exif=exif.tobytes())
+    [layer] = viewer.open(tmp_path / "IMG_0001.heic", plugin="napari-lowlight")
+    assert layer.name == "IMG_0001.heic" and layer.rgb and layer.data.shape == (40, 30, 3)
 
 
 @pytest.fixture

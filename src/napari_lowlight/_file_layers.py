@@ -1,8 +1,10 @@
-"""napari reader and writer for FITS files, astronomy's format, which napari itself mishandles.
+"""napari readers and a writer for files napari itself mishandles or cannot open.
 
-The pixels and header go through :mod:`napari_lowlight.io`, as the command line's do: a
-layer read from a FITS file keeps the header in its metadata (``"fits_header"``), layers the
-plugin derives from it inherit that metadata, and a layer written to FITS takes the header back.
+FITS, astronomy's format: the pixels and header go through :mod:`napari_lowlight.io`, as
+the command line's do. A layer read from a FITS file keeps the header in its metadata
+(``"fits_header"``), layers the plugin derives from it inherit that metadata, and a layer
+written to FITS takes the header back. HEIC, phones' photographs, which napari's reader
+(Pillow without pillow-heif's plugin) refuses: read turned upright, as for the command line.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import FITS_SUFFIXES, read_image, read_metadata, write_image
+from .io import FITS_SUFFIXES, HEIF_SUFFIXES, read_image, read_metadata, write_image
 
-__all__ = ["FITS_HEADER_KEY", "fits_reader", "write_fits"]
+__all__ = ["FITS_HEADER_KEY", "fits_reader", "heic_reader", "write_fits"]
 
 #: Key of ``layer.metadata`` that holds a FITS file's header (an ``astropy.io.fits.Header``).
 FITS_HEADER_KEY = "fits_header"
@@ -24,12 +26,29 @@ def _paths(path) -> list:
     return [path] if isinstance(path, (str, Path)) else list(path)
 
 
+def _all_of(path, suffixes) -> bool:
+    """Whether napari's ``path`` names files, every one with one of ``suffixes``."""
+    paths = _paths(path)
+    return bool(paths) and all(Path(p).suffix.lower() in suffixes for p in paths)
+
+
 def fits_reader(path):
     """The reader of ``path`` (a FITS file, or a list of them), or None for any other path."""
-    paths = _paths(path)
-    if not paths or any(Path(p).suffix.lower() not in FITS_SUFFIXES for p in paths):
-        return None
-    return _fits_layers
+    return _fits_layers if _all_of(path, FITS_SUFFIXES) else None
+
+
+def heic_reader(path):
+    """The reader of ``path`` (a HEIC file, or a list of them), or None for any other path."""
+    return _heic_layers if _all_of(path, HEIF_SUFFIXES) else None
+
+
+def _heic_layers(path) -> list:
+    """One image layer per HEIC file, named after it: grey, or colour (RGB or RGBA) on its last axis."""
+    layers = []
+    for p in _paths(path):
+        data = read_image(p)
+        layers.append((data, {"name": Path(p).name, "rgb": data.ndim == 3}, "image"))
+    return layers
 
 
 def _fits_layers(path) -> list:

@@ -99,19 +99,20 @@ class _RasterFormat:
     grey: tuple  # dtypes of a grey image; empty: no grey
     colour: tuple  # dtypes of an RGB image
     opacity: bool  # whether RGBA is held too
+    lossy: bool  # whether it can only be written lossily (then at LOSSY_QUALITY)
     advice: str  # the formats to use instead
 
 
 _UINT8, _UINT8_16 = (np.dtype(np.uint8),), (np.dtype(np.uint8), np.dtype(np.uint16))
 _RASTER_FORMATS = {
-    ".png": _RasterFormat("PNG", _UINT8_16, _UINT8_16, True, ".tif"),
-    **dict.fromkeys((".jpg", ".jpeg", ".jpe", ".jfif"), _RasterFormat("JPEG", _UINT8, _UINT8, False, ".png or .tif")),
-    ".bmp": _RasterFormat("BMP", _UINT8, _UINT8, False, ".png or .tif"),
-    ".webp": _RasterFormat("WebP", (), _UINT8, True, ".png or .tif"),
-    ".avif": _RasterFormat("AVIF", _UINT8, _UINT8, True, ".png or .tif"),
-    **dict.fromkeys(HEIF_SUFFIXES, _RasterFormat("HEIC", _UINT8, _UINT8, True, ".png or .tif")),
-    **dict.fromkeys((".jp2", ".j2k"), _RasterFormat("JPEG 2000", _UINT8_16, _UINT8, True, ".png or .tif")),
-    **dict.fromkeys(NETPBM_SUFFIXES, _RasterFormat("Netpbm", _UINT8_16, _UINT8, False, ".png or .tif")),
+    ".png": _RasterFormat("PNG", _UINT8_16, _UINT8_16, True, False, ".tif"),
+    **dict.fromkeys((".jpg", ".jpeg", ".jpe", ".jfif"), _RasterFormat("JPEG", _UINT8, _UINT8, False, True, ".png or .tif")),
+    ".bmp": _RasterFormat("BMP", _UINT8, _UINT8, False, False, ".png or .tif"),
+    ".webp": _RasterFormat("WebP", (), _UINT8, True, False, ".png or .tif"),
+    ".avif": _RasterFormat("AVIF", _UINT8, _UINT8, True, True, ".png or .tif"),
+    **dict.fromkeys(HEIF_SUFFIXES, _RasterFormat("HEIC", _UINT8, _UINT8, True, True, ".png or .tif")),
+    **dict.fromkeys((".jp2", ".j2k"), _RasterFormat("JPEG 2000", _UINT8_16, _UINT8, True, False, ".png or .tif")),
+    **dict.fromkeys(NETPBM_SUFFIXES, _RasterFormat("Netpbm", _UINT8_16, _UINT8, False, False, ".png or .tif")),
 }
 #: ImageJ metadata that tifffile computes from the written shape itself.
 _IMAGEJ_SHAPE_KEYS = ("ImageJ", "images", "channels", "slices", "frames", "hyperstack")
@@ -547,10 +548,9 @@ def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
             # Lossless, and the colour of transparent pixels kept: a result is not re-encoded lossily.
             iio.imwrite(temporary, image, extension=suffix, lossless=True, exact=True, **_photo_options(metadata, suffix))
         else:
-            # JPEG 2000 and the rest are written losslessly by default; JPEG, AVIF and HEIC cannot be.
             _pillow_plugins(suffix)
-            lossy = {"quality": LOSSY_QUALITY} if _RASTER_FORMATS[suffix].name in ("JPEG", "AVIF", "HEIC") else {}
-            iio.imwrite(temporary, image, extension=suffix, **lossy, **_photo_options(metadata, suffix))
+            quality = {"quality": LOSSY_QUALITY} if _RASTER_FORMATS[suffix].lossy else {}
+            iio.imwrite(temporary, image, extension=suffix, **quality, **_photo_options(metadata, suffix))
     return path
 
 

@@ -432,6 +432,17 @@ def test_phone_and_science_formats_restore_into_their_own_format(tmp_path, model
     assert restored.shape == image.shape and restored.dtype == image.dtype
 
 
+def test_a_16_bit_colour_ppm_is_refused_not_cut_to_8_bits(tmp_path):
+    # Pillow reads RGB Netpbm of more than 8 bits as 8 bits: a mangled image, so it is refused by name.
+    deep = tmp_path / "scan.ppm"
+    deep.write_bytes(b"P6\n5 4\n65535\n" + (np.arange(4 * 5 * 3) * 1000).astype(">u2").tobytes())
+    with pytest.raises(ValueError, match="more than 8 bits per channel.*16-bit TIFF or PNG"):
+        read_image(deep)
+    shallow = tmp_path / "photo.ppm"
+    shallow.write_bytes(b"P6\n5 4\n255\n" + np.arange(4 * 5 * 3, dtype=np.uint8).tobytes())
+    np.testing.assert_array_equal(read_image(shallow), np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3))
+
+
 @pytest.mark.parametrize(
     "name, dtype, shape, message",
     [

@@ -252,8 +252,18 @@ def _read_with_pillow(path: Path, suffix: str) -> np.ndarray:
     """A photograph (PNG, JPEG, WebP, AVIF, HEIC, ...) as it is shown: turned as its EXIF
     orientation says (the result carries no EXIF, and would be shown unturned), and CMYK as RGB."""
     _pillow_plugins(suffix)
+    if suffix in NETPBM_SUFFIXES and _deep_colour_netpbm(path):
+        raise ValueError("its colour has more than 8 bits per channel, which Pillow reads cut to 8; save it as a 16-bit TIFF or PNG")
     cmyk = iio.immeta(path).get("mode") == "CMYK"
     return iio.imread(path, rotate=True, mode="RGB" if cmyk else None)
+
+
+def _deep_colour_netpbm(path: Path) -> bool:
+    """Whether a Netpbm file holds RGB of more than 8 bits: Pillow's decoder of it takes
+    (mode, maxval) and scales every value to 8 bits (grey of 9 to 16 bits it reads whole)."""
+    with Image.open(path) as image:
+        args = image.tile[0].args if image.tile else None
+        return image.mode == "RGB" and isinstance(args, tuple) and len(args) == 2 and args[1] > 255
 
 
 def _is_16_bit_colour_png(path: Path) -> bool:

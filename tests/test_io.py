@@ -415,6 +415,7 @@ def test_bmp_and_webp_restore_into_their_own_format(tmp_path, model_file, name, 
         ("photo.avif", np.arange(20 * 24 * 3, dtype=np.uint8).reshape(20, 24, 3), False),
         ("photo.jfif", np.arange(20 * 24 * 3, dtype=np.uint8).reshape(20, 24, 3), False),
         ("slide.jp2", (np.arange(20 * 24, dtype=np.uint16) * 97).reshape(20, 24), True),
+        ("scan.j2k", (np.arange(20 * 24 * 3, dtype=np.uint16) * 31).reshape(20, 24, 3), True),  # Pillow: cut to 8 bits
         ("camera.pgm", (np.arange(20 * 24, dtype=np.uint16) * 97).reshape(20, 24), True),
         ("photo.ppm", np.arange(20 * 24 * 3, dtype=np.uint8).reshape(20, 24, 3), True),
     ],
@@ -446,7 +447,7 @@ def test_a_16_bit_colour_ppm_is_refused_not_cut_to_8_bits(tmp_path):
 @pytest.mark.parametrize(
     "name, dtype, shape, message",
     [
-        ("out.jp2", np.uint16, (20, 24, 3), "JPEG 2000 holds colour images of uint8, not uint16"),
+        ("out.jp2", np.float32, (20, 24, 3), "JPEG 2000 holds colour images of uint8 or uint16, not float32; use .tif"),
         ("out.pgm", np.float32, (20, 24), "Netpbm holds grey images of uint8 or uint16, not float32"),
         ("out.heic", np.uint16, (20, 24, 3), "HEIC holds colour images of uint8, not uint16; use .png or .tif"),
         ("out.ppm", np.uint8, (20, 24, 4), "Netpbm holds no opacity channel"),

@@ -39,6 +39,9 @@ __all__ = [
 TIFF_SUFFIXES = (".tif", ".tiff")
 #: Phones' photographs (HEIC through pillow-heif's Pillow plugin).
 HEIF_SUFFIXES = (".heic", ".heif")
+#: JPEG 2000: slide scanners', archives' and some cameras' format, read and written by imagecodecs
+#: (Pillow reads its 16-bit colour cut to 8 bits).
+JPEG2000_SUFFIXES = (".jp2", ".j2k")
 #: Netpbm: 16-bit grey PGM comes from scientific cameras and their tools.
 NETPBM_SUFFIXES = (".pgm", ".ppm", ".pnm")
 #: Formats imageio reads through Pillow; a GIF's frames become a (T, Y, X, 3) stack.
@@ -52,14 +55,12 @@ PILLOW_SUFFIXES = (
     ".webp",
     ".avif",
     *HEIF_SUFFIXES,
-    ".jp2",
-    ".j2k",
     *NETPBM_SUFFIXES,
     ".gif",
 )
 #: Astronomy's format: an image HDU (primary, extension or tile-compressed, as fpack's ``.fz``).
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fz")
-IMAGE_SUFFIXES = (*PILLOW_SUFFIXES, *TIFF_SUFFIXES, *FITS_SUFFIXES)
+IMAGE_SUFFIXES = (*PILLOW_SUFFIXES, *JPEG2000_SUFFIXES, *TIFF_SUFFIXES, *FITS_SUFFIXES)
 ZARR_SUFFIX = ".zarr"
 #: TIFF and FITS images whose pixels take more than this are streamed through dask instead
 #: of read whole (the pixels, not the file: a compressed file is much smaller).
@@ -111,7 +112,7 @@ _RASTER_FORMATS = {
     ".webp": _RasterFormat("WebP", (), _UINT8, True, False, ".png or .tif"),
     ".avif": _RasterFormat("AVIF", _UINT8, _UINT8, True, True, ".png or .tif"),
     **dict.fromkeys(HEIF_SUFFIXES, _RasterFormat("HEIC", _UINT8, _UINT8, True, True, ".png or .tif")),
-    **dict.fromkeys((".jp2", ".j2k"), _RasterFormat("JPEG 2000", _UINT8_16, _UINT8, True, False, ".png or .tif")),
+    **dict.fromkeys(JPEG2000_SUFFIXES, _RasterFormat("JPEG 2000", _UINT8_16, _UINT8_16, True, False, ".tif")),
     **dict.fromkeys(NETPBM_SUFFIXES, _RasterFormat("Netpbm", _UINT8_16, _UINT8, False, False, ".png or .tif")),
 }
 #: ImageJ metadata that tifffile computes from the written shape itself.
@@ -185,6 +186,8 @@ def read_image(path, *, lazy: bool = False):
             image = _read_fits(path)
         elif suffix == ".png" and _is_16_bit_colour_png(path):
             image = imagecodecs.imread(path, codec="png")  # Pillow would cut it to 8 bits
+        elif suffix in JPEG2000_SUFFIXES:
+            image = imagecodecs.jpeg2k_decode(path.read_bytes())
         else:
             image = _read_with_pillow(path, suffix)
     except Exception as error:  # the readers raise many types for a corrupt file
@@ -195,7 +198,7 @@ def read_image(path, *, lazy: bool = False):
         image = image.astype(np.uint16)  # Pillow reads 9- to 16-bit Netpbm as int32, scaled to 0..65535
     if suffix == ".gif" and image.shape[0] == 1:
         image = image[0]  # Pillow reads every GIF as a stack of frames
-    if suffix in PILLOW_SUFFIXES and image.ndim == 3 and image.shape[-1] == 2:
+    if suffix in (*PILLOW_SUFFIXES, *JPEG2000_SUFFIXES) and image.ndim == 3 and image.shape[-1] == 2:
         # Grey plus opacity (a PNG's LA mode), which no layout here holds: as RGBA, three equal
         # colour channels and the opacity, it is restored as colour and the opacity kept. Read
         # as (Y, X, 2), its last axis would be taken for a width.
@@ -480,10 +483,10 @@ def _zarr_metadata(path: Path) -> dict:
 def check_writable(path, dtype, shape, *, lazy: bool = False) -> None:
     """Raise ValueError if an image of ``dtype`` and ``shape`` cannot be written to ``path``.
 
-    PNG holds one grey, RGB or RGBA image of uint8 or uint16; JPEG, BMP and Netpbm one uint8
-    grey or RGB image (Netpbm's grey and JPEG 2000's also uint16); WebP one uint8 RGB or RGBA
-    image; AVIF, HEIC and JPEG 2000 one uint8 grey, RGB or RGBA image; TIFF and FITS any
-    dtype and dimensions; GIF nothing (256 colours cannot hold a result).
+    PNG and JPEG 2000 hold one grey, RGB or RGBA image of uint8 or uint16; JPEG, BMP and
+    Netpbm one uint8 grey or RGB image (Netpbm's grey also uint16); WebP one uint8 RGB or RGBA
+    image; AVIF and HEIC one uint8 grey, RGB or RGBA image; TIFF and FITS any dtype and
+    dimensions; GIF nothing (256 colours cannot hold a result).
     A lazy (dask) result goes to a Zarr store, a TIFF file or a FITS file. Checking before computing
     means no work is lost to a format that cannot hold the result.
     """
@@ -554,6 +557,8 @@ def write_image(path, image: np.ndarray, *, metadata=None) -> Path:
             _fits_hdus(image, metadata, compressed=suffix == ".fz").writeto(temporary, overwrite=True)  # over the empty placeholder
         elif suffix == ".png" and image.dtype == np.uint16 and image.ndim == 3:
             temporary.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(image)))  # Pillow writes no 16-bit colour
+        elif suffix in JPEG2000_SUFFIXES:  # lossless (reversible), the container as the suffix says
+            temporary.write_bytes(imagecodecs.jpeg2k_encode(np.ascontiguousarray(image), codecformat=suffix[1:]))
         elif suffix == ".webp":
             # Lossless, and the colour of transparent pixels kept: a result is not re-encoded lossily.
             iio.imwrite(temporary, image, extension=suffix, lossless=True, exact=True, **_photo_options(metadata, suffix))

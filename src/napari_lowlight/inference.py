@@ -24,7 +24,16 @@ from .devices import mixed_precision, resolve_device
 from .guided import guided_filter
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
-from .noise import REFINE_BLOCK, REFINE_GUIDE_NOISE, REFINE_PASSES, REFINE_STEP, NoiseModel, fit_noise, wiener_refine
+from .noise import (
+    REFINE_BLOCK,
+    REFINE_GUIDE_BLOCK,
+    REFINE_GUIDE_NOISE,
+    REFINE_PASSES,
+    REFINE_STEP,
+    NoiseModel,
+    fit_noise,
+    wiener_refine,
+)
 from .planes import channels_before_planes, colour_channels, is_colour, opacity_channel, resolve_channel_axis, split_planes
 from .weights import default_model
 
@@ -71,7 +80,7 @@ NOISE_WINDOW = 128
 NOISE_WINDOWS_PER_AXIS = 4
 #: Pixels on each side a refined pixel depends on beyond the network's radius, a multiple of
 #: the refinement's step so that a lazy block's windows fall on the whole image's grid.
-REFINE_REACH = -(-REFINE_PASSES * (REFINE_BLOCK - 1) // REFINE_STEP) * REFINE_STEP
+REFINE_REACH = -(-(REFINE_GUIDE_BLOCK - 1 + (REFINE_PASSES - 1) * (REFINE_BLOCK - 1)) // REFINE_STEP) * REFINE_STEP
 #: The guided filter that smooths Estimate-Net's difference map along the image's edges
 #: (:func:`_smooth_difference`): window radius and regularisation (intensities in [0, 1]), and
 #: the pixels it reaches. Chosen on held-out photographs darkened as a camera would (scratch runs

@@ -46,6 +46,11 @@ NOISE_QUANTILE_RATIO = 0.756
 REFINE_BLOCK = 32
 REFINE_STEP = 4
 REFINE_PASSES = 3
+#: Side of the first pass's blocks, the pass that counts the noise ``guide_noise`` times over:
+#: 8 scored above 16 and 32 with both shipped weights on real widefield frames, simulated
+#: photon-limited frames and grey photographs (docs/method.md). Small blocks follow the
+#: guide's structure closely where the first pass filters hardest.
+REFINE_GUIDE_BLOCK = 8
 #: Beta of the Kaiser window that weighs each block's pixels when blocks are averaged, as
 #: BM3D's: pixels near a block's edge count less, which keeps the blocks' grid out of flat regions.
 REFINE_KAISER_BETA = 2.0
@@ -159,11 +164,12 @@ def wiener_refine(
     step: int = REFINE_STEP,
     passes: int = REFINE_PASSES,
     guide_noise: float = REFINE_GUIDE_NOISE,
+    guide_block: int = REFINE_GUIDE_BLOCK,
     device="cpu",
 ) -> np.ndarray:
     """Refine a denoised ``estimate`` of ``noisy`` by empirical Wiener filtering.
 
-    In every ``block`` x ``block`` window on a grid of ``step`` pixels (anchored at the
+    In every ``block`` x ``block`` window (``guide_block`` in the first pass) on a grid of ``step`` pixels (anchored at the
     frame's origin; the frame is mirrored at its borders), each orthonormal DCT coefficient
     ``Y`` of the noisy frame becomes ``Y * E**2 / (E**2 + s**2)``, ``E`` being the
     estimate's and ``s**2`` the noise's variance in the window: the mean of
@@ -177,7 +183,8 @@ def wiener_refine(
     The filter runs on the frame's own intensities, not on a variance-stabilised frame: a
     coefficient kept whole keeps its mean, where the stabilising transform's inverse biases
     intensities low at a few photons per pixel (and the transform stops stabilising below
-    one). A pixel's result depends on the frames within ``passes * (block - 1)`` pixels of it.
+    one). A pixel's result depends on the frames within ``guide_block - 1 + (passes - 1) *
+    (block - 1)`` pixels of it.
 
     Parameters
     ----------
@@ -196,6 +203,8 @@ def wiener_refine(
     guide_noise : float
         The first pass's noise variance in multiples of the frame's, > 0: larger for a
         noisier ``estimate``.
+    guide_block : int
+        The first pass's window side, a multiple of ``step``.
     device : str or torch.device
         Where the windows are transformed (the arrays in and out are NumPy's).
 
@@ -208,8 +217,9 @@ def wiener_refine(
         raise ValueError(
             f"noisy and estimate have shapes {noisy.shape} and {estimate.shape}; expected one 2-D shape"
         )
-    if step < 1 or block < step or block % step:
-        raise ValueError(f"block ({block}) must be a positive multiple of step ({step})")
+    for name, side in (("block", block), ("guide_block", guide_block)):
+        if step < 1 or side < step or side % step:
+            raise ValueError(f"{name} ({side}) must be a positive multiple of step ({step})")
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
     if not guide_noise > 0:
@@ -217,8 +227,8 @@ def wiener_refine(
     device = torch.device(device)
     noisy, refined = noisy.astype(np.float32), estimate.astype(np.float32)
     for done in range(passes):
-        scale = 1.0 if done else guide_noise
-        refined = _wiener_pass(noisy, refined, scale * noise.variance(refined), block, step, device)
+        scale, side = (1.0, block) if done else (guide_noise, guide_block)
+        refined = _wiener_pass(noisy, refined, scale * noise.variance(refined), side, step, device)
     return refined
 
 

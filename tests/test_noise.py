@@ -51,16 +51,23 @@ def test_refinement_gives_back_what_an_oversmoothed_estimate_lost(cells, rng):
     assert _psnr(cells, refined) > _psnr(cells, noisy) + 3
 
 
-def test_a_window_on_the_grid_refines_as_the_whole_frame(cells, rng):
+@pytest.mark.parametrize("guide_block", [8, 16])
+def test_a_window_on_the_grid_refines_as_the_whole_frame(cells, rng, guide_block):
     """What lets lazy blocks refine alone: a pixel depends on the frame within its reach."""
     noisy = _poisson_gaussian(np.tile(cells, (2, 2)), rng)
     estimate = ndimage.gaussian_filter(noisy, 1.5)
     noise = fit_noise(noisy)
-    whole = wiener_refine(noisy, estimate, noise, block=8, step=4, passes=2)
-    reach = 2 * 7
+    options = dict(block=8, step=4, passes=2, guide_block=guide_block)
+    whole = wiener_refine(noisy, estimate, noise, **options)
+    reach = guide_block - 1 + 7
     window = (slice(16, 368), slice(8, 312))  # starts on the grid of 4
-    part = wiener_refine(noisy[window], estimate[window], noise, block=8, step=4, passes=2)
+    part = wiener_refine(noisy[window], estimate[window], noise, **options)
     np.testing.assert_allclose(part[reach:-reach, reach:-reach], whole[window][reach:-reach, reach:-reach], atol=1e-5)
+
+
+def test_a_first_pass_block_off_the_grid_is_refused(cells):
+    with pytest.raises(ValueError, match=r"guide_block \(6\) must be a positive multiple of step \(4\)"):
+        wiener_refine(cells, cells, NoiseModel(1e-3, 1e-5), guide_block=6)
 
 
 def test_the_refinement_keeps_the_intensity_of_spots_at_a_few_photons(cells, rng):

@@ -47,9 +47,10 @@ REFINE_BLOCK = 32
 REFINE_STEP = 4
 REFINE_PASSES = 3
 #: Side of the first pass's blocks, the pass that counts the noise ``guide_noise`` times over:
-#: 8 scored above 16 and 32 with both shipped weights on real widefield frames, simulated
-#: photon-limited frames and grey photographs (docs/method.md). Small blocks follow the
-#: guide's structure closely where the first pass filters hardest.
+#: 8 scored above 16 and 32 with both shipped weights on simulated photon-limited frames and
+#: grey photographs, and with the default weights on real widefield frames, where the
+#: fluorescence weights were level (docs/method.md). Small blocks follow the guide's structure
+#: closely where the first pass filters hardest.
 REFINE_GUIDE_BLOCK = 8
 #: Beta of the Kaiser window that weighs each block's pixels when blocks are averaged, as
 #: BM3D's: pixels near a block's edge count less, which keeps the blocks' grid out of flat regions.

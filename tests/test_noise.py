@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage
 
 from napari_lowlight import enhance, estimate_difference, restore
-from napari_lowlight.noise import NoiseModel, fit_noise, wiener_refine
+from napari_lowlight.noise import NoiseModel, fit_noise, refine_brightened, wiener_refine
 
 
 def _psnr(clean, output):
@@ -97,9 +97,10 @@ def test_bad_refinement_settings_are_named(kwargs, word):
         wiener_refine(frame, frame, NoiseModel(0.01, 0.0), **kwargs)
 
 
-def test_frames_of_different_shapes_are_refused():
+@pytest.mark.parametrize("refine", [wiener_refine, refine_brightened])
+def test_frames_of_different_shapes_are_refused(refine):
     with pytest.raises(ValueError, match="shapes"):
-        wiener_refine(np.zeros((16, 16)), np.zeros((16, 17)), NoiseModel(0.01, 0.0))
+        refine(np.zeros((16, 16)), np.zeros((16, 17)), NoiseModel(0.01, 0.0))
 
 
 @pytest.mark.parametrize("gain, read_variance", [(0.0, 0.0), (np.nan, 0.0), (0.01, -1.0)])
@@ -108,11 +109,37 @@ def test_a_bad_noise_model_is_named(gain, read_variance):
         NoiseModel(gain, read_variance)
 
 
-def test_restore_refines_only_denoise_only_alphas(tiny_model, cells, rng):
+def test_restore_refines_grey_frames_at_every_alpha(tiny_model, cells, rng):
     noisy = np.clip(_poisson_gaussian(cells, rng), 0, 1).astype(np.float32)
-    plain = restore(noisy, 0.0, model=tiny_model, refine=False)
-    assert np.abs(restore(noisy, 0.0, model=tiny_model) - plain).max() > 1e-3
-    np.testing.assert_array_equal(restore(noisy, 1.0, model=tiny_model), restore(noisy, 1.0, model=tiny_model, refine=False))
+    for alpha in (0.0, 1.0):
+        plain = restore(noisy, alpha, model=tiny_model, refine=False)
+        assert np.abs(restore(noisy, alpha, model=tiny_model) - plain).max() > 1e-3
+
+
+def test_refining_a_brightened_restore_gives_back_detail_and_black(cells, rng):
+    """An over-smoothed brightening: the frame's detail comes back, and the light the restore
+    spread into the frame's black goes."""
+    clean = cells.copy()
+    clean[:, :60] = 0.0
+    noisy = np.clip(_poisson_gaussian(clean / 8, rng, photons=2000, read_sigma=0.002), 0, 1)
+    restored = ndimage.gaussian_filter(8 * noisy, 2.5)
+    refined = refine_brightened(noisy, restored, fit_noise(noisy))
+    assert refined.dtype == np.float32 and refined.shape == clean.shape
+    assert _psnr(clean, refined) > _psnr(clean, restored) + 1
+    glow = np.s_[:, 52:60]  # black in the frame, within the blur's reach of the lit half
+    assert refined[glow].mean() < restored[glow].mean() / 2
+
+
+def test_a_lazy_brightened_restore_equals_in_memory(tiny_model, rng):
+    """Blocks overlap by the local gain's reach too (grey and colour)."""
+    clean = np.tile(np.linspace(0.02, 0.3, 180), (700, 1))
+    grey = np.clip(_poisson_gaussian(clean, rng), 0, 1).astype(np.float32)
+    colour = np.stack([grey, grey[::-1], grey[:, ::-1]], axis=-1)
+    for image, chunks, channel_axis in ((grey, (260, 180), None), (colour, (260, 180, 3), -1)):
+        lazy = restore(da.from_array(image, chunks=chunks), 1.0, model=tiny_model, tile_size=32, channel_axis=channel_axis)
+        assert len(lazy.chunks[0]) > 1
+        whole = restore(image, 1.0, model=tiny_model, tile_size=32, channel_axis=channel_axis)
+        np.testing.assert_allclose(lazy.compute(), whole, atol=2e-4)
 
 
 def test_a_refined_plane_matches_its_stack_on_every_path(tiny_model, cells, rng):
@@ -139,11 +166,14 @@ def test_planes_smaller_than_a_window_are_restored_unrefined(tiny_model, rng, sh
     np.testing.assert_array_equal(restore(image, 0.0, model=tiny_model), restore(image, 0.0, model=tiny_model, refine=False))
 
 
-def test_colour_images_are_not_refined(tiny_model, rng):
-    """Demosaicing and JPEG correlate a colour photograph's noise, which the model takes as independent."""
+def test_colour_images_are_refined_only_when_brightened(tiny_model, rng):
+    """Demosaicing and JPEG correlate a colour photograph's noise, which the model takes as
+    independent: what the denoise-only refinement costs there, a brightening's smoothing outweighs."""
     image = rng.integers(0, 256, (48, 40, 3)).astype(np.uint8)
     refined = restore(image, 0.0, model=tiny_model, channel_axis=-1)
     np.testing.assert_array_equal(refined, restore(image, 0.0, model=tiny_model, channel_axis=-1, refine=False))
+    plain = restore(image, 1.0, model=tiny_model, channel_axis=-1, refine=False)
+    assert np.abs(restore(image, 1.0, model=tiny_model, channel_axis=-1).astype(int) - plain).max() > 0
 
 
 @pytest.mark.parametrize("values", [(0.0,), (0.0, 1.0), (0.2, 0.2001)])

@@ -25,6 +25,7 @@ from .guided import guided_filter
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
 from .noise import (
+    GAIN_REACH,
     REFINE_BLOCK,
     REFINE_GUIDE_BLOCK,
     REFINE_GUIDE_NOISE,
@@ -32,6 +33,7 @@ from .noise import (
     REFINE_STEP,
     NoiseModel,
     fit_noise,
+    refine_brightened,
     wiener_refine,
 )
 from .planes import channels_before_planes, colour_channels, is_colour, opacity_channel, resolve_channel_axis, split_planes
@@ -68,7 +70,9 @@ LAZY_BLOCK_TILES = 8
 #: stretch to black would darken the midtones as well (docs/model.md).
 BLACK_TOE_POWER = 8
 #: Below this alpha a restore only denoises (the output keeps the frame's intensities), and
-#: ``refine`` filters it again with the frame's own noise model (:func:`~napari_lowlight.noise.wiener_refine`).
+#: ``refine`` filters it again with the frame's own noise model (:func:`~napari_lowlight.noise.wiener_refine`);
+#: from it on, the restore brightens, and ``refine`` filters the frame at its own intensities,
+#: guided by the restore brought back to them (:func:`~napari_lowlight.noise.refine_brightened`).
 REFINE_MAX_ALPHA = 0.05
 #: The key of a model's training metadata that holds the refinement's first-pass noise factor
 #: (``wiener_refine``'s ``guide_noise``) a self-supervised fine-tune calibrated on its frames.
@@ -430,6 +434,16 @@ def _noise_windows(image) -> list:
     return [image[(*plane, row, column)] for plane in planes for row in rows for column in columns]
 
 
+def _noise_models(image, channel_axis, scale) -> tuple[NoiseModel, ...]:
+    """The Poisson-Gaussian noise of ``image`` in [0, 1] intensities: one model for every grey
+    plane, or one per colour channel of a colour image; ``channel_axis`` is non-negative or None."""
+    if not is_colour(channel_axis, image.shape):
+        return (_noise_model(image, channel_axis, scale),)
+    image = colour_channels(image, channel_axis)
+    index = (slice(None),) * channel_axis
+    return tuple(_noise_model(image[(*index, channel)], None, scale) for channel in range(image.shape[channel_axis]))
+
+
 def _noise_model(image, channel_axis, scale) -> NoiseModel:
     """The Poisson-Gaussian noise of the grey planes of ``image`` in [0, 1] intensities, fitted on
     :func:`_noise_windows`; ``channel_axis`` (non-negative or None) holds channels other than colour."""
@@ -448,16 +462,19 @@ def _noise_model(image, channel_axis, scale) -> NoiseModel:
 
 
 def _refines(refine: bool, alpha, channel_axis, shape) -> bool:
-    """Whether a pass refines its output: ``refine``, a denoise-only ``alpha``, grey planes of ``shape``
-    at least one refinement window a side.
+    """Whether a pass refines its output: ``refine``, planes of ``shape`` at least one refinement
+    window a side, and grey planes or a brightening ``alpha``.
 
     A colour image's noise is not the model's: demosaicing and JPEG's chroma subsampling
     correlate it across pixels and channels, and on well-exposed colour photographs the
-    refinement lowered PSNR and SSIM (docs/method.md).
+    denoise-only refinement lowered PSNR and SSIM (docs/method.md). A brightened restore's
+    smoothing and the light it spreads into black cost more than that (bench_real's P3 and
+    DICM photographs), so colour images are refined when brightened.
     """
     spatial = [shape[axis] for axis in _spatial_axes(len(shape), channel_axis)]
-    grey = not is_colour(channel_axis, shape) and min(spatial) >= REFINE_BLOCK
-    return bool(refine) and alpha is not None and alpha < REFINE_MAX_ALPHA and grey
+    if not refine or alpha is None or min(spatial) < REFINE_BLOCK:
+        return False
+    return alpha >= REFINE_MAX_ALPHA or not is_colour(channel_axis, shape)
 
 
 def _guide_noise(model: LowLightNet) -> float:
@@ -499,7 +516,8 @@ def _alpha_from_context(model: LowLightNet, context: torch.Tensor) -> float:
 def _pass_settings(model, context, alpha, scale, device, tile, *, compile, ensemble, keep_black=False, noise=None) -> dict:
     """The keyword arguments of ``_apply`` (through ``_lazy`` for dask) that every public function passes.
 
-    ``noise``: the image's :class:`~napari_lowlight.noise.NoiseModel` when the pass refines its output.
+    ``noise``: the image's :class:`~napari_lowlight.noise.NoiseModel` per colour channel (one for
+    grey planes) when the pass refines its output.
     """
     return dict(
         model=model,
@@ -551,24 +569,30 @@ def _apply(inputs, *, kind, model, context, alpha, scale, channel_axis, device, 
     output = _run_planes(
         runner, [planes, difference_planes], network(runner.enhance(alpha, context)), 1, enhance_radius, tile
     )
-    if noise is not None:
-        # Enhance-Net's input is the noisy frame the output estimates: at these alphas, the frame itself.
-        enhanced = planes + alpha * difference_planes
-        guide_noise = _guide_noise(model)
-        output[0] = np.stack(
-            [
-                wiener_refine(frame, estimate, noise, guide_noise=guide_noise, device=runner.device)
-                for frame, estimate in zip(enhanced, output[0])
-            ]
-        )
     if keep_black and alpha > 0:
         output = black_toe(output, _restored_black(runner, alpha, context))
+    if noise is not None:
+        output[0] = _refined(planes, difference_planes, output[0], noise, alpha, _guide_noise(model), runner.device)
     restored = layout.merge(from_unit_float(output[0], scale), opacity_channel(np.asarray(inputs[0]), channel_axis))
     if blank is not None:
         # Blank in, blank out; the difference map keeps Estimate-Net's values there, so that
         # enhance on it sees what restore saw.
         restored[blank] = np.nan
     return (restored, _merge_difference(difference_planes, passthrough, layout)) if kind == "restore" else restored
+
+
+def _refined(planes, difference_planes, restored, noise, alpha, guide_noise, device) -> np.ndarray:
+    """``restored`` planes refined under the noise of their colour channel (``noise``, one per channel)."""
+    refined = np.empty_like(restored)
+    for index, (frame, estimate) in enumerate(zip(planes, restored)):
+        channel_noise = noise[index % len(noise)]
+        if alpha < REFINE_MAX_ALPHA:
+            # Enhance-Net's input is the noisy frame the output estimates: at these alphas, the frame itself.
+            enhanced = frame + alpha * difference_planes[index]
+            refined[index] = wiener_refine(enhanced, estimate, channel_noise, guide_noise=guide_noise, device=device)
+        else:
+            refined[index] = refine_brightened(frame, estimate, channel_noise, device=device)
+    return refined
 
 
 def _smooth_difference(planes: np.ndarray, difference: np.ndarray, *, colours: int) -> np.ndarray:
@@ -638,9 +662,13 @@ def _estimate_halo(model: LowLightNet) -> int:
     return model.receptive_radius - model.enhance_radius + DIFFERENCE_GUIDE_REACH
 
 
-def _halo(network_radius: int, noise) -> int:
-    """A lazy block's overlap: the network's reach, and the refinement's when it runs (``noise``)."""
-    return network_radius if noise is None else -(-network_radius // REFINE_STEP) * REFINE_STEP + REFINE_REACH
+def _halo(network_radius: int, noise, alpha: float) -> int:
+    """A lazy block's overlap: the network's reach, and the refinement's when it runs (``noise``),
+    with its local gain's when the pass brightens (``alpha``)."""
+    if noise is None:
+        return network_radius
+    reach = network_radius + (GAIN_REACH if alpha >= REFINE_MAX_ALPHA else 0)
+    return -(-reach // REFINE_STEP) * REFINE_STEP + REFINE_REACH
 
 
 def _lazy(inputs, *, kind, halo, channel_axis, out_dtype, **settings):
@@ -771,7 +799,7 @@ def restore(
     model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
         alpha = _alpha_from_context(model, context)
-    noise = _noise_model(image, channel_axis, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
+    noise = _noise_models(image, channel_axis, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
     settings = _pass_settings(
         model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black, noise=noise
     )
@@ -779,12 +807,12 @@ def restore(
         # Enhance-Net's input is then the image itself: Estimate-Net's map would be multiplied by 0.
         if not is_dask(image):
             return _apply([image], kind="denoise", channel_axis=channel_axis, **settings)
-        halo = _halo(model.enhance_radius, noise)
+        halo = _halo(model.enhance_radius, noise, alpha)
         return _lazy([image], kind="denoise", halo=halo, channel_axis=channel_axis, out_dtype=image.dtype, **settings)
     if not is_dask(image):
         restored, difference = _apply([image], kind="restore", channel_axis=channel_axis, **settings)
         return (restored, difference) if return_difference else restored
-    halo = _halo(model.receptive_radius + DIFFERENCE_GUIDE_REACH, noise)
+    halo = _halo(model.receptive_radius + DIFFERENCE_GUIDE_REACH, noise, alpha)
     restored = _lazy([image], kind="restore", halo=halo, channel_axis=channel_axis, out_dtype=image.dtype, **settings)
     if not return_difference:
         return restored
@@ -881,13 +909,13 @@ def enhance(
         whole_axis = _check_image_shape(whole, None if channel_axis is None else channel_axis + whole.ndim - image.ndim)
     scale = image_scale(whole, data_range, channel_axis=whole_axis, blanks=True)
     model, context = _model_and_context(whole, whole_axis, model, scale)
-    noise = _noise_model(whole, whole_axis, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
+    noise = _noise_models(whole, whole_axis, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
     settings = _pass_settings(
         model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black, noise=noise
     )
     if not (is_dask(image) or is_dask(difference)):
         return _apply([image, difference], kind="enhance", channel_axis=channel_axis, **settings)
-    halo = _halo(model.enhance_radius, noise)
+    halo = _halo(model.enhance_radius, noise, alpha)
     return _lazy([image, difference], kind="enhance", halo=halo, channel_axis=channel_axis, out_dtype=image.dtype, **settings)
 
 

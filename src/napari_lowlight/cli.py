@@ -616,8 +616,8 @@ def _parser() -> argparse.ArgumentParser:
         "--no-refine",
         dest="refine",
         action="store_false",
-        help="below alpha 0.05 (denoise only), leave the network's output on grey images as it is; by default"
-        " it is refined by a Wiener filter under the image's own noise",
+        help="leave the network's output as it is; by default it is refined by a Wiener filter under the"
+        " image's own noise (grey images at any alpha, colour images when brightened)",
     )
     rest.add_argument(
         "--scheduler",

@@ -25,7 +25,7 @@ from .guided import guided_filter
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
 from .noise import (
-    GAIN_REACH,
+    TONE_REACH,
     REFINE_BLOCK,
     REFINE_GUIDE_BLOCK,
     REFINE_GUIDE_NOISE,
@@ -71,8 +71,8 @@ LAZY_BLOCK_TILES = 8
 BLACK_TOE_POWER = 8
 #: Below this alpha a restore only denoises (the output keeps the frame's intensities), and
 #: ``refine`` filters it again with the frame's own noise model (:func:`~napari_lowlight.noise.wiener_refine`);
-#: from it on, the restore brightens, and ``refine`` filters the frame at its own intensities,
-#: guided by the restore brought back to them (:func:`~napari_lowlight.noise.refine_brightened`).
+#: from it on, the restore brightens, and ``refine`` filters the frame brightened by the restore's
+#: local tone curve (:func:`~napari_lowlight.noise.refine_brightened`).
 REFINE_MAX_ALPHA = 0.05
 #: The key of a model's training metadata that holds the refinement's first-pass noise factor
 #: (``wiener_refine``'s ``guide_noise``) a self-supervised fine-tune calibrated on its frames.
@@ -664,10 +664,10 @@ def _estimate_halo(model: LowLightNet) -> int:
 
 def _halo(network_radius: int, noise, alpha: float) -> int:
     """A lazy block's overlap: the network's reach, and the refinement's when it runs (``noise``),
-    with its local gain's when the pass brightens (``alpha``)."""
+    with its local tone fit's when the pass brightens (``alpha``)."""
     if noise is None:
         return network_radius
-    reach = network_radius + (GAIN_REACH if alpha >= REFINE_MAX_ALPHA else 0)
+    reach = network_radius + (TONE_REACH if alpha >= REFINE_MAX_ALPHA else 0)
     return -(-reach // REFINE_STEP) * REFINE_STEP + REFINE_REACH
 
 
@@ -773,16 +773,20 @@ def restore(
         leaves the brighter tones nearly as they are (:func:`black_toe`). No effect at
         alpha 0. False gives the nets' output as it is.
     refine : bool
-        For grey images below alpha 0.05 (``REFINE_MAX_ALPHA``: denoise only, as at alpha
-        0 or an "auto" that finds nothing to brighten), filter the frame again with the
-        network's output as the guide: an empirical Wiener filter in sliding DCT blocks
-        under the image's own Poisson-Gaussian noise model, fitted once on windows of
-        the image (:func:`~napari_lowlight.noise.wiener_refine`). It gives back detail
-        the network smoothed and removes what it left of the noise (docs/benchmarks.md
-        measures it on real fluorescence frames), for about the time of the network
-        pass again. No effect at higher alphas, on colour images (``channel_axis``: their
-        noise is correlated by demosaicing and compression) or on planes under 32 pixels
-        a side. False gives the nets' output as it is.
+        Filter the frame again with the network's output as the guide: an empirical
+        Wiener filter in sliding DCT blocks under the image's own Poisson-Gaussian noise
+        model, fitted once on windows of the image (per colour channel for a colour
+        image). Below alpha 0.05 (``REFINE_MAX_ALPHA``: denoise only, as at alpha 0 or an
+        "auto" that finds nothing to brighten) the frame is filtered as it is
+        (:func:`~napari_lowlight.noise.wiener_refine`); from it on, brightened by the
+        output's local tone curve, an affine fit of the output on the frame in windows
+        of 17 pixels (:func:`~napari_lowlight.noise.refine_brightened`). It gives back
+        detail the network smoothed and removes what it left of the noise
+        (docs/benchmarks.md measures it on real fluorescence frames and photographs),
+        for about the time of the network pass again. Colour images
+        (``channel_axis``) are refined only when brightened: demosaicing and compression
+        correlate their noise, which costs a denoise-only refinement more than it gains.
+        No effect on planes under 32 pixels a side. False gives the nets' output as it is.
 
     Returns
     -------

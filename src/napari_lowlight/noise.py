@@ -62,14 +62,11 @@ REFINE_KAISER_BETA = 2.0
 #: metadata: the shipped default weights, which leave more of such frames' noise, record 12
 #: (docs/model.md), and a self-supervised fine-tune calibrates its own on its frames.
 REFINE_GUIDE_NOISE = 2.0
-#: Gaussian sigma, in pixels, of the local gain that relates a brightened restore to its frame
-#: (:func:`refine_brightened`), the floor of the frame's local mean it divides by, and the pixels
-#: the gain reaches (scipy's Gaussian stops at 4 sigma). Of 2, 4, 8 and 16 pixels, 8 and 16 scored
-#: highest on held-out photographs darkened as a camera would (bench_real's P3) and level on
-#: well-exposed ones (its P0); 8 keeps the restore's tone at a finer scale (docs/method.md).
-GAIN_SIGMA = 8.0
-GAIN_FLOOR = 1e-3
-GAIN_REACH = int(4 * GAIN_SIGMA + 0.5)
+#: Radius, in pixels, of the square windows in which :func:`refine_brightened` fits a brightened
+#: restore as an affine function of its frame (its local tone curve), and the pixels the fit
+#: reaches: its windows' statistics, then their average over the windows that hold a pixel.
+TONE_RADIUS = 8
+TONE_REACH = 2 * TONE_RADIUS
 #: Rows of windows transformed at once: bounds the memory of a large plane's refinement
 #: (8 rows were the fastest on a 2-core CPU, of 2 to 32).
 _BLOCK_ROWS = 8
@@ -233,25 +230,30 @@ def wiener_refine(
         raise ValueError(f"passes must be >= 1, got {passes}")
     if not guide_noise > 0:
         raise ValueError(f"guide_noise must be > 0, got {guide_noise}")
-    device = torch.device(device)
+    return _refined(noisy, estimate, noise.variance, block, step, passes, guide_noise, guide_block, torch.device(device))
+
+
+def _refined(noisy, estimate, variance, block, step, passes, guide_noise, guide_block, device) -> np.ndarray:
+    """:func:`wiener_refine`'s passes; ``variance`` gives the noise's variance per pixel from an estimate."""
     noisy, refined = noisy.astype(np.float32), estimate.astype(np.float32)
     for done in range(passes):
         scale, side = (1.0, block) if done else (guide_noise, guide_block)
-        refined = _wiener_pass(noisy, refined, scale * noise.variance(refined), side, step, device)
+        refined = _wiener_pass(noisy, refined, scale * np.asarray(variance(refined), dtype=np.float32), side, step, device)
     return refined
 
 
 def refine_brightened(noisy: np.ndarray, restored: np.ndarray, noise: NoiseModel, *, device="cpu") -> np.ndarray:
-    """Refine a brightened ``restored`` of ``noisy`` by :func:`wiener_refine` under the frame's own noise.
+    """Refine a brightened ``restored`` of ``noisy`` as :func:`wiener_refine` does, with the frame's own noise.
 
-    The local gain ``g = G(restored) / max(G(noisy), GAIN_FLOOR)`` (``G`` a Gaussian of
-    ``GAIN_SIGMA`` pixels) holds the brightening; ``restored / g`` is then an estimate of the
-    frame at its own intensities, the guide with which the frame is refined (its noise
-    counted once), and the result is brightened by ``g`` again. Detail that the restore
-    smoothed away and the frame still holds above its noise comes back, and light the
-    restore spread from a lit object into black surroundings goes, where the frame is black;
-    the restore's tone, which lies in the gain, stays. A pixel's result depends on the frames
-    within ``GAIN_REACH`` pixels plus :func:`wiener_refine`'s reach of it.
+    In the square window of radius ``TONE_RADIUS`` around each pixel, ``restored`` is fitted
+    as ``slope * noisy + offset`` by least squares, the slope over the frame's variance less
+    its noise's (the noise would flatten it; at most a quarter of the variance is taken away);
+    each pixel's slope and offset are their means over the windows that hold it, as in a
+    guided filter. That local tone curve brightens the frame, which is then filtered with
+    ``restored`` as the guide, under the frame's noise times the slope squared (counted once
+    in the first pass). Detail that the restore smoothed away and the frame still holds
+    above its noise comes back; the restore's tone stays. A pixel's result depends on the
+    frames within ``TONE_REACH`` pixels plus :func:`wiener_refine`'s reach of it.
 
     Parameters
     ----------
@@ -268,13 +270,23 @@ def refine_brightened(noisy: np.ndarray, restored: np.ndarray, noise: NoiseModel
     -------
     ndarray of float32, shape (H, W)
     """
-    noisy, restored = np.asarray(noisy, dtype=np.float32), np.asarray(restored, dtype=np.float32)
+    noisy, restored = np.asarray(noisy, dtype=np.float64), np.asarray(restored, dtype=np.float64)
     if noisy.ndim != 2 or noisy.shape != restored.shape:
         raise ValueError(f"noisy and restored have shapes {noisy.shape} and {restored.shape}; expected one 2-D shape")
-    gain = ndimage.gaussian_filter(restored, GAIN_SIGMA) / np.maximum(ndimage.gaussian_filter(noisy, GAIN_SIGMA), GAIN_FLOOR)
-    # Where the restore is black all around, so is the result, whatever the guide there.
-    guide = restored / np.maximum(gain, 1e-6)
-    return wiener_refine(noisy, guide, noise, guide_noise=1.0, device=device) * gain
+
+    def window_mean(values):
+        return ndimage.uniform_filter(values, 2 * TONE_RADIUS + 1, mode="reflect")
+
+    frame_mean, restored_mean = window_mean(noisy), window_mean(restored)
+    frame_variance = window_mean(noisy * noisy) - frame_mean**2
+    signal_variance = np.maximum(frame_variance - noise.variance(frame_mean), 0.25 * frame_variance) + 1e-6
+    slope = (window_mean(noisy * restored) - frame_mean * restored_mean) / signal_variance
+    offset = window_mean(restored_mean - slope * frame_mean)
+    slope = window_mean(slope)
+    variance = slope**2 * noise.variance(frame_mean)
+    return _refined(
+        slope * noisy + offset, restored, lambda _: variance, REFINE_BLOCK, REFINE_STEP, REFINE_PASSES, 1.0, REFINE_GUIDE_BLOCK, torch.device(device)
+    )
 
 
 def _mirrored(frame: np.ndarray, block: int, step: int, device: torch.device) -> torch.Tensor:

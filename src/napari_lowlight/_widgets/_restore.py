@@ -201,8 +201,8 @@ class RestoreWidget(QWidget):
         self._keep_black.setChecked(True)
         self._refine = QCheckBox("refine with the image's own noise")
         self._refine.setToolTip(
-            "Grey images at alpha under 0.05 (denoise only): filter the image again guided by the network's"
-            " output, under the image's own noise: more detail, less noise"
+            "Filter the image again guided by the network's output, under the image's own noise: more"
+            " detail, less noise, blacks kept black (grey images at any alpha, colour images when brightened)"
         )
         self._refine.setChecked(True)
         self._run = QPushButton("Restore")
@@ -278,7 +278,7 @@ class RestoreWidget(QWidget):
     data_range = data_range_property
     ensemble = check_property("_ensemble", "Average the network over the 8 flips and quarter turns (``ensemble=True``).")
     keep_black = check_property("_keep_black", "Keep black regions black on the next run (``keep_black=True``).")
-    refine = check_property("_refine", "Refine denoise-only restores with the image's noise on the next run (``refine=True``).")
+    refine = check_property("_refine", "Refine restores with the image's own noise on the next run (``refine=True``).")
 
     @property
     def restored_layer(self):

@@ -468,8 +468,8 @@ def _refines(refine: bool, alpha, channel_axis, shape) -> bool:
     A colour image's noise is not the model's: demosaicing and JPEG's chroma subsampling
     correlate it across pixels and channels, and on well-exposed colour photographs the
     denoise-only refinement lowered PSNR and SSIM (docs/method.md). A brightened restore's
-    smoothing and the light it spreads into black cost more than that (bench_real's P3 and
-    DICM photographs), so colour images are refined when brightened.
+    smoothing costs more than that (bench_real's P3 photographs), so colour images are
+    refined when brightened.
     """
     spatial = [shape[axis] for axis in _spatial_axes(len(shape), channel_axis)]
     if not refine or alpha is None or min(spatial) < REFINE_BLOCK:

@@ -247,7 +247,7 @@ def refine_brightened(noisy: np.ndarray, restored: np.ndarray, noise: NoiseModel
 
     In the square window of radius ``TONE_RADIUS`` around each pixel, ``restored`` is fitted
     as ``slope * noisy + offset`` by least squares, the slope over the frame's variance less
-    its noise's (the noise would flatten it; at most a quarter of the variance is taken away);
+    its noise's (the noise would flatten it; at least a quarter of the variance is kept);
     each pixel's slope and offset are their means over the windows that hold it, as in a
     guided filter. That local tone curve brightens the frame, which is then filtered with
     ``restored`` as the guide, under the frame's noise times the slope squared (counted once

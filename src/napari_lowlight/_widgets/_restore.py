@@ -202,7 +202,7 @@ class RestoreWidget(QWidget):
         self._refine = QCheckBox("refine with the image's own noise")
         self._refine.setToolTip(
             "Filter the image again guided by the network's output, under the image's own noise: more"
-            " detail, less noise, blacks kept black (grey images at any alpha, colour images when brightened)"
+            " detail, less noise (grey images at any alpha, colour images when brightened)"
         )
         self._refine.setChecked(True)
         self._run = QPushButton("Restore")

@@ -25,12 +25,12 @@ from .guided import guided_filter
 from .intensity import as_image, computed_once, from_unit_float, image_scale, is_dask, to_unit_float
 from .network import LowLightNet, fold_batchnorm, image_context
 from .noise import (
-    TONE_REACH,
     REFINE_BLOCK,
     REFINE_GUIDE_BLOCK,
     REFINE_GUIDE_NOISE,
     REFINE_PASSES,
     REFINE_STEP,
+    TONE_REACH,
     NoiseModel,
     fit_noise,
     refine_brightened,

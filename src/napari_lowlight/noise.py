@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .guided import local_linear_fit
+
 __all__ = ["NoiseModel", "fit_noise", "refine_brightened", "wiener_refine"]
 
 #: Bins of local brightness the noise's variance is measured in (:func:`fit_noise`), and the
@@ -274,15 +276,11 @@ def refine_brightened(noisy: np.ndarray, restored: np.ndarray, noise: NoiseModel
     if noisy.ndim != 2 or noisy.shape != restored.shape:
         raise ValueError(f"noisy and restored have shapes {noisy.shape} and {restored.shape}; expected one 2-D shape")
 
-    def window_mean(values):
-        return ndimage.uniform_filter(values, 2 * TONE_RADIUS + 1, mode="reflect")
+    def signal_variance(frame_mean, frame_variance):
+        return np.maximum(frame_variance - noise.variance(frame_mean), 0.25 * frame_variance) + 1e-6
 
-    frame_mean, restored_mean = window_mean(noisy), window_mean(restored)
-    frame_variance = window_mean(noisy * noisy) - frame_mean**2
-    signal_variance = np.maximum(frame_variance - noise.variance(frame_mean), 0.25 * frame_variance) + 1e-6
-    slope = (window_mean(noisy * restored) - frame_mean * restored_mean) / signal_variance
-    offset = window_mean(restored_mean - slope * frame_mean)
-    slope = window_mean(slope)
+    slope, offset = local_linear_fit(noisy, restored, TONE_RADIUS, signal_variance)
+    frame_mean = ndimage.uniform_filter(noisy, 2 * TONE_RADIUS + 1, mode="reflect")
     variance = slope**2 * noise.variance(frame_mean)
     return _refined(
         slope * noisy + offset, restored, lambda _: variance, REFINE_BLOCK, REFINE_STEP, REFINE_PASSES, 1.0, REFINE_GUIDE_BLOCK, torch.device(device)

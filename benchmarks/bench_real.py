@@ -234,7 +234,7 @@ def run_fluorescence(model, fluorescence_model, count, log):
     scores, seconds = score_fluorescence(pairs, _fluorescence_methods(model, fluorescence_model), log)
 
     def mean_auto_alpha(weights):
-        return float(np.mean([napari_lowlight.estimate_alpha(stored, model=weights) for _, stored, _ in pairs]))
+        return float(np.mean([napari_lowlight.estimate_alpha(stored, model=weights, photograph=True) for _, stored, _ in pairs]))
 
     frames = [name for name, _, _ in pairs]
     return dict(
@@ -438,7 +438,8 @@ def format_report(result, *, columns, model_text, machine, command, quick):
         " as BENCHMARK.md says; BM3D and non-local means run on the generalised Anscombe transform of the frame,"
         " with a Poisson-Gaussian noise model fitted to the frame itself (`napari_lowlight.noise.fit_noise`: no reference);"
         " the Gaussian's sigma (of"
-        f" {GAUSSIAN_SIGMAS} px) is chosen per frame with the reference. \"auto\" chose alpha"
+        f" {GAUSSIAN_SIGMAS} px) is chosen per frame with the reference. \"auto\" restores these grey frames at"
+        " alpha 0; the alpha estimator, asked to read them as photographs (`estimate_alpha(photograph=True)`), answers"
         f" {fluorescence['auto_alpha']:.2f} on average with the model above and"
         f" {fluorescence['fluorescence_auto_alpha']:.2f} with the shipped fluorescence weights"
         " (`--model fluorescence`; recipe `benchmarks/fluorescence_model.toml`). Each field of view is imaged"

@@ -49,7 +49,9 @@ def test_channels_other_than_colour_are_grey_planes_wherever_their_axis_is(tiny_
     np.testing.assert_array_equal(difference, np.moveaxis(expected_difference, -3, axis))
     cached = nl.estimate_difference(image, model=tiny_model, channel_axis=axis)
     np.testing.assert_array_equal(nl.enhance(image, cached, 0.0, model=tiny_model, channel_axis=axis), restored)
-    assert nl.estimate_alpha(image, model=tiny_model, channel_axis=axis) == nl.estimate_alpha(planes_first, model=tiny_model)
+    assert nl.estimate_alpha(image, model=tiny_model, channel_axis=axis, photograph=True) == nl.estimate_alpha(
+        planes_first, model=tiny_model, photograph=True
+    )
     low = nl.synthesize_low_light(image, 1.0, 0.5, seed=0, channel_axis=axis)
     np.testing.assert_array_equal(low, np.moveaxis(nl.synthesize_low_light(planes_first, 1.0, 0.5, seed=0), -3, axis))
 

@@ -83,11 +83,11 @@ def test_a_lazy_image_is_read_once_for_its_range_and_context(tiny_model, rng):
     image = rng.random((2, 64, 64)).astype(np.float32) * 1.5  # outside [0, 1]: its range must be computed
     lazy = da.from_array(image, chunks=(1, 32, 32)).map_blocks(counted, dtype=np.float32)
     with pytest.warns(UserWarning, match="outside"):
-        first = estimate_alpha(lazy, model=tiny_model)
+        first = estimate_alpha(lazy, model=tiny_model, photograph=True)
     assert reads
     reads.clear()
     with pytest.warns(UserWarning, match="outside"):
-        assert estimate_alpha(lazy, model=tiny_model) == first
+        assert estimate_alpha(lazy, model=tiny_model, photograph=True) == first
     assert not reads
 
 

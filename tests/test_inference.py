@@ -107,10 +107,20 @@ def test_float_range_warning_points_at_the_caller_of_lazy_restore(tiny_model, rn
     assert {record.filename for record in caught if "outside" in str(record.message)} == {__file__}
 
 
-def test_auto_alpha(tiny_model, smooth_image):
-    alpha = estimate_alpha(smooth_image, model=tiny_model)
-    assert 0.5 <= alpha <= 2.0
-    np.testing.assert_allclose(restore(smooth_image, "auto", model=tiny_model), restore(smooth_image, alpha, model=tiny_model), atol=1e-6)
+def test_auto_alpha_estimates_a_colour_photograph_and_denoises_grey_planes(tiny_model, smooth_image):
+    photo = np.stack([smooth_image, smooth_image**1.2, smooth_image**0.8], axis=-1)
+    alpha = estimate_alpha(photo, model=tiny_model, channel_axis=-1)
+    assert 0.5 <= alpha <= 2.0  # the paper model's estimator has no "denoise only" answer
+    np.testing.assert_allclose(
+        restore(photo, "auto", model=tiny_model, channel_axis=-1), restore(photo, alpha, model=tiny_model, channel_axis=-1), atol=1e-6
+    )
+    # Grey planes are taken for frames dim by nature unless said to be a photograph.
+    assert estimate_alpha(smooth_image, model=tiny_model) == 0.0
+    np.testing.assert_array_equal(restore(smooth_image, "auto", model=tiny_model), restore(smooth_image, 0.0, model=tiny_model))
+    assert 0.5 <= estimate_alpha(smooth_image, model=tiny_model, photograph=True) <= 2.0
+    assert estimate_alpha(photo, model=tiny_model, channel_axis=-1, photograph=False) == 0.0
+    with pytest.raises(ValueError, match="photograph"):
+        estimate_alpha(photo, model=tiny_model, photograph="yes")
 
 
 def test_input_is_not_modified(tiny_model, smooth_image):

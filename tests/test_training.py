@@ -442,8 +442,8 @@ def test_a_new_model_trained_with_undarkened_samples_can_estimate_alpha_zero(smo
     with torch.no_grad():
         for model in (paper, denoiser):
             model.alpha_estimator.mlp[-1].bias.fill_(-50.0)  # the estimator's lowest answer
-    assert estimate_alpha(smooth_image, model=paper) == pytest.approx(0.5)
-    assert estimate_alpha(smooth_image, model=denoiser) == pytest.approx(0.0, abs=1e-6)
+    assert estimate_alpha(smooth_image, model=paper, photograph=True) == pytest.approx(0.5)
+    assert estimate_alpha(smooth_image, model=denoiser, photograph=True) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_fine_tuning_keeps_the_undarkened_share_of_the_run_that_trained_the_model(smooth_image, tmp_path):
@@ -561,9 +561,9 @@ def test_the_frames_are_learned_as_needing_no_brightening_and_brightening_is_lef
     # Enhance-Net's head reads (x, low, alpha): the weights from alpha, always 0 here, get no gradient.
     alpha_input_before = model.enhance.head.weight[:, 2].clone()
     noisy = np.clip(smooth_image + rng.normal(0, 0.05, smooth_image.shape), 0, 1).astype(np.float32)
-    alpha_before = estimate_alpha(noisy, model=model)
+    alpha_before = estimate_alpha(noisy, model=model, photograph=True)
     events, _ = _run(train(noisy=[noisy], steps=40, lr=3e-3, alpha_weight=1.0, **_tiny(model=model)))
-    assert estimate_alpha(noisy, model=model) < 0.5 * alpha_before
+    assert estimate_alpha(noisy, model=model, photograph=True) < 0.5 * alpha_before
     # Alpha 0 never uses the difference map, and a fine-tune keeps BatchNorm's statistics.
     _assert_same_weights(model.estimate.state_dict(), estimate_before)
     # Weight decay alone must not erase them (the brightening they do at alpha > 0).

@@ -583,7 +583,10 @@ def _parser() -> argparse.ArgumentParser:
     rest.add_argument("inputs", nargs="+", help="image files or folders")
     rest.add_argument("-o", "--output", required=True, help="output file, or folder (a new one if it ends with a separator, as out/)")
     rest.add_argument(
-        "--alpha", type=_alpha, default="auto", help="restoration strength (>= 0; 0: denoise only) or 'auto' (default: auto)"
+        "--alpha",
+        type=_alpha,
+        default="auto",
+        help="restoration strength (>= 0; 0: denoise only) or 'auto': estimated for colour photographs, 0 for grey frames (default: auto)",
     )
     rest.add_argument(
         "--model",

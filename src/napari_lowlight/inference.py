@@ -492,19 +492,37 @@ def _check_image_shape(image, channel_axis) -> int | None:
     return resolve_channel_axis(channel_axis, image.shape)
 
 
-def estimate_alpha(image, *, model=None, channel_axis=None, data_range=None) -> float:
+def estimate_alpha(image, *, model=None, channel_axis=None, data_range=None, photograph="auto") -> float:
     """Estimate the low-light intensity alpha of ``image`` (what ``alpha="auto"`` uses).
 
     The model's alpha estimator reads quantiles of the whole image's intensities (the
     same image context Estimate-Net gets) and was trained on synthetic low-light images
     with alpha in [0.5, 2], so the estimate lies in that range; a model also trained on
     undarkened frames (``ModelConfig.alpha_min`` 0, as the shipped one) can answer down
-    to 0, "denoise only". Parameters are those of :func:`restore`.
+    to 0, "denoise only". Parameters are those of :func:`restore`, and:
+
+    photograph : bool or "auto"
+        Whether ``image`` is a photograph that lost its exposure, whose alpha the estimator
+        reads (True), or a frame dim by nature, a micrograph or a sky frame, which is
+        denoised and not brightened (False: the answer is 0). ``"auto"`` (the default):
+        colour images (``channel_axis`` of 3 or 4 entries) are photographs, grey planes are
+        not. Why grey planes are not: a scientific frame's brightness is its display's
+        contrast limits, not a tone curve to undo, and intensity statistics cannot tell a
+        fluorescence frame from a darkened photograph (docs/method.md). For a darkened
+        grey photograph, pass True.
     """
+    if photograph not in (True, False, "auto"):
+        raise ValueError(f'photograph must be True, False or "auto", got {photograph!r}')
     image = as_image(image)
     channel_axis = _check_image_shape(image, channel_axis)
+    if not _is_photograph(photograph, channel_axis, image.shape):
+        return 0.0
     model, context = _model_and_context(image, channel_axis, model, image_scale(image, data_range, channel_axis=channel_axis, blanks=True))
     return _alpha_from_context(model, context)
+
+
+def _is_photograph(photograph, channel_axis, shape) -> bool:
+    return is_colour(channel_axis, shape) if photograph == "auto" else photograph
 
 
 def _alpha_from_context(model: LowLightNet, context: torch.Tensor) -> float:
@@ -735,8 +753,9 @@ def restore(
     alpha : float or "auto"
         Restoration strength: the low-light intensity to undo, >= 0 (trained on
         [0.5, 2]; 0 is "denoise only", no brightening, for a model trained with
-        undarkened frames, as the shipped one). ``"auto"`` estimates it from the image
-        (:func:`estimate_alpha`).
+        undarkened frames, as the shipped one). ``"auto"`` estimates it from a colour
+        image and is 0 for grey planes, which are denoised (:func:`estimate_alpha`; for a
+        darkened grey photograph pass ``estimate_alpha(image, photograph=True)``).
     model : LowLightNet, optional
         The shipped default model when None.
     channel_axis : int, "auto" or None
@@ -802,7 +821,7 @@ def restore(
     scale = image_scale(image, data_range, channel_axis=channel_axis, blanks=True)
     model, context = _model_and_context(image, channel_axis, model, scale)
     if alpha == "auto":
-        alpha = _alpha_from_context(model, context)
+        alpha = _alpha_from_context(model, context) if _is_photograph("auto", channel_axis, image.shape) else 0.0
     noise = _noise_models(image, channel_axis, scale) if _refines(refine, alpha, channel_axis, image.shape) else None
     settings = _pass_settings(
         model, context, alpha, scale, device, tile, compile=compile, ensemble=ensemble, keep_black=keep_black, noise=noise

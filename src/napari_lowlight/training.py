@@ -901,7 +901,7 @@ def train(
         if model is not None and model.config.alpha_min > 0:
             warn_user(
                 f"the model's automatic alpha cannot go below {model.config.alpha_min:g}: after this fine-tune"
-                ' "auto" still brightens these frames; restore them at alpha 0'
+                ' "auto" still brightens colour frames (grey ones it denoises); restore them at alpha 0'
             )
         # Patches come with the margin their blind spots' replacements are drawn from.
         noisy_source = _PatchSource(

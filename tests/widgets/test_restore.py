@@ -276,15 +276,24 @@ def test_newer_alpha_aborts_older_stack_update(qtbot, viewer, widget, tiny_model
 
 
 def test_auto_alpha_sets_the_slider(qtbot, viewer, widget, tiny_model, helpers):
-    image = helpers.grey()
-    viewer.add_image(image, name="low")
+    image = helpers.rgb()
+    viewer.add_image(image, name="low", rgb=True)
     assert widget.auto_alpha  # the panel opens with "auto" ticked
     run(qtbot, widget)
-    estimate = core.estimate_alpha(image, model=tiny_model)
+    estimate = core.estimate_alpha(image, model=tiny_model, channel_axis=-1)
+    assert estimate >= 0.5  # the tiny model's estimator answers in [0.5, 2]
     assert widget.alpha == pytest.approx(estimate, abs=0.01)
     assert widget.auto_alpha  # kept for the next image
     meta = viewer.layers["low restored"].metadata["napari_lowlight"]
     assert meta["alpha"] == pytest.approx(estimate)
+
+
+def test_auto_alpha_denoises_a_grey_frame_and_says_how_to_brighten_it(qtbot, viewer, widget, helpers):
+    viewer.add_image(helpers.grey(), name="cells")
+    run(qtbot, widget)
+    assert widget.alpha == 0.0
+    assert viewer.layers["cells restored"].metadata["napari_lowlight"]["alpha"] == 0.0
+    assert "denoised" in widget.status.message and "slider" in widget.status.message
 
 
 def test_rerun_replaces_only_its_own_layers(qtbot, viewer, widget, tiny_model, helpers):

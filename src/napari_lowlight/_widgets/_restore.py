@@ -182,7 +182,10 @@ class RestoreWidget(QWidget):
         self._slider.setValue(1.0)
         self._slider.setToolTip("Restoration strength; moving it updates the restored layer live")
         self._auto = QCheckBox("auto")
-        self._auto.setToolTip("Estimate alpha from the image when running")
+        self._auto.setToolTip(
+            "Estimate alpha from the image when running: colour photographs are brightened as far"
+            " as they look darkened; grey frames (micrographs, sky frames) are denoised only (alpha 0)"
+        )
         # The shipped weights tell an underexposed photograph from a normal one: start there.
         self._auto.setChecked(True)
         self._device = QComboBox()
@@ -502,7 +505,10 @@ class RestoreWidget(QWidget):
                 alpha=result.alpha,
                 lead_ndim=max(lead, 0),
             )
-        done = f"restored {source['name']!r} (alpha={result.alpha:.3g}); move the alpha slider to update it live"
+        if auto and not source["rgb"]:
+            done = f"denoised {source['name']!r} (\"auto\" brightens colour photographs only); move the alpha slider to brighten it"
+        else:
+            done = f"restored {source['name']!r} (alpha={result.alpha:.3g}); move the alpha slider to update it live"
         if result.run_id == self._run_id:
             self._outcome = (RunState.DONE, done)
         if self._in_flight - {result.run_id}:

@@ -44,7 +44,7 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
         raise ValueError(f"radius must be >= 1, got {radius}")
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
-    slope, offset = local_linear_fit(guide, source, radius, lambda mean, variance: variance + eps)
+    slope, offset = local_linear_fit(guide, source, radius, lambda mean, variance, *_: variance + eps)
     return (slope * guide + offset).astype(np.float32)
 
 
@@ -52,10 +52,10 @@ def local_linear_fit(guide: np.ndarray, source: np.ndarray, radius: int, fitted_
     """Per-pixel ``(slope, offset)`` of ``source ~ slope * guide + offset``, the guided filter's fit.
 
     In every ``(2 * radius + 1)``-square window (borders mirrored) the slope is the window's
-    covariance of guide and source over ``fitted_variance(guide_mean, guide_variance)`` (the
-    guide's variance, regularised as the caller needs); each pixel takes the mean slope and
-    offset of the windows that hold it. ``guide`` and ``source`` are float64 arrays of one
-    2-D shape.
+    covariance of guide and source over ``fitted_variance(guide_mean, guide_variance,
+    covariance, source_variance)`` (the guide's variance, regularised as the caller needs,
+    from the window's statistics); each pixel takes the mean slope and offset of the windows
+    that hold it. ``guide`` and ``source`` are float64 arrays of one 2-D shape.
     """
 
     def mean(values):
@@ -63,6 +63,8 @@ def local_linear_fit(guide: np.ndarray, source: np.ndarray, radius: int, fitted_
 
     guide_mean, source_mean = mean(guide), mean(source)
     guide_variance = mean(guide * guide) - guide_mean**2
-    slope = (mean(guide * source) - guide_mean * source_mean) / fitted_variance(guide_mean, guide_variance)
+    source_variance = mean(source * source) - source_mean**2
+    covariance = mean(guide * source) - guide_mean * source_mean
+    slope = covariance / fitted_variance(guide_mean, guide_variance, covariance, source_mean, source_variance)
     offset = source_mean - slope * guide_mean
     return mean(slope), mean(offset)

@@ -249,7 +249,9 @@ def refine_brightened(noisy: np.ndarray, restored: np.ndarray, noise: NoiseModel
 
     In the square window of radius ``TONE_RADIUS`` around each pixel, ``restored`` is fitted
     as ``slope * noisy + offset`` by least squares, the slope over the frame's variance less
-    its noise's (the noise would flatten it; at least a quarter of the variance is kept);
+    its noise's (the noise would flatten it; at least a quarter of the variance is kept), and
+    no steeper than the larger of ``var(restored) / covariance`` (the restore's own contrast)
+    and the windows' mean ratio (the restore's local brightening);
     each pixel's slope and offset are their means over the windows that hold it, as in a
     guided filter. That local tone curve brightens the frame, which is then filtered with
     ``restored`` as the guide, under the frame's noise times the slope squared (counted once
@@ -276,8 +278,16 @@ def refine_brightened(noisy: np.ndarray, restored: np.ndarray, noise: NoiseModel
     if noisy.ndim != 2 or noisy.shape != restored.shape:
         raise ValueError(f"noisy and restored have shapes {noisy.shape} and {restored.shape}; expected one 2-D shape")
 
-    def signal_variance(frame_mean, frame_variance):
-        return np.maximum(frame_variance - noise.variance(frame_mean), 0.25 * frame_variance) + 1e-6
+    def signal_variance(frame_mean, frame_variance, covariance, restored_mean, restored_variance):
+        # The fitted noise, read off texture on a clean textured frame, can leave too little
+        # variance and steepen the slope into a contrast boost the restore does not have. The
+        # slope is held to the larger of the restore's own contrast (var(restored) / covariance,
+        # the slope when the restore keeps the frame's noise) and its local brightening (mean
+        # over mean, the slope of an exposure change).
+        magnitude = np.abs(covariance)
+        steepest = np.maximum(restored_variance / np.maximum(magnitude, 1e-12), restored_mean / np.maximum(frame_mean, 1e-6))
+        at_steepest = magnitude / np.maximum(steepest, 1e-12)
+        return np.maximum.reduce([frame_variance - noise.variance(frame_mean), 0.25 * frame_variance, at_steepest]) + 1e-6
 
     slope, offset = local_linear_fit(noisy, restored, TONE_RADIUS, signal_variance)
     frame_mean = ndimage.uniform_filter(noisy, 2 * TONE_RADIUS + 1, mode="reflect")

@@ -287,7 +287,8 @@ def refine_brightened(noisy: np.ndarray, restored: np.ndarray, noise: NoiseModel
         magnitude = np.abs(covariance)
         steepest = np.maximum(restored_variance / np.maximum(magnitude, 1e-12), restored_mean / np.maximum(frame_mean, 1e-6))
         at_steepest = magnitude / np.maximum(steepest, 1e-12)
-        return np.maximum.reduce([frame_variance - noise.variance(frame_mean), 0.25 * frame_variance, at_steepest]) + 1e-6
+        less_noise = frame_variance - noise.variance(frame_mean)
+        return np.maximum.reduce([less_noise, 0.25 * frame_variance, at_steepest]) + 1e-6
 
     slope, offset = local_linear_fit(noisy, restored, TONE_RADIUS, signal_variance)
     frame_mean = ndimage.uniform_filter(noisy, 2 * TONE_RADIUS + 1, mode="reflect")

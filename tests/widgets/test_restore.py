@@ -198,8 +198,11 @@ def test_big_planes_show_a_preview_then_full_resolution(qtbot, viewer, widget, t
     new = core.enhance(image, difference, 2.0, model=tiny_model, device="cpu", channel_axis=axis)
     updates = record_updates(monkeypatch, widget)
     set_alpha(qtbot, widget, 2.0)
-    preview, *full = updates
-    assert preview.preview and preview.index == ((0,) if kind == "stack" else ())
+    preview, unrefined, *full = updates
+    visible = (0,) if kind == "stack" else ()
+    assert preview.preview and preview.index == visible
+    # Then the plane on screen at full resolution as the network gives it, before its refinement.
+    assert unrefined.preview and unrefined.index == visible
     assert [update.preview for update in full] == [False] * len(full)
     coarse = preview.plane
     assert np.array_equal(coarse[0::4, 0::4], coarse[1::4, 1::4])  # coarse: 4x4 blocks (64 pixels computed)
@@ -216,7 +219,7 @@ def test_the_preview_switch_counts_pixels_not_colour_values(qtbot, viewer, widge
     run(qtbot, widget)
     updates = record_updates(monkeypatch, widget)
     set_alpha(qtbot, widget, 1.8)
-    assert [update.preview for update in updates] == [False]
+    assert [update.preview for update in updates] == [True, False]  # no coarse preview: unrefined, then refined
 
 
 def test_a_preview_covers_the_region_on_screen_only(tiny_model, helpers):
@@ -234,14 +237,27 @@ def test_a_preview_covers_the_region_on_screen_only(tiny_model, helpers):
             preview_pixels=160, cancelled=threading.Event(), gate=threading.Semaphore(1), channel_axis=None, **options,
         )
     )
-    preview, full = updates
-    assert preview.generation == full.generation == 7 and preview.preview and not full.preview
+    preview, unrefined, full = updates
+    assert preview.generation == unrefined.generation == full.generation == 7
+    assert preview.preview and unrefined.preview and not full.preview
     outside = np.ones(image.shape, bool)
     outside[8:40, 10:30] = False
     assert not preview.plane[outside].any()  # as the layer showed it
     assert preview.plane[8:40, 10:30].all()
+    # The network's output at full resolution first, as the refinement doubles the wait for it.
+    np.testing.assert_array_equal(unrefined.plane, core.enhance(image, difference, 1.5, refine=False, **options))
     np.testing.assert_array_equal(full.plane, core.enhance(image, difference, 1.5, **options))
+    assert not np.array_equal(unrefined.plane, full.plane)
     assert np.array_equal(shown, np.zeros_like(image))  # the layer's data is only read
+    # Unrefined, the full-resolution plane comes once.
+    updates = list(
+        alpha_update_job(
+            8, image, difference, 1.5, lead_ndim=0, visible=(), region=None, shown=shown,
+            preview_pixels=10**9, cancelled=threading.Event(), gate=threading.Semaphore(1), channel_axis=None,
+            refine=False, **options,
+        )
+    )
+    assert [update.preview for update in updates] == [False]
 
 
 def test_a_cancelled_update_computes_nothing_more(tiny_model, helpers):

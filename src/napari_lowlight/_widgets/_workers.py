@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 
 import napari_lowlight as core
+from napari_lowlight.inference import _refines
 from napari_lowlight.intensity import is_dask
+from napari_lowlight.planes import normalise_channel_axis
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +197,10 @@ class AlphaUpdate:
     generation: int
     #: Leading (stack) index of the plane; ``()`` for a 2-D image.
     index: tuple[int, ...]
-    #: The whole plane: full resolution, or a preview (coarse where it is on screen).
+    #: The whole plane: full resolution, or a preview.
     plane: np.ndarray
+    #: Whether a later update replaces this plane: a coarse preview of the part on screen, or the
+    #: plane at full resolution before its refinement.
     preview: bool
 
 
@@ -223,7 +227,8 @@ def alpha_update_job(
     preview of it: its on-screen ``region`` ``(y0, y1, x0, x1)`` (None: all of it) from
     at most ``preview_pixels`` computed pixels, pasted into the plane as ``shown``
     (the restored layer's current data, only read) holds it; then that plane at full
-    resolution; then the other planes of a stack.
+    resolution (first unrefined, as a preview, when ``options`` refine it); then the other
+    planes of a stack.
 
     Each computation runs while holding ``gate`` (a semaphore bounding how many
     updates compute at once) and only while ``cancelled`` is unset: a newer alpha sets
@@ -256,12 +261,23 @@ def alpha_update_job(
                 return
             yield AlphaUpdate(generation, visible, plane, True)
     for index in indices:
-        # The whole image as context: the plane matches the stack's result.
-        plane = computed(
-            lambda index=index: core.enhance(
-                image[index], difference[index], alpha, channel_axis=channel_axis, context_image=image, **options
+
+        def enhanced(index=index, **changed):
+            # The whole image as context: the plane matches the stack's result.
+            return core.enhance(
+                image[index], difference[index], alpha, channel_axis=channel_axis, context_image=image, **(options | changed)
             )
-        )
+
+        shape = image[index].shape
+        refined = _refines(options.get("refine", True), alpha, normalise_channel_axis(channel_axis, len(shape)), shape)
+        if index == visible and refined:
+            # The refinement takes about as long as the network pass again: the plane on screen
+            # shows the network's output first.
+            plane = computed(lambda: enhanced(refine=False))
+            if plane is None:
+                return
+            yield AlphaUpdate(generation, index, plane, True)
+        plane = computed(enhanced)
         if plane is None:
             return
         yield AlphaUpdate(generation, index, plane, False)

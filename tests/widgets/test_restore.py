@@ -177,8 +177,9 @@ def test_stack_updates_visible_plane_first_then_the_rest(qtbot, viewer, widget, 
         assert worker is not None
         # Nothing was computed in the GUI thread: the layer is unchanged until the worker delivers.
         np.testing.assert_array_equal(restored.data, old)
-    assert [update.index for update in updates] == [(2,), (0,), (1,), (3,)]  # the plane on screen first
-    assert not any(update.preview for update in updates)  # 32x32 planes need no preview
+    # The plane on screen first, the network's output and then refined; 32x32 planes need no coarse preview.
+    assert [update.index for update in updates] == [(2,), (2,), (0,), (1,), (3,)]
+    assert [update.preview for update in updates] == [True, False, False, False, False]
     np.testing.assert_array_equal(restored.data, new)
     assert widget.status.progress == 1.0
 

@@ -53,9 +53,9 @@ def local_linear_fit(guide: np.ndarray, source: np.ndarray, radius: int, fitted_
 
     In every ``(2 * radius + 1)``-square window (borders mirrored) the slope is the window's
     covariance of guide and source over ``fitted_variance(guide_mean, guide_variance,
-    covariance, source_variance)`` (the guide's variance, regularised as the caller needs,
-    from the window's statistics); each pixel takes the mean slope and offset of the windows
-    that hold it. ``guide`` and ``source`` are float64 arrays of one 2-D shape.
+    covariance, source_mean)`` (the guide's variance, regularised as the caller needs, from
+    the window's statistics); each pixel takes the mean slope and offset of the windows that
+    hold it. ``guide`` and ``source`` are float64 arrays of one 2-D shape.
     """
 
     def mean(values):
@@ -63,8 +63,7 @@ def local_linear_fit(guide: np.ndarray, source: np.ndarray, radius: int, fitted_
 
     guide_mean, source_mean = mean(guide), mean(source)
     guide_variance = mean(guide * guide) - guide_mean**2
-    source_variance = mean(source * source) - source_mean**2
     covariance = mean(guide * source) - guide_mean * source_mean
-    slope = covariance / fitted_variance(guide_mean, guide_variance, covariance, source_mean, source_variance)
+    slope = covariance / fitted_variance(guide_mean, guide_variance, covariance, source_mean)
     offset = source_mean - slope * guide_mean
     return mean(slope), mean(offset)

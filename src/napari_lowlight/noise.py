@@ -278,12 +278,16 @@ def refine_brightened(noisy: np.ndarray, restored: np.ndarray, noise: NoiseModel
     if noisy.ndim != 2 or noisy.shape != restored.shape:
         raise ValueError(f"noisy and restored have shapes {noisy.shape} and {restored.shape}; expected one 2-D shape")
 
-    def signal_variance(frame_mean, frame_variance, covariance, restored_mean, restored_variance):
+    def window_mean(values):
+        return ndimage.uniform_filter(values, 2 * TONE_RADIUS + 1, mode="reflect")
+
+    def signal_variance(frame_mean, frame_variance, covariance, restored_mean):
         # The fitted noise, read off texture on a clean textured frame, can leave too little
         # variance and steepen the slope into a contrast boost the restore does not have. The
         # slope is held to the larger of the restore's own contrast (var(restored) / covariance,
         # the slope when the restore keeps the frame's noise) and its local brightening (mean
         # over mean, the slope of an exposure change).
+        restored_variance = window_mean(restored * restored) - restored_mean**2
         magnitude = np.abs(covariance)
         steepest = np.maximum(restored_variance / np.maximum(magnitude, 1e-12), restored_mean / np.maximum(frame_mean, 1e-6))
         at_steepest = magnitude / np.maximum(steepest, 1e-12)
@@ -291,8 +295,7 @@ def refine_brightened(noisy: np.ndarray, restored: np.ndarray, noise: NoiseModel
         return np.maximum.reduce([less_noise, 0.25 * frame_variance, at_steepest]) + 1e-6
 
     slope, offset = local_linear_fit(noisy, restored, TONE_RADIUS, signal_variance)
-    frame_mean = ndimage.uniform_filter(noisy, 2 * TONE_RADIUS + 1, mode="reflect")
-    variance = slope**2 * noise.variance(frame_mean)
+    variance = slope**2 * noise.variance(window_mean(noisy))
     return _refined(
         slope * noisy + offset, restored, lambda _: variance, REFINE_BLOCK, REFINE_STEP, REFINE_PASSES, 1.0, REFINE_GUIDE_BLOCK, torch.device(device)
     )

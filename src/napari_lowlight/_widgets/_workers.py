@@ -268,9 +268,9 @@ def alpha_update_job(
                 image[index], difference[index], alpha, channel_axis=channel_axis, context_image=image, **(options | changed)
             )
 
-        shape = image[index].shape
-        refined = _refines(options.get("refine", True), alpha, normalise_channel_axis(channel_axis, len(shape)), shape)
-        if index == visible and refined:
+        if index == visible and _refines(
+            options.get("refine", True), alpha, normalise_channel_axis(channel_axis, image[index].ndim), image[index].shape
+        ):
             # The refinement takes about as long as the network pass again: the plane on screen
             # shows the network's output first.
             plane = computed(lambda: enhanced(refine=False))

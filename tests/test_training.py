@@ -248,6 +248,8 @@ def test_colour_and_stacks_are_accepted(rng):
         ({"black_level_range": (0.1, 1.0)}, r"black_level_range must be \(low, high\) with 0 <= low"),
         ({"shadow_crush_fraction": 1.0}, "shadow_crush_fraction"),
         ({"shadow_crush_range": (0.3, 0.2)}, r"shadow_crush_range must be \(low, high\) with 0 <= low"),
+        ({"strength_fraction": -0.1}, "strength_fraction"),
+        ({"strength_range": (2.0, 1.0)}, r"strength_range must be \(low, high\) with 0 <= low"),
         ({"noise_free_fraction": 1.0}, "noise_free_fraction"),
     ],
 )
@@ -276,7 +278,7 @@ def test_mismatched_pairs_are_refused(smooth_image):
 def test_undarkened_samples_are_the_clean_patches_with_only_their_noise(smooth_image):
     source = _PatchSource([smooth_image], 16, None, "images")
     config = TrainingConfig(steps=1, denoise_fraction=0.5, noise=None, quantize_fraction=0.0)
-    low, clean, _, alpha, _, _ = _synthetic_batch(source, config, step=0, count=64)
+    low, clean, _, alpha, *_ = _synthetic_batch(source, config, step=0, count=64)
     undarkened = alpha == 0
     assert 10 < int(undarkened.sum()) < 54
     torch.testing.assert_close(low[undarkened], clean[undarkened], rtol=0, atol=0)
@@ -355,7 +357,7 @@ def test_exposure_samples_are_the_clean_patches_scaled_down_with_saturation_kept
     image[:8] = 1.0  # a saturated light source
     source = _PatchSource([image], 16, None, "images")
     config = TrainingConfig(steps=1, exposure_fraction=0.5, noise=None, quantize_fraction=0.0)
-    low, clean, difference, alpha, _, _ = _synthetic_batch(source, config, step=0, count=64)
+    low, clean, difference, alpha, *_ = _synthetic_batch(source, config, step=0, count=64)
     # Exposure samples are at alpha 1 (Eq. 5's draws never are exactly).
     exposure = alpha == 1
     assert 10 < int(exposure.sum()) < 54
@@ -369,6 +371,28 @@ def test_exposure_samples_are_the_clean_patches_scaled_down_with_saturation_kept
     per_sample = per_sample.view(-1, 1, 1, 1)
     torch.testing.assert_close(torch.where(saturated, per_sample, kept), per_sample.expand_as(kept))
     torch.testing.assert_close(low + difference, clean)
+
+
+def test_strength_samples_target_the_image_restored_at_their_strength(smooth_image):
+    source = _PatchSource([smooth_image], 16, None, "images")
+    config = TrainingConfig(steps=1, denoise_fraction=0.3, exposure_fraction=0.35, noise=None, quantize_fraction=0.0)
+    plain = _synthetic_batch(source, config, step=0, count=128)
+    batch = _synthetic_batch(source, dataclasses.replace(config, strength_fraction=0.5), step=0, count=128)
+    assert plain.strength is None and plain.network_alpha is plain.alpha
+    # The same samples, their true alpha and D: only the strength and the target move.
+    for name in ("low", "difference", "alpha", "context"):
+        torch.testing.assert_close(getattr(batch, name), getattr(plain, name), rtol=0, atol=0)
+    off = batch.strength != batch.alpha
+    assert 20 < int(off.sum()) < 70
+    assert (batch.alpha[off] > 0).all()  # undarkened samples have no D to brighten by
+    assert ((batch.strength >= 0) & (batch.strength <= 3)).all()
+    torch.testing.assert_close(batch.target[~off], plain.target[~off], rtol=0, atol=0)
+    shift = (batch.strength - batch.alpha)[off].view(-1, 1, 1, 1)
+    restored_at_strength = (plain.target[off] + shift * plain.difference[off]).clamp(0, 1)
+    torch.testing.assert_close(batch.target[off], restored_at_strength)
+    # Brighter above the true alpha, darker below: the strength a user sets is what the target follows.
+    brighter = batch.target[off].mean(dim=(1, 2, 3)) - plain.target[off].mean(dim=(1, 2, 3))
+    assert ((brighter > 0) == (shift.flatten() > 0)).all()
 
 
 def test_dim_images_stay_undarkened_in_their_own_share(smooth_image):

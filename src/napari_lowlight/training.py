@@ -103,6 +103,15 @@ class TrainingConfig:
     #: training photographs rarely have.
     shadow_crush_fraction: float = 0.0
     shadow_crush_range: tuple[float, float] = (0.0, 0.25)
+    #: Share of the darkened samples that Enhance-Net runs at a strength ``s`` other than their
+    #: alpha, uniform in ``strength_range``, against the target ``clip(I + (s - alpha) * D)``:
+    #: partly restored below alpha, brighter above. Trained at the true alpha alone, the
+    #: network's output on a dark photograph came out darker at alpha 1.2 than at 1 (nothing
+    #: taught it what an alpha off the darkening means); with them, the user's alpha is a
+    #: strength the output follows. The alpha estimator and Estimate-Net still learn the true
+    #: alpha and ``D``.
+    strength_fraction: float = 0.0
+    strength_range: tuple[float, float] = (0.0, 3.0)
     noise: str | None = "mixed"
     #: Share of the samples recorded without sensor noise (quantised only, when drawn). Without
     #: them every training input is noisy, and the network smooths a clean photograph's texture
@@ -152,9 +161,9 @@ class TrainingConfig:
         regularisation = self.neighbour_regularisation
         if isinstance(regularisation, bool) or not (isinstance(regularisation, (int, float)) and 0 <= regularisation < math.inf):
             raise ValueError(f"neighbour_regularisation must be a non-negative number, got {regularisation!r}")
-        for name in ("alpha_range", "gamma_range", "noise_sigma_range", "photons_range"):
+        for name in ("alpha_range", "gamma_range", "noise_sigma_range", "photons_range", "strength_range"):
             low, high = getattr(self, name)
-            zero_allowed = name == "noise_sigma_range"  # no read noise
+            zero_allowed = name in ("noise_sigma_range", "strength_range")  # no read noise; denoise only
             if not (0 <= low <= high) or (not zero_allowed and low == 0):
                 bound = "0 <= low <= high" if zero_allowed else "0 < low <= high"
                 raise ValueError(f"{name} must be (low, high) with {bound}, got {(low, high)!r}")
@@ -171,6 +180,7 @@ class TrainingConfig:
             "exposure_fraction",
             "black_level_fraction",
             "shadow_crush_fraction",
+            "strength_fraction",
             "noise_free_fraction",
         ):
             value = getattr(self, name)
@@ -218,6 +228,13 @@ class _Batch(NamedTuple):
     context: torch.Tensor
     #: Where the output is scored (self-supervised: the blind spots); None: everywhere.
     mask: torch.Tensor | None = None
+    #: The alpha Enhance-Net runs at, where it is not ``alpha`` (``TrainingConfig.strength_fraction``).
+    strength: torch.Tensor | None = None
+
+    @property
+    def network_alpha(self) -> torch.Tensor:
+        """The alpha the network restores ``low`` at (``target`` is its output's goal there)."""
+        return self.alpha if self.strength is None else self.strength
 
     def to(self, device) -> _Batch:
         return _Batch(*(t if t is None else t.to(device) for t in self))
@@ -341,6 +358,8 @@ class _Degradation:
     photons: torch.Tensor
     shot: torch.Tensor
     bits: torch.Tensor
+    #: The alpha Enhance-Net restores at: ``alpha``, or another strength (``TrainingConfig.strength_fraction``).
+    strength: torch.Tensor
 
     @classmethod
     def draw(cls, rng: np.random.Generator, config: TrainingConfig, dim: np.ndarray) -> _Degradation:
@@ -383,7 +402,12 @@ class _Degradation:
             noise_free = torch.from_numpy(rng.random(count) < config.noise_free_fraction)
             sigma[noise_free] = 0.0
             shot &= ~noise_free
-        return cls(alpha, gamma, depth, black, crush, sigma, photons, shot, bits)
+        strength = alpha.clone()
+        if config.strength_fraction:  # drawn only then, so runs without it keep their random stream
+            # Undarkened samples hold no D that Estimate-Net learns to see, to brighten by.
+            off = torch.from_numpy(rng.random(count) < config.strength_fraction) & (alpha > 0)
+            strength[off] = uniform(config.strength_range)[off]
+        return cls(alpha, gamma, depth, black, crush, sigma, photons, shot, bits, strength)
 
     def recorded(self, clean: torch.Tensor) -> torch.Tensor:
         """``clean``, shadows crushed, over each sample's black level: the noise-free frame, and the target."""
@@ -415,7 +439,11 @@ def _synthetic_batch(source: _PatchSource, config: TrainingConfig, step: int, co
     low = degradation.apply(clean_t, config, generator)
     low_pixels = degradation.apply(pixels_t, config, generator)
     difference = _difference(clean_t, *(_per_sample(v, clean_t) for v in (degradation.gamma, degradation.depth)))
-    return _Batch(low, clean_t, difference, degradation.alpha, image_context(low_pixels))
+    if not config.strength_fraction:
+        return _Batch(low, clean_t, difference, degradation.alpha, image_context(low_pixels))
+    # The clean image restored at the strength: I - alpha * D, the noise-free low, brightened by strength * D.
+    target = (clean_t + _per_sample(degradation.strength - degradation.alpha, clean_t) * difference).clamp(0, 1)
+    return _Batch(low, target, difference, degradation.alpha, image_context(low_pixels), strength=degradation.strength)
 
 
 def _context_batch(source: _PatchSource, config: TrainingConfig, step: int, count: int):
@@ -828,8 +856,11 @@ def train(
         ``black_level_range``, ``b + (1 - b) * I``, target included; ``shadow_crush_fraction``:
         the share of samples whose clean image has its shadows crushed to true black by a
         threshold ``t`` uniform in ``shadow_crush_range``, ``max(I - t, 0) / (1 - t)``, target
-        included; ``noise_free_fraction``: the share of samples recorded without sensor noise,
-        quantised only, so that the network learns to leave a clean image's texture alone).
+        included; ``strength_fraction``: the share of darkened samples restored at a strength
+        ``s`` uniform in ``strength_range`` instead of their alpha, to ``clip(I + (s - alpha) * D)``,
+        so that the output follows the alpha a user sets; ``noise_free_fraction``: the share of
+        samples recorded without sensor noise, quantised only, so that the network learns to
+        leave a clean image's texture alone).
 
     Yields
     ------
@@ -1089,8 +1120,9 @@ def _train_loop(
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * 0.1 ** sum(step >= milestone for milestone in milestones)
             began = time.perf_counter()
-            low, target, difference, alpha, context, scored = make_batch(step, config.batch_size).to(device)
-            low = low.contiguous(memory_format=memory_format)
+            batch = make_batch(step, config.batch_size).to(device)
+            low = batch.low.contiguous(memory_format=memory_format)
+            target, difference, alpha, context, scored = batch.target, batch.difference, batch.alpha, batch.context, batch.mask
             estimator_alpha, estimator_context = alpha, context
             if config.alpha_batch_size:
                 more_alpha, more_context = make_contexts(step, config.alpha_batch_size)
@@ -1103,7 +1135,7 @@ def _train_loop(
                 if config.self_supervised:
                     restored = denoise(low, context)
                 else:
-                    restored, estimated = model(low, alpha, context)
+                    restored, estimated = model(low, batch.network_alpha, context)
                 restored = restored.float()
                 if scored is None:
                     loss = F.mse_loss(restored, target)
@@ -1138,7 +1170,7 @@ def _train_loop(
             validating = validate_every and (done % validate_every == 0 or done == config.steps)
             if validation is not None and validating:
                 with torch.inference_mode():
-                    validated = average.model(validation.low, validation.alpha, validation.context)[0]
+                    validated = average.model(validation.low, validation.network_alpha, validation.context)[0]
                     psnr = _psnr(validated.float(), validation.target)
             # The preview also at the end, so a run without validations still shows its result.
             if preview is not None and (validating or done == config.steps):

@@ -470,18 +470,19 @@ def test_a_new_model_trained_with_undarkened_samples_can_estimate_alpha_zero(smo
     assert estimate_alpha(smooth_image, model=denoiser, photograph=True) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_fine_tuning_keeps_the_undarkened_share_of_the_run_that_trained_the_model(smooth_image, tmp_path):
+def test_fine_tuning_keeps_the_shares_that_define_alpha_of_the_run_that_trained_the_model(smooth_image, tmp_path):
     small = dict(steps=1, batch_size=4, patch_size=16, device="cpu", validate_every=0)
-    _, denoiser = _run(train([smooth_image], denoise_fraction=0.3, **small))
-    loaded = load_model(save_model(denoiser, tmp_path / "d.safetensors", training=denoiser.training_config))
-    _, tuned = _run(train([smooth_image], model=loaded, **small))  # trained in place: records 0.3 again
-    assert tuned.training_config["denoise_fraction"] == 0.3
+    _, trained = _run(train([smooth_image], denoise_fraction=0.3, strength_fraction=0.4, **small))
+    loaded = load_model(save_model(trained, tmp_path / "d.safetensors", training=trained.training_config))
+    _, tuned = _run(train([smooth_image], model=copy.deepcopy(loaded), **small))
+    assert (tuned.training_config["denoise_fraction"], tuned.training_config["strength_fraction"]) == (0.3, 0.4)
     _, paired = _run(train(pairs=[(smooth_image**2, smooth_image)], model=copy.deepcopy(loaded), **small))
-    assert paired.training_config["denoise_fraction"] == 0.0  # real pairs: nothing to leave undarkened
-    _, told = _run(train([smooth_image], model=loaded, denoise_fraction=0.0, **small))
-    assert told.training_config["denoise_fraction"] == 0.0
+    # Real pairs: nothing to leave undarkened or to restore at another strength.
+    assert (paired.training_config["denoise_fraction"], paired.training_config["strength_fraction"]) == (0.0, 0.0)
+    _, told = _run(train([smooth_image], model=loaded, denoise_fraction=0.0, strength_fraction=0.0, **small))
+    assert (told.training_config["denoise_fraction"], told.training_config["strength_fraction"]) == (0.0, 0.0)
     _, fresh = _run(train([smooth_image], model=new_model(width=4), **small))
-    assert fresh.training_config["denoise_fraction"] == 0.0
+    assert (fresh.training_config["denoise_fraction"], fresh.training_config["strength_fraction"]) == (0.0, 0.0)
 
 
 # Self-supervised training on noisy frames alone (train(noisy=...), blind-spot masking).

@@ -754,6 +754,7 @@ def train(
     checkpoint_every=500,
     freeze_batchnorm=None,
     denoise_fraction=None,
+    strength_fraction=None,
     data_range=None,
     preview=None,
     **options,
@@ -833,7 +834,14 @@ def train(
         does not look darkened. A new model's alpha estimator then ranges over [0, 2]
         (a ``model`` passed in keeps its own range). None (default): the share of the
         run being resumed from ``checkpoint``, else of the run that trained ``model``
-        (the shipped weights: 0.2), else 0 (the paper's recipe).
+        (fine-tuning keeps alpha 0 trained), else 0 (the paper's recipe).
+    strength_fraction : float in [0, 1) or None, optional
+        Share of the darkened samples that Enhance-Net restores at a strength ``s`` uniform
+        in ``strength_range`` (a further option, default [0, 3], the slider's range) instead
+        of their alpha, to ``clip(I + (s - alpha) * D)``: the output then follows the alpha a
+        user sets, brighter as it rises. None (default): as for ``denoise_fraction`` (the
+        shipped weights were trained with strength samples, and their fine-tunes keep them),
+        else 0 (the paper's recipe).
     data_range : float, optional
         The value of full intensity in the images of ``images``, ``pairs`` or ``noisy``
         (not ``dim_images``), e.g. 4095 for a 12-bit camera's frames stored as uint16 (as
@@ -856,9 +864,7 @@ def train(
         ``black_level_range``, ``b + (1 - b) * I``, target included; ``shadow_crush_fraction``:
         the share of samples whose clean image has its shadows crushed to true black by a
         threshold ``t`` uniform in ``shadow_crush_range``, ``max(I - t, 0) / (1 - t)``, target
-        included; ``strength_fraction``: the share of darkened samples restored at a strength
-        ``s`` uniform in ``strength_range`` instead of their alpha, to ``clip(I + (s - alpha) * D)``,
-        so that the output follows the alpha a user sets; ``noise_free_fraction``: the share of
+        included; ``noise_free_fraction``: the share of
         samples recorded without sensor noise, quantised only, so that the network learns to
         leave a clean image's texture alone).
 
@@ -901,7 +907,10 @@ def train(
         self_supervised=self_supervised,
         freeze_batchnorm=_default_freeze(model, resumed) if freeze_batchnorm is None else freeze_batchnorm,
         denoise_fraction=(
-            _default_denoise_fraction(model, resumed, pairs) if denoise_fraction is None else denoise_fraction
+            _inherited_share("denoise_fraction", model, resumed, pairs) if denoise_fraction is None else denoise_fraction
+        ),
+        strength_fraction=(
+            _inherited_share("strength_fraction", model, resumed, pairs) if strength_fraction is None else strength_fraction
         ),
         **options,
     )
@@ -1041,14 +1050,14 @@ def _default_freeze(model, resumed: dict | None) -> bool:
     return model is not None and any(int(norm.num_batches_tracked) > 0 for norm in _batchnorms(model))
 
 
-def _default_denoise_fraction(model, resumed: dict | None, pairs) -> float:
-    """``denoise_fraction`` when not given: 0 for real pairs (nothing is synthesised), the
-    resumed run's (``resumed``), else that of the run that trained ``model`` (fine-tuning
-    keeps alpha 0 trained), else 0."""
+def _inherited_share(name: str, model, resumed: dict | None, pairs) -> float:
+    """The share ``name`` (``denoise_fraction``, ``strength_fraction``) when not given: 0 for
+    real pairs (nothing is synthesised), the resumed run's (``resumed``), else that of the run
+    that trained ``model`` (a fine-tune keeps what the weights' alpha means), else 0."""
     if pairs is not None:
         return 0.0
     recorded = resumed if resumed is not None else getattr(model, "training_config", None) or {}
-    return recorded.get("denoise_fraction", 0.0)  # TrainingConfig checks it
+    return recorded.get(name, 0.0)  # TrainingConfig checks it
 
 
 def _batchnorms(model) -> list:
